@@ -1,0 +1,33 @@
+//! One file per verb family; each loads what it needs, calls the library
+//! and prints. `dispatch` returns the process exit status.
+
+mod generate;
+mod images;
+mod login;
+mod mount;
+mod pull;
+
+use crate::cli::{Cli, Command};
+use anyhow::{Context, Result};
+use berth_store::Store;
+
+pub fn open_store(cli: &Cli) -> Result<Store> {
+    Store::open(&cli.root).with_context(|| format!("cannot open the store at {}", cli.root.display()))
+}
+
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    match &cli.command {
+        Command::Pull(a) => pull::run(&cli, a),
+        Command::Images(a) => images::list(&cli, a.json),
+        Command::Inspect(a) => images::inspect(&cli, &a.name, a.json),
+        Command::Rmi(a) => images::rmi(&cli, &a.names, a.force),
+        Command::Tag { src, dst } => images::tag(&cli, src, dst),
+        Command::Gc(a) => images::gc(&cli, a.json),
+        Command::Mount { image, dir } => mount::mount(&cli, image, dir),
+        Command::Unmount { dir } => mount::unmount(dir),
+        Command::Login(a) => login::login(a),
+        Command::Logout(a) => login::logout(a),
+        Command::Completions { shell } => generate::completions(*shell),
+        Command::GenerateMan { dir } => generate::man(dir),
+    }
+}

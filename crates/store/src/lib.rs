@@ -1,0 +1,94 @@
+//! berth's content-addressed store: verified blobs, unpacked layers shared
+//! by every image that uses them, image records and the names that point at
+//! them. Nothing here knows about namespaces.
+//!
+//! ```text
+//! ROOT/                      /var/lib/berth, --root DIR or BERTH_ROOT
+//! ├── blobs/sha256/HEX       manifests, configs and compressed layers,
+//! │                          each verified against HEX before it lands
+//! ├── layers/HEX/            one unpacked layer per diff_id HEX, in
+//! │                          overlayfs form: whiteouts are 0:0 character
+//! │                          devices, opaque dirs carry trusted.overlay.opaque=y
+//! ├── images/HEX.json        image record, HEX = config digest (the image ID)
+//! ├── refs.json              { "registry/repo:tag": "sha256:CONFIG", … }
+//! ├── tmp/                   staging: everything is built here, then renamed
+//! └── locks/
+//!     ├── gc                 shared by pulls, exclusive for gc and rmi
+//!     └── refs               exclusive around every change of refs.json
+//! ```
+//!
+//! **Atomicity.** Blobs and layers are written under `tmp/` and renamed into
+//! place only once their digests check out (`renameat2(RENAME_NOREPLACE)`
+//! for layers, so of two concurrent pulls one wins and the other drops its
+//! copy). An image record is written before its name is added to
+//! `refs.json`, and `refs.json` is replaced by rename: an image is visible
+//! whole or not at all, whenever the process dies.
+//!
+//! **Garbage collection.** `gc` takes `locks/gc` exclusively (so no pull is
+//! half-way), drops image records no name points at, then every layer and
+//! blob no remaining record uses, then everything under `tmp/`.
+
+// Errors carry the names and digests a user needs; they are built once per
+// failed command, so their size costs nothing that matters.
+#![allow(clippy::result_large_err)]
+
+pub mod blobs;
+pub mod error;
+pub mod gc;
+pub mod images;
+pub mod lock;
+pub mod mount;
+pub mod pull;
+pub mod unpack;
+
+pub use error::StoreError;
+pub use images::{ImageRecord, LayerRecord};
+
+use std::path::{Path, PathBuf};
+
+/// The default store location.
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+
+/// A store rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating its skeleton if needed) the store at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let root = root.into();
+        for d in ["blobs/sha256", "layers", "images", "tmp", "locks"] {
+            let p = root.join(d);
+            std::fs::create_dir_all(&p).map_err(|e| StoreError::io(format!("creating {}", p.display()), e))?;
+        }
+        let root =
+            std::fs::canonicalize(&root).map_err(|e| StoreError::io(format!("resolving {}", root.display()), e))?;
+        Ok(Store { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, d: &berth_oci::Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    pub fn layer_path(&self, diff_id: &berth_oci::Digest) -> PathBuf {
+        self.root.join("layers").join(diff_id.hex())
+    }
+
+    pub fn image_path(&self, id: &berth_oci::Digest) -> PathBuf {
+        self.root.join("images").join(format!("{}.json", id.hex()))
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn lock_path(&self, name: &str) -> PathBuf {
+        self.root.join("locks").join(name)
+    }
+}
