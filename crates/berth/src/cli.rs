@@ -40,6 +40,8 @@ pub enum Command {
     Mount { image: String, dir: PathBuf },
     /// Unmount what `berth mount` mounted
     Unmount { dir: PathBuf },
+    /// Run a command in a container made from an image, a machine or a directory
+    Run(Box<RunArgs>),
     /// Store credentials for a registry
     Login(LoginArgs),
     /// Remove stored credentials for a registry
@@ -93,6 +95,97 @@ pub struct PullArgs {
     /// Layers downloaded at once
     #[arg(long, default_value_t = 3, hide = true)]
     pub jobs: usize,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  berth run busybox echo hello\n  berth run --name web -E PORT=8080 myimage\n  berth run -M web /bin/sh\n  berth run -D /srv/tree --read-only /bin/ls /\n  echo hi | berth run busybox cat"
+)]
+pub struct RunArgs {
+    /// Run the machine NAME (made by `--name`, `create`, `clone` or `import`)
+    #[arg(short = 'M', long = "machine", value_name = "NAME", conflicts_with = "directory")]
+    pub machine: Option<String>,
+    /// Run in place in the directory tree DIR, as systemd-nspawn -D does
+    #[arg(short = 'D', long = "directory", value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// Keep the container as machine NAME for later `run -M NAME`
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Remove the machine made by --name once the command exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Throw away changes at exit, even with -M or -D
+    #[arg(short = 'x', long)]
+    pub ephemeral: bool,
+    /// Volatile root: yes (tmpfs root, /usr from the tree), state (/var on tmpfs), overlay (tmpfs overlay)
+    #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "yes", require_equals = true)]
+    pub volatile: Option<String>,
+    /// Mount the root read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Bind-mount a host path: SRC[:DST[:OPTS]] (OPTS: rbind, norbind, ro)
+    #[arg(long, value_name = "SRC[:DST[:OPTS]]")]
+    pub bind: Vec<String>,
+    /// Bind-mount a host path read-only
+    #[arg(long, value_name = "SRC[:DST[:OPTS]]")]
+    pub bind_ro: Vec<String>,
+    /// Mount a tmpfs: DST[:OPTS]
+    #[arg(long, value_name = "DST[:OPTS]")]
+    pub tmpfs: Vec<String>,
+    /// Overlay mount: LOWER[:LOWER…]:UPPER:DST (empty UPPER: changes in a throw-away tmpfs)
+    #[arg(long, value_name = "LOWER:…:UPPER:DST")]
+    pub overlay: Vec<String>,
+    /// Read-only overlay mount: LOWER[:LOWER…]:DST
+    #[arg(long, value_name = "LOWER:…:DST")]
+    pub overlay_ro: Vec<String>,
+    /// Set an environment variable
+    #[arg(short = 'E', long = "setenv", value_name = "NAME=VALUE")]
+    pub setenv: Vec<String>,
+    /// Run as NAME|UID[:GROUP|GID], looked up in the container's /etc/passwd
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Working directory in the container
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<String>,
+    /// Hostname (default: the machine name)
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Give the command a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Keep stdin open (it is passed through unless -t)
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// A network namespace with only lo, up
+    #[arg(long)]
+    pub private_network: bool,
+    /// Add capabilities (CAP_NAME, comma-separated, or all)
+    #[arg(long, value_name = "CAPS")]
+    pub capability: Vec<String>,
+    /// Drop capabilities (CAP_NAME, comma-separated, or all)
+    #[arg(long, value_name = "CAPS")]
+    pub drop_capability: Vec<String>,
+    /// Memory limit (RAM and swap), e.g. 256M
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU limit in CPUs, e.g. 0.5
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Limit on the number of processes
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<u64>,
+    /// /etc/resolv.conf: copy-host (default), replace-host, bind-host, delete, off
+    #[arg(long, value_name = "MODE", default_value = "copy-host")]
+    pub resolv_conf: String,
+    /// Override the image's entrypoint
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Run without the seccomp filter
+    #[arg(long, hide = true)]
+    pub no_seccomp: bool,
+    /// IMAGE (without -M/-D), then the command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "IMAGE|CMD")]
+    pub args: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod output;
+mod process;
 mod progress;
 
 use clap::Parser;

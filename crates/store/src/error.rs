@@ -37,6 +37,12 @@ pub enum StoreError {
     Corrupt { path: String, why: String },
     #[error("{0}")]
     Mount(String),
+    #[error("machine {0:?} already exists: run it with `berth run -M {0}`, or pick another name")]
+    MachineExists(String),
+    #[error("machine {0:?} not found: see `berth machines`")]
+    UnknownMachine(String),
+    #[error("machine {0:?} is running: stop it first")]
+    MachineRunning(String),
 }
 
 impl StoreError {

@@ -11,6 +11,7 @@
 //! │                          devices, opaque dirs carry trusted.overlay.opaque=y
 //! ├── images/HEX.json        image record, HEX = config digest (the image ID)
 //! ├── refs.json              { "registry/repo:tag": "sha256:CONFIG", … }
+//! ├── machines/NAME/          writable machines (see machines.rs)
 //! ├── tmp/                   staging: everything is built here, then renamed
 //! └── locks/
 //!     ├── gc                 shared by pulls, exclusive for gc and rmi
@@ -37,6 +38,7 @@ pub mod error;
 pub mod gc;
 pub mod images;
 pub mod lock;
+pub mod machines;
 pub mod mount;
 pub mod pull;
 pub mod unpack;

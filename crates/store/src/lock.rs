@@ -31,6 +31,11 @@ impl Store {
         self.lock(name, FlockOperation::LockShared)
     }
 
+    /// Exclusive lock on `name` without waiting; `WouldBlock` when held.
+    pub fn try_lock_exclusive(&self, name: &str) -> Result<LockGuard, StoreError> {
+        self.lock(name, FlockOperation::NonBlockingLockExclusive)
+    }
+
     /// Exclusive lock on `name`.
     pub fn lock_exclusive(&self, name: &str) -> Result<LockGuard, StoreError> {
         self.lock(name, FlockOperation::LockExclusive)

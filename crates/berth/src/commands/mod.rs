@@ -6,6 +6,7 @@ mod images;
 mod login;
 mod mount;
 mod pull;
+mod run;
 
 use crate::cli::{Cli, Command};
 use anyhow::{Context, Result};
@@ -25,6 +26,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Gc(a) => images::gc(&cli, a.json),
         Command::Mount { image, dir } => mount::mount(&cli, image, dir),
         Command::Unmount { dir } => mount::unmount(dir),
+        Command::Run(a) => run::run(&cli, a),
         Command::Login(a) => login::login(a),
         Command::Logout(a) => login::logout(a),
         Command::Completions { shell } => generate::completions(*shell),

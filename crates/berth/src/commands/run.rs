@@ -1,0 +1,204 @@
+//! `berth run`: pick the root filesystem (image, machine or directory),
+//! work out the process from the image config and the flags, and hand a
+//! `RunSpec` to the runtime. Exit status: the command's.
+
+use super::open_store;
+use crate::cli::{parse_size, Cli, RunArgs};
+use crate::process;
+use anyhow::{anyhow, bail, Context, Result};
+use berth_runtime::spec::{self, Limits, ResolvConf};
+use berth_runtime::{Rootfs, RunSpec, Volatile};
+use berth_store::{ImageRecord, Store};
+use std::path::{Path, PathBuf};
+
+/// A scratch directory under the store's `tmp/`, removed on drop.
+struct RunDir(PathBuf);
+
+impl RunDir {
+    fn new(store: &Store) -> Result<RunDir> {
+        let p = store.tmp_dir().join(format!("run-{}-{:x}", std::process::id(), rand()));
+        for d in ["root", "upper", "work", "lower", "volatile"] {
+            std::fs::create_dir_all(p.join(d)).with_context(|| format!("creating {}", p.display()))?;
+        }
+        Ok(RunDir(p))
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand() -> u64 {
+    let t =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    t ^ ((std::process::id() as u64) << 32)
+}
+
+fn config_of(store: &Store, rec: &ImageRecord) -> Result<serde_json::Value> {
+    let body = store.read_blob(&rec.id)?;
+    let v: serde_json::Value = serde_json::from_slice(&body).context("parsing the image config")?;
+    Ok(v.get("config").cloned().unwrap_or(serde_json::Value::Null))
+}
+
+/// An image's layers, top first; an empty directory stands in for none.
+fn lowers_of(store: &Store, rec: &ImageRecord, run: &RunDir) -> Result<Vec<PathBuf>> {
+    let mut l = store.lower_dirs(rec)?;
+    if l.is_empty() {
+        l.push(run.0.join("lower"));
+    }
+    Ok(l)
+}
+
+fn default_hostname(image: &str) -> String {
+    let base = image.split('@').next().unwrap_or(image);
+    let base = base.rsplit('/').next().unwrap_or(base);
+    let base = base.split(':').next().unwrap_or(base);
+    let h: String = base.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(63).collect();
+    if h.is_empty() {
+        "berth".into()
+    } else {
+        h
+    }
+}
+
+pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
+    let store = open_store(cli)?;
+    let (image_name, cmd) = if a.machine.is_some() || a.directory.is_some() {
+        (None, a.args.clone())
+    } else {
+        match a.args.split_first() {
+            Some((i, rest)) => (Some(i.clone()), rest.to_vec()),
+            None => bail!("no image given: use `berth run IMAGE [CMD…]`, `-M NAME` or `-D DIR`"),
+        }
+    };
+    if a.name.is_some() && image_name.is_none() {
+        bail!("--name makes a machine from an image; with -M or -D the machine or tree already exists");
+    }
+    let volatile: Volatile = a.volatile.as_deref().unwrap_or("no").parse().map_err(|e: String| anyhow!(e))?;
+    let run_dir = RunDir::new(&store)?;
+    let tmp_overlay =
+        |lowers: Vec<PathBuf>| Rootfs::Overlay { lowers, upper: run_dir.0.join("upper"), work: run_dir.0.join("work") };
+    let mut _lock = None;
+    let mut config = None;
+    let (rootfs, hostname) = if let Some(dir) = &a.directory {
+        let dir = std::fs::canonicalize(dir).with_context(|| format!("directory {} does not exist", dir.display()))?;
+        if !dir.is_dir() {
+            bail!("{} is not a directory", dir.display());
+        }
+        let h = default_hostname(&dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        (if a.ephemeral { tmp_overlay(vec![dir]) } else { Rootfs::Dir(dir) }, h)
+    } else if let Some(name) = &a.machine {
+        let m = store.load_machine(name)?;
+        _lock = Some(store.lock_machine(name)?);
+        let mdir = store.machine_dir(name);
+        let image_lowers = match &m.image {
+            Some(id) => {
+                let rec = store.resolve(&id.to_string()).with_context(|| format!("machine {name}'s image"))?;
+                config = Some(config_of(&store, &rec)?);
+                Some(lowers_of(&store, &rec, &run_dir)?)
+            }
+            None => None,
+        };
+        let rootfs = match (image_lowers, a.ephemeral) {
+            (Some(lowers), false) => Rootfs::Overlay { lowers, upper: mdir.join("upper"), work: mdir.join("work") },
+            (Some(lowers), true) => tmp_overlay(std::iter::once(mdir.join("upper")).chain(lowers).collect()),
+            (None, false) => Rootfs::Dir(mdir.join("upper")),
+            (None, true) => tmp_overlay(vec![mdir.join("upper")]),
+        };
+        (rootfs, name.clone())
+    } else {
+        let image = image_name.as_deref().unwrap_or_default();
+        let rec = store.resolve(image)?;
+        config = Some(config_of(&store, &rec)?);
+        let lowers = lowers_of(&store, &rec, &run_dir)?;
+        match &a.name {
+            Some(name) if !a.ephemeral => {
+                store.create_machine(name, Some(&rec.id))?;
+                _lock = Some(store.lock_machine(name)?);
+                let mdir = store.machine_dir(name);
+                (Rootfs::Overlay { lowers, upper: mdir.join("upper"), work: mdir.join("work") }, name.clone())
+            }
+            Some(name) => (tmp_overlay(lowers), name.clone()),
+            None => (tmp_overlay(lowers), default_hostname(image)),
+        }
+    };
+    let config = config.as_ref().filter(|c| !c.is_null());
+    let mut args = process::argv(config, a.entrypoint.as_deref(), &cmd);
+    if args.is_empty() {
+        if config.is_some() {
+            bail!("the image has no Entrypoint or Cmd: give a command, e.g. `berth run IMAGE /bin/sh`");
+        }
+        args.push("/bin/sh".into());
+    }
+    let mut mounts = Vec::new();
+    for b in &a.bind {
+        mounts.push(spec::parse_bind(b, false).map_err(|e| anyhow!(e))?);
+    }
+    for b in &a.bind_ro {
+        mounts.push(spec::parse_bind(b, true).map_err(|e| anyhow!(e))?);
+    }
+    for t in &a.tmpfs {
+        mounts.push(spec::parse_tmpfs(t).map_err(|e| anyhow!(e))?);
+    }
+    for o in &a.overlay {
+        mounts.push(spec::parse_overlay(o, false).map_err(|e| anyhow!(e))?);
+    }
+    for o in &a.overlay_ro {
+        mounts.push(spec::parse_overlay(o, true).map_err(|e| anyhow!(e))?);
+    }
+    for m in &mounts {
+        if let spec::BindMount::Bind { src, .. } = m {
+            if !Path::new(src).exists() {
+                bail!("bind source {} does not exist", src.display());
+            }
+        }
+    }
+    let limits = Limits {
+        memory: a.memory.as_deref().map(parse_size).transpose().map_err(|e| anyhow!(e))?,
+        cpus: a.cpus,
+        pids: a.pids_limit,
+    };
+    if a.cpus.is_some_and(|c| c.is_nan() || c <= 0.0) {
+        bail!("--cpus must be a positive number");
+    }
+    let spec = RunSpec {
+        rootfs: Some(rootfs),
+        args,
+        env: process::env(config, a.tty, &a.setenv).map_err(|e| anyhow!(e))?,
+        user: a.user.clone().or_else(|| process::field(config, "User").map(str::to_string)),
+        cwd: a.chdir.clone().or_else(|| process::field(config, "WorkingDir").map(str::to_string)),
+        hostname: a.hostname.clone().unwrap_or(hostname.clone()),
+        name: hostname,
+        read_only: a.read_only,
+        volatile,
+        private_network: a.private_network,
+        mounts,
+        resolv_conf: a.resolv_conf.parse::<ResolvConf>().map_err(|e| anyhow!(e))?,
+        tty: a.tty,
+        capabilities_add: a.capability.clone(),
+        capabilities_drop: a.drop_capability.clone(),
+        limits,
+        no_seccomp: a.no_seccomp,
+    };
+    let outcome = berth_runtime::run(&spec, &run_dir.0);
+    drop(_lock);
+    if a.rm {
+        if let Some(name) = &a.name {
+            store.remove_machine(name)?;
+        }
+    }
+    match outcome {
+        Ok(o) => {
+            if let Some(m) = o.message {
+                eprintln!("berth: {m}");
+            }
+            Ok(o.status)
+        }
+        Err(e) => {
+            eprintln!("berth: {e}");
+            Ok(125)
+        }
+    }
+}

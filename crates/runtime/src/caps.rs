@@ -1,0 +1,172 @@
+//! Capabilities: names, systemd-nspawn's default set for containers, and
+//! applying a set (bounding set dropped to it; permitted, effective and
+//! inheritable set to it for root). Capabilities the host's bounding set
+//! lacks (here CAP_SYS_RESOURCE) are left out quietly rather than failing.
+
+use rustix::thread::{self as t, CapabilitySet, CapabilitySets};
+
+/// Every capability name the kernel knows, by number.
+pub const NAMES: &[&str] = &[
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+];
+
+/// systemd-nspawn's default set for a container.
+pub const DEFAULT: &[&str] = &[
+    "audit_control",
+    "audit_write",
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "ipc_owner",
+    "kill",
+    "lease",
+    "linux_immutable",
+    "mknod",
+    "net_bind_service",
+    "net_broadcast",
+    "net_raw",
+    "setfcap",
+    "setgid",
+    "setpcap",
+    "setuid",
+    "sys_admin",
+    "sys_boot",
+    "sys_chroot",
+    "sys_nice",
+    "sys_ptrace",
+    "sys_resource",
+    "sys_tty_config",
+];
+
+/// The number of `name` (`CAP_NET_ADMIN`, `net_admin`, case-insensitive).
+pub fn number(name: &str) -> Option<u32> {
+    let n = name.to_ascii_lowercase();
+    let n = n.strip_prefix("cap_").unwrap_or(&n);
+    NAMES.iter().position(|x| *x == n).map(|i| i as u32)
+}
+
+/// The default set plus `add` minus `drop` (`all` works in both), as a bit mask.
+pub fn compute(add: &[String], drop: &[String], extra_default: &[&str]) -> Result<u64, String> {
+    let mut mask: u64 = 0;
+    for n in DEFAULT.iter().chain(extra_default) {
+        mask |= 1 << number(n).unwrap_or(0);
+    }
+    let parse = |list: &[String]| -> Result<u64, String> {
+        let mut m = 0u64;
+        for item in list.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
+            if item.eq_ignore_ascii_case("all") {
+                m |= (1u64 << NAMES.len()) - 1;
+                continue;
+            }
+            let bit =
+                number(item).ok_or_else(|| format!("unknown capability {item:?}: use names like CAP_NET_ADMIN"))?;
+            m |= 1 << bit;
+        }
+        Ok(m)
+    };
+    mask |= parse(add)?;
+    mask &= !parse(drop)?;
+    Ok(mask)
+}
+
+/// Names of the bits in `mask`, for messages.
+pub fn names(mask: u64) -> Vec<String> {
+    (0..NAMES.len())
+        .filter(|i| mask & (1 << i) != 0)
+        .map(|i| format!("CAP_{}", NAMES[i].to_ascii_uppercase()))
+        .collect()
+}
+
+/// The host bounding set, as a mask: what we may keep at most.
+pub fn host_bounding() -> u64 {
+    let mut m = 0;
+    for i in 0..NAMES.len() as u32 {
+        if let Ok(true) = t::capability_is_in_bounding_set(cap_from(i)) {
+            m |= 1 << i;
+        }
+    }
+    m
+}
+
+fn cap_from(i: u32) -> t::CapabilitySet {
+    CapabilitySet::from_bits_retain(1 << i)
+}
+
+/// Drops every capability outside `mask` from the bounding set. Runs in the
+/// child before exec; must not allocate.
+pub fn drop_bounding(mask: u64) -> rustix::io::Result<()> {
+    for i in 0..NAMES.len() as u32 {
+        if mask & (1 << i) == 0 {
+            match t::remove_capability_from_bounding_set(cap_from(i)) {
+                Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets permitted, effective and inheritable to `mask`.
+pub fn set(mask: u64) -> rustix::io::Result<()> {
+    let s = CapabilitySet::from_bits_retain(mask);
+    t::set_capabilities(None, CapabilitySets { effective: s, permitted: s, inheritable: s })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_sets() {
+        assert_eq!(number("CAP_SYS_ADMIN"), Some(21));
+        assert_eq!(number("net_admin"), Some(12));
+        assert_eq!(number("bogus"), None);
+        let m = compute(&["CAP_NET_ADMIN".into()], &["CAP_SYS_ADMIN".into()], &[]).unwrap();
+        assert!(m & (1 << 12) != 0 && m & (1 << 21) == 0 && m & (1 << 0) != 0);
+        assert_eq!(compute(&[], &["all".into()], &[]).unwrap(), 0);
+        assert!(compute(&["CAP_NOPE".into()], &[], &[]).is_err());
+        assert_eq!(names(1 << 21), vec!["CAP_SYS_ADMIN"]);
+    }
+}

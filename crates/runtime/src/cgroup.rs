@@ -1,0 +1,231 @@
+//! One cgroup per container under a `berth` slice, on the unified (v2)
+//! hierarchy, on v1 controllers, or both (the hybrid layout: v1 controllers
+//! plus a controller-less v2 tree). Limits: memory (RAM and swap alike, so a
+//! hog is stopped rather than swapped), CPU quota, pids. Removed at exit.
+
+use crate::spec::Limits;
+use crate::RuntimeError;
+use std::path::{Path, PathBuf};
+
+/// The cgroup hierarchies mounted on this host.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// The unified hierarchy's mount point, if any.
+    pub unified: Option<PathBuf>,
+    /// v1 controller hierarchies: (controllers, mount point).
+    pub v1: Vec<(Vec<String>, PathBuf)>,
+}
+
+impl Layout {
+    /// Reads the layout from mountinfo text (pure).
+    pub fn parse(mountinfo: &str) -> Layout {
+        let mut l = Layout::default();
+        for line in mountinfo.lines() {
+            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let f: Vec<&str> = left.split(' ').collect();
+            let r: Vec<&str> = right.split(' ').collect();
+            if f.len() < 5 || r.len() < 3 {
+                continue;
+            }
+            let mnt = PathBuf::from(unescape(f[4]));
+            match r[0] {
+                "cgroup2" if l.unified.is_none() => l.unified = Some(mnt),
+                "cgroup" => {
+                    let ctrls: Vec<String> = r[2]
+                        .split(',')
+                        .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('=') || o.starts_with("name="))
+                        .filter(|o| {
+                            ["memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "freezer", "blkio"].contains(o)
+                                || o.starts_with("name=")
+                        })
+                        .map(str::to_string)
+                        .collect();
+                    if !ctrls.is_empty() && !l.v1.iter().any(|(_, p)| *p == mnt) {
+                        l.v1.push((ctrls, mnt));
+                    }
+                }
+                _ => {}
+            }
+        }
+        l
+    }
+
+    pub fn detect() -> Layout {
+        Layout::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+    }
+
+    fn v1_mount(&self, ctrl: &str) -> Option<&PathBuf> {
+        self.v1.iter().find(|(c, _)| c.iter().any(|x| x == ctrl)).map(|(_, p)| p)
+    }
+
+    /// Whether the unified hierarchy carries the controllers (pure v2).
+    pub fn unified_controllers(&self) -> bool {
+        self.unified.as_ref().is_some_and(|u| {
+            std::fs::read_to_string(u.join("cgroup.controllers")).map(|s| s.contains("memory")).unwrap_or(false)
+        })
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+/// This process's path in the hierarchy whose /proc/self/cgroup entry
+/// names `key` (`""` for v2).
+fn own_path(key: &str) -> String {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for line in text.lines() {
+        let mut it = line.splitn(3, ':');
+        let (_, ctrls, path) = (it.next(), it.next().unwrap_or(""), it.next().unwrap_or("/"));
+        if (key.is_empty() && ctrls.is_empty()) || ctrls.split(',').any(|c| c == key) {
+            return path.to_string();
+        }
+    }
+    "/".into()
+}
+
+/// A container's cgroup directories, one per hierarchy it lives in.
+#[derive(Debug)]
+pub struct Cgroup {
+    dirs: Vec<PathBuf>,
+}
+
+fn write(p: &Path, v: &str) -> Result<(), RuntimeError> {
+    std::fs::write(p, v).map_err(|e| RuntimeError::sys(format!("writing {v:?} to {}", p.display()), e))
+}
+
+impl Cgroup {
+    /// Creates the cgroup `name` and applies `limits`.
+    pub fn create(name: &str, limits: &Limits) -> Result<Cgroup, RuntimeError> {
+        let layout = Layout::detect();
+        let mut cg = Cgroup { dirs: Vec::new() };
+        let mkdir = |p: &Path, cg: &mut Cgroup| -> Result<(), RuntimeError> {
+            std::fs::create_dir_all(p).map_err(|e| RuntimeError::sys(format!("creating cgroup {}", p.display()), e))?;
+            cg.dirs.push(p.to_path_buf());
+            Ok(())
+        };
+        if layout.unified_controllers() {
+            let root = layout.unified.clone().unwrap_or_default();
+            let slice = root.join("berth.slice");
+            std::fs::create_dir_all(&slice)
+                .map_err(|e| RuntimeError::sys(format!("creating {}", slice.display()), e))?;
+            for dir in [&root, &slice] {
+                for c in ["+memory", "+pids", "+cpu"] {
+                    let _ = std::fs::write(dir.join("cgroup.subtree_control"), c);
+                }
+            }
+            let dir = slice.join(name);
+            mkdir(&dir, &mut cg)?;
+            if let Some(m) = limits.memory {
+                write(&dir.join("memory.max"), &m.to_string())?;
+                let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+            }
+            if let Some(c) = limits.cpus {
+                write(&dir.join("cpu.max"), &format!("{} 100000", (c * 100_000.0).round().max(1000.0) as u64))?;
+            }
+            if let Some(p) = limits.pids {
+                write(&dir.join("pids.max"), &p.to_string())?;
+            }
+            return Ok(cg);
+        }
+        // v1 or hybrid: limits go to the v1 controllers, nested under our
+        // own cgroup so delegated limits above us still hold.
+        let nested = |ctrl: &str, mnt: &Path| mnt.join(own_path(ctrl).trim_start_matches('/')).join("berth").join(name);
+        let want =
+            [("memory", limits.memory.is_some()), ("cpu", limits.cpus.is_some()), ("pids", limits.pids.is_some())];
+        for (ctrl, needed) in want {
+            let Some(mnt) = layout.v1_mount(ctrl) else {
+                if needed {
+                    return Err(RuntimeError::Setup(format!(
+                        "the {ctrl} cgroup controller is not mounted: cannot apply the limit"
+                    )));
+                }
+                continue;
+            };
+            let dir = nested(ctrl, mnt);
+            mkdir(&dir, &mut cg)?;
+            match ctrl {
+                "memory" => {
+                    if let Some(m) = limits.memory {
+                        write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
+                        let sw = dir.join("memory.memsw.limit_in_bytes");
+                        if sw.exists() {
+                            write(&sw, &m.to_string())?;
+                        }
+                    }
+                }
+                "cpu" => {
+                    if let Some(c) = limits.cpus {
+                        write(&dir.join("cpu.cfs_period_us"), "100000")?;
+                        write(
+                            &dir.join("cpu.cfs_quota_us"),
+                            &((c * 100_000.0).round().max(1000.0) as u64).to_string(),
+                        )?;
+                    }
+                }
+                _ => {
+                    if let Some(p) = limits.pids {
+                        write(&dir.join("pids.max"), &p.to_string())?;
+                    }
+                }
+            }
+        }
+        if let Some(u) = &layout.unified {
+            let dir = u.join(own_path("").trim_start_matches('/')).join("berth").join(name);
+            mkdir(&dir, &mut cg)?;
+        }
+        Ok(cg)
+    }
+
+    /// Moves `pid` into every directory of the cgroup.
+    pub fn add(&self, pid: i32) -> Result<(), RuntimeError> {
+        for d in &self.dirs {
+            write(&d.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Kills what is left and removes the directories.
+    pub fn remove(&self) {
+        for d in &self.dirs {
+            for attempt in 0..100 {
+                if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                    for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        let _ = crate::sys::kill(p, libc::SIGKILL);
+                    }
+                }
+                match std::fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if attempt == 99 => {
+                        tracing::warn!(cgroup = %d.display(), error = %e, "cannot remove cgroup")
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        }
+    }
+
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hybrid_layout() {
+        let mi = "30 25 0:26 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755\n\
+                  31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                  32 30 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                  33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+                  34 30 0:30 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n";
+        let l = Layout::parse(mi);
+        assert_eq!(l.unified, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(l.v1_mount("cpu"), Some(&PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")));
+        assert_eq!(l.v1_mount("memory"), Some(&PathBuf::from("/sys/fs/cgroup/memory")));
+        assert!(l.v1_mount("pids").is_none());
+    }
+}

@@ -1,0 +1,210 @@
+//! The host side of `run`: cgroup, pipes, pty, clone into new namespaces,
+//! then relay the console and signals until the container's PID 1 exits.
+//! Nothing outlives it: the mount namespace takes every mount with it and
+//! the cgroup is removed.
+
+use crate::cgroup::Cgroup;
+use crate::init::{child_main, ChildContext, SETUP_FAILED};
+use crate::pty::{pass_winsize, Pty, RawMode};
+use crate::spec::RunSpec;
+use crate::sys::{self, Exit};
+use crate::{caps, RuntimeError};
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::pipe::{pipe_with, PipeFlags};
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// How a run ended: the exit status, and the one-line reason when berth
+/// (not the command) ended it.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: i32,
+    pub message: Option<String>,
+}
+
+/// Runs `spec` with `run_dir` (holding an empty `root/`) as scratch space.
+pub fn run(spec: &RunSpec, run_dir: &Path) -> Result<Outcome, RuntimeError> {
+    let mut extra = Vec::new();
+    if spec.private_network {
+        extra.push("net_admin");
+    }
+    let want = caps::compute(&spec.capabilities_add, &spec.capabilities_drop, &extra).map_err(RuntimeError::Invalid)?;
+    let have = caps::host_bounding();
+    if want & !have != 0 && !spec.capabilities_add.is_empty() {
+        let missing: Vec<String> =
+            caps::names(want & !have & caps::compute(&spec.capabilities_add, &[], &[]).unwrap_or(0));
+        if !missing.is_empty() {
+            tracing::warn!("the host's bounding set lacks {}: the container runs without them", missing.join(", "));
+        }
+    }
+    let mask = want & have;
+
+    let cgroup_name = format!("{}-{}", sanitize(&spec.name), std::process::id());
+    let cgroup = Cgroup::create(&cgroup_name, &spec.limits)?;
+    let result = run_in(spec, run_dir, &cgroup, mask);
+    cgroup.remove();
+    result
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
+}
+
+fn run_in(spec: &RunSpec, run_dir: &Path, cgroup: &Cgroup, mask: u64) -> Result<Outcome, RuntimeError> {
+    let pipe = || pipe_with(PipeFlags::CLOEXEC).map_err(|e| RuntimeError::sys("creating a pipe", e));
+    let (sync_r, sync_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let pty = if spec.tty { Some(Pty::open()?) } else { None };
+    // Block the signals we relay before cloning, so none is lost between
+    // the clone and the relay loop; the child inherits the mask.
+    let sfd = sys::signalfd(sys::FORWARDED).map_err(|e| RuntimeError::sys("creating a signalfd", e))?;
+    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if spec.private_network {
+        flags |= libc::CLONE_NEWNET;
+    }
+    let child = match sys::clone_fork(flags) {
+        Err(e) => {
+            sys::unblock_all();
+            return Err(RuntimeError::sys("creating the container's namespaces", e));
+        }
+        Ok(None) => {
+            drop((sync_w, err_r, sfd));
+            let ctx = ChildContext {
+                spec: spec.clone(),
+                run_dir: run_dir.to_path_buf(),
+                console: pty.as_ref().map(|p| p.slave_path.clone()),
+                tty: pty.map(|p| p.slave),
+                sync: sync_r,
+                errors: err_w,
+                caps: mask,
+            };
+            child_main(ctx)
+        }
+        Ok(Some(pid)) => pid,
+    };
+    drop((sync_r, err_w));
+    let (master, slave) = match pty {
+        Some(p) => (Some(p.master), Some(p.slave)),
+        None => (None, None),
+    };
+    drop(slave);
+    if let Err(e) = cgroup.add(child) {
+        let _ = sys::kill(child, libc::SIGKILL);
+        let _ = sys::waitpid(child, false);
+        sys::unblock_all();
+        return Err(e);
+    }
+    let _ = rustix::io::write(&sync_w, b"g");
+    drop(sync_w);
+    let mut message = String::new();
+    let _ = std::fs::File::from(err_r).read_to_string(&mut message);
+    let exit = match &master {
+        Some(m) if message.is_empty() => relay_tty(child, m, &sfd),
+        _ => wait_forwarding(child, &sfd),
+    };
+    sys::unblock_all();
+    let status = exit.map_err(|e| RuntimeError::sys("waiting for the container", e))?.status();
+    let message = if message.is_empty() { None } else { Some(message.trim().to_string()) };
+    if status == SETUP_FAILED && message.is_some() {
+        return Err(RuntimeError::Setup(message.unwrap_or_default()));
+    }
+    Ok(Outcome { status, message })
+}
+
+/// Forwards signals to the container until its PID 1 exits.
+fn wait_forwarding(child: libc::pid_t, sfd: &OwnedFd) -> std::io::Result<Exit> {
+    loop {
+        if let Some((_, exit)) = sys::waitpid(child, true)? {
+            return Ok(exit);
+        }
+        match sys::read_signal(sfd)? {
+            libc::SIGCHLD | libc::SIGWINCH => {}
+            sig => {
+                let _ = sys::kill(child, sig);
+            }
+        }
+    }
+}
+
+/// Relays stdin → pty and pty → stdout, window sizes and signals.
+fn relay_tty(child: libc::pid_t, master: &OwnedFd, sfd: &OwnedFd) -> std::io::Result<Exit> {
+    let _raw = RawMode::enter();
+    pass_winsize(master);
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    let mut stdin_open = true;
+    let mut master_open = true;
+    let mut buf = vec![0u8; 32 << 10];
+    loop {
+        if let Some((_, exit)) = sys::waitpid(child, true)? {
+            // Drain what the container wrote last.
+            while master_open {
+                let mut fds = [PollFd::new(master, PollFlags::IN)];
+                if poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 })).unwrap_or(0) == 0 {
+                    break;
+                }
+                match rustix::io::read(master, &mut buf) {
+                    Ok(n) if n > 0 => {
+                        stdout.write_all(&buf[..n])?;
+                    }
+                    _ => master_open = false,
+                }
+            }
+            stdout.flush()?;
+            return Ok(exit);
+        }
+        let stdin_fd = stdin.as_fd();
+        let mut fds = vec![PollFd::new(sfd, PollFlags::IN)];
+        if master_open {
+            fds.push(PollFd::new(master, PollFlags::IN));
+        }
+        if stdin_open {
+            fds.push(PollFd::new(&stdin_fd, PollFlags::IN));
+        }
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        if ready[0] {
+            match sys::read_signal(sfd)? {
+                libc::SIGCHLD => {}
+                libc::SIGWINCH => pass_winsize(master),
+                sig => {
+                    let _ = sys::kill(child, sig);
+                }
+            }
+        }
+        let mut idx = 1;
+        if master_open {
+            if ready[idx] {
+                match rustix::io::read(master, &mut buf) {
+                    Ok(n) if n > 0 => {
+                        stdout.write_all(&buf[..n])?;
+                        stdout.flush()?;
+                    }
+                    // EIO: every slave fd is closed, the container is done with it.
+                    _ => master_open = false,
+                }
+            }
+            idx += 1;
+        }
+        if stdin_open && ready[idx] {
+            match rustix::io::read(stdin_fd, &mut buf) {
+                Ok(n) if n > 0 => {
+                    let mut off = 0;
+                    while off < n {
+                        match rustix::io::write(master, &buf[off..n]) {
+                            Ok(w) => off += w,
+                            Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ => stdin_open = false,
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The container side: runs in the cloned child, which is PID 1 of the new
+//! PID namespace. It finishes the namespaces, builds the mount table,
+//! starts the command (user, groups, capabilities, no_new_privs, seccomp),
+//! then stays as a tiny init: reaps every child, forwards signals to the
+//! command, and exits with the command's status (128+N for signal N).
+
+use crate::spec::RunSpec;
+use crate::sys::{self, Exit};
+use crate::{caps, rootfs, users, RuntimeError};
+use rustix::fd::{AsRawFd, OwnedFd};
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// Exit status for "berth could not set the container up".
+pub const SETUP_FAILED: i32 = 125;
+
+pub struct ChildContext {
+    pub spec: RunSpec,
+    pub run_dir: PathBuf,
+    pub console: Option<PathBuf>,
+    pub tty: Option<OwnedFd>,
+    pub sync: OwnedFd,
+    pub errors: OwnedFd,
+    /// The capability mask to grant, already cut to the host's bounding set.
+    pub caps: u64,
+}
+
+/// Entry point of the cloned child; never returns.
+pub fn child_main(ctx: ChildContext) -> ! {
+    let mut errors = std::fs::File::from(ctx.errors.try_clone().unwrap_or_else(|_| sys::exit_now(SETUP_FAILED)));
+    let code = match prepare_and_spawn(&ctx) {
+        Ok(pid) => {
+            drop(errors); // EOF tells the parent the command started
+            reap(pid)
+        }
+        Err((code, msg)) => {
+            let _ = errors.write_all(msg.as_bytes());
+            code
+        }
+    };
+    sys::exit_now(code)
+}
+
+fn fail(e: RuntimeError) -> (i32, String) {
+    (SETUP_FAILED, e.to_string())
+}
+
+fn prepare_and_spawn(ctx: &ChildContext) -> Result<libc::pid_t, (i32, String)> {
+    let spec = &ctx.spec;
+    // Wait until the parent has put us in our cgroup.
+    let mut b = [0u8; 1];
+    match rustix::io::read(&ctx.sync, &mut b) {
+        Ok(1) => {}
+        _ => return Err((SETUP_FAILED, "the parent went away before the container started".into())),
+    }
+    // A cgroup namespace rooted at the container's own cgroup.
+    sys::unshare_cgroup().map_err(|e| fail(RuntimeError::sys("creating the cgroup namespace", e)))?;
+    let _ = rustix::process::setsid();
+    if spec.private_network {
+        sys::loopback_up().map_err(|e| fail(RuntimeError::sys("bringing up lo", e)))?;
+    }
+    rootfs::setup(spec, &ctx.run_dir, ctx.console.as_deref()).map_err(fail)?;
+    rustix::system::sethostname(spec.hostname.as_bytes())
+        .map_err(|e| fail(RuntimeError::sys("setting the hostname", e)))?;
+
+    let user = match &spec.user {
+        Some(u) => {
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            Some(users::resolve(u, &passwd, &group).map_err(|e| (SETUP_FAILED, e))?)
+        }
+        None => None,
+    };
+    let mut env: Vec<(String, String)> = spec.env.clone();
+    let has = |env: &Vec<(String, String)>, k: &str| env.iter().any(|(n, _)| n == k);
+    if !has(&env, "PATH") {
+        env.push(("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
+    }
+    if !has(&env, "HOME") {
+        env.push(("HOME".into(), user.as_ref().map(|u| u.home.clone()).unwrap_or_else(|| "/root".into())));
+    }
+    if let Some(name) = user.as_ref().and_then(|u| u.name.clone()) {
+        if !has(&env, "USER") {
+            env.push(("USER".into(), name.clone()));
+            env.push(("LOGNAME".into(), name));
+        }
+    }
+    let Some(arg0) = spec.args.first() else { return Err((SETUP_FAILED, "no command to run".into())) };
+    let cwd = spec.cwd.clone().unwrap_or_else(|| "/".into());
+    if !std::path::Path::new(&cwd).is_dir() {
+        return Err((SETUP_FAILED, format!("working directory {cwd} does not exist in the container")));
+    }
+    let mut cmd = Command::new(arg0);
+    cmd.args(&spec.args[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v))).current_dir(&cwd);
+    if let Some(tty) = &ctx.tty {
+        let io = |what| tty.try_clone().map(Stdio::from).map_err(|e| fail(RuntimeError::sys(what, e)));
+        cmd.stdin(io("console")?).stdout(io("console")?).stderr(io("console")?);
+    }
+    let ids = user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone())).unwrap_or((0, 0, vec![0]));
+    let (mask, is_tty, seccomp) = (ctx.caps, ctx.tty.is_some(), !spec.no_seccomp);
+    // SAFETY of the closure: it runs between fork and exec in a
+    // single-threaded child and only makes system calls (no allocation).
+    unsafe {
+        cmd.pre_exec(move || {
+            sys::unblock_all();
+            if is_tty {
+                rustix::process::setsid()?;
+                sys::set_controlling_tty(0)?;
+            }
+            let groups: Vec<rustix::process::Gid> = ids.2.iter().map(|g| rustix::process::Gid::from_raw(*g)).collect();
+            rustix::thread::set_thread_groups(&groups)?;
+            rustix::thread::set_thread_res_gid(
+                rustix::process::Gid::from_raw(ids.1),
+                rustix::process::Gid::from_raw(ids.1),
+                rustix::process::Gid::from_raw(ids.1),
+            )?;
+            caps::drop_bounding(mask)?;
+            if ids.0 != 0 {
+                let u = rustix::process::Uid::from_raw(ids.0);
+                rustix::thread::set_thread_res_uid(u, u, u)?;
+            } else {
+                caps::set(mask)?;
+            }
+            rustix::thread::set_no_new_privs(true)?;
+            if seccomp {
+                sys::install_seccomp(&crate::seccomp::FILTER)?;
+            }
+            Ok(())
+        });
+    }
+    match cmd.spawn() {
+        Ok(child) => Ok(child.id() as libc::pid_t),
+        Err(e) => Err(match e.kind() {
+            std::io::ErrorKind::NotFound => (127, format!("command {arg0:?} not found in the container")),
+            std::io::ErrorKind::PermissionDenied => {
+                (126, format!("command {arg0:?} is not executable in the container"))
+            }
+            _ => (126, format!("cannot run {arg0:?} in the container: {e}")),
+        }),
+    }
+}
+
+/// The init loop: forward signals to `main`, reap everything, leave when
+/// `main` ends.
+fn reap(main: libc::pid_t) -> i32 {
+    let sfd = match sys::signalfd(sys::FORWARDED) {
+        Ok(fd) => fd,
+        Err(_) => return sys::waitpid(main, false).ok().flatten().map(|(_, e)| e.status()).unwrap_or(SETUP_FAILED),
+    };
+    let _ = sfd.as_raw_fd();
+    loop {
+        // Reap first: the command may have ended before the signalfd existed.
+        loop {
+            match sys::waitpid(-1, true) {
+                Ok(Some((pid, exit))) if pid == main => return exit_status(exit),
+                Ok(Some(_)) => continue,
+                _ => break,
+            }
+        }
+        match sys::read_signal(&sfd) {
+            Ok(libc::SIGCHLD) | Err(_) => {}
+            Ok(sig) => {
+                let _ = sys::kill(main, sig);
+            }
+        }
+    }
+}
+
+fn exit_status(e: Exit) -> i32 {
+    e.status()
+}

@@ -1,0 +1,40 @@
+//! Spawning containers: namespaces, the root filesystem and its `/proc`,
+//! `/sys`, `/dev`, pivot_root, users, capabilities, seccomp, cgroups
+//! (v2, v1 and hybrid), the pty, and the tiny PID 1 that reaps and forwards
+//! signals. No CLI parsing and no image fetching: callers hand in a
+//! [`RunSpec`] with the root filesystem already chosen.
+
+// Errors carry paths and names a user needs; they are built once per failed
+// run, so their size costs nothing that matters.
+#![allow(clippy::result_large_err)]
+
+pub mod caps;
+pub mod cgroup;
+mod container;
+mod init;
+mod pty;
+mod rootfs;
+pub mod seccomp;
+pub mod spec;
+mod sys;
+pub mod users;
+
+pub use container::{run, Outcome};
+pub use spec::{BindMount, Rootfs, RunSpec, Volatile};
+
+/// Errors from preparing or running a container.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{what}: {source}")]
+    Sys { what: String, source: std::io::Error },
+    #[error("{0}")]
+    Setup(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RuntimeError {
+    pub fn sys(what: impl Into<String>, e: impl Into<std::io::Error>) -> Self {
+        RuntimeError::Sys { what: what.into(), source: e.into() }
+    }
+}

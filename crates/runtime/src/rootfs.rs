@@ -1,0 +1,465 @@
+//! The container's mount table, built inside its new mount namespace: the
+//! root (overlay, bind or volatile variant), `/proc` with masked paths,
+//! read-only `/sys`, a small `/dev`, `/run`, `/tmp`, `/etc/resolv.conf`,
+//! user mounts, then pivot_root. Every target inside the root is resolved
+//! with `openat2(RESOLVE_IN_ROOT)` and mounted on through its
+//! `/proc/self/fd` link, so an image's symlinks (`/proc -> /etc`) cannot
+//! aim a mount or a write at the host.
+
+use crate::spec::{BindMount, ResolvConf, Rootfs, RunSpec, Volatile};
+use crate::RuntimeError;
+use rustix::fd::{AsRawFd, OwnedFd};
+use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use rustix::mount::{self as m, MountFlags as F, MountPropagationFlags, UnmountFlags};
+use std::ffi::CString;
+use std::path::{Component, Path, PathBuf};
+
+const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
+
+fn err(what: impl Into<String>) -> impl FnOnce(Errno) -> RuntimeError {
+    let what = what.into();
+    move |e| RuntimeError::sys(what, e)
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap_or_default()
+}
+
+fn mount_fs(src: &str, target: &Path, fstype: &str, flags: F, data: &str) -> Result<(), RuntimeError> {
+    let d = cstr(data);
+    m::mount(src, target, fstype, flags, if data.is_empty() { None } else { Some(d.as_c_str()) })
+        .map_err(err(format!("mounting {fstype} on {}", target.display())))
+}
+
+/// What kind of node a mount target should be.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Dir,
+    File,
+}
+
+/// The container root, opened once; targets are resolved inside it.
+struct Root {
+    fd: OwnedFd,
+}
+
+/// A mount target resolved inside the root: mount onto `path()`.
+struct Target(OwnedFd);
+
+impl Target {
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.0.as_raw_fd()))
+    }
+}
+
+impl Root {
+    fn open(path: &Path) -> Result<Root, RuntimeError> {
+        let fd = rfs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(err(format!("opening {}", path.display())))?;
+        Ok(Root { fd })
+    }
+
+    /// Resolves `rel` inside the root, creating it (and its parents) as
+    /// `kind` when missing.
+    fn target(&self, rel: &Path, kind: Kind) -> Result<Target, RuntimeError> {
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        let mut cur = rustix::io::dup(&self.fd).map_err(err("dup"))?;
+        let comps: Vec<_> = rel.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+        for (i, c) in comps.iter().enumerate() {
+            let last = i + 1 == comps.len();
+            let name = c.as_os_str();
+            let open = |cur: &OwnedFd| rfs::openat2(cur, name, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), IN_ROOT);
+            let next = match open(&cur) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => {
+                    // `cur` came from O_PATH: reopen it as a real directory to create in.
+                    let dir = rfs::openat2(
+                        &cur,
+                        ".",
+                        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                        IN_ROOT,
+                    )
+                    .map_err(err(format!("opening {}", rel.display())))?;
+                    if last && kind == Kind::File {
+                        let r = rfs::openat(
+                            &dir,
+                            name,
+                            OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(0o644),
+                        );
+                        match r {
+                            Ok(_) | Err(Errno::EXIST) => {}
+                            Err(e) => {
+                                return Err(RuntimeError::sys(
+                                    format!("creating {} in the container", rel.display()),
+                                    e,
+                                ))
+                            }
+                        }
+                    } else {
+                        match rfs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
+                            Ok(()) | Err(Errno::EXIST) => {}
+                            Err(e) => {
+                                return Err(RuntimeError::sys(
+                                    format!("creating {} in the container", rel.display()),
+                                    e,
+                                ))
+                            }
+                        }
+                    }
+                    open(&cur).map_err(err(format!("opening {} in the container", rel.display())))?
+                }
+                Err(e) => return Err(RuntimeError::sys(format!("resolving {} in the container", rel.display()), e)),
+            };
+            cur = next;
+        }
+        Ok(Target(cur))
+    }
+
+    /// A writable directory handle for `rel`'s parent plus the final name.
+    fn parent(&self, rel: &Path) -> Result<Option<(OwnedFd, std::ffi::OsString)>, RuntimeError> {
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else { return Ok(None) };
+        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        match rfs::openat2(
+            &self.fd,
+            parent,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            IN_ROOT,
+        ) {
+            Ok(fd) => Ok(Some((fd, name.to_os_string()))),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(RuntimeError::sys(format!("opening {} in the container", parent.display()), e)),
+        }
+    }
+}
+
+/// Builds the mount table in `run_dir/root` and pivots into it.
+pub fn setup(spec: &RunSpec, run_dir: &Path, console: Option<&Path>) -> Result<(), RuntimeError> {
+    m::mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
+        .map_err(err("making / private"))?;
+    let root_path = run_dir.join("root");
+    mount_root(spec, run_dir, &root_path)?;
+    let root = Root::open(&root_path)?;
+    mount_proc(&root)?;
+    mount_sys(&root)?;
+    mount_dev(&root, console)?;
+    for (dst, mode) in [("run", "0755"), ("tmp", "1777")] {
+        let t = root.target(Path::new(dst), Kind::Dir)?;
+        mount_fs("tmpfs", &t.path(), "tmpfs", F::NOSUID | F::NODEV, &format!("mode={mode}"))?;
+    }
+    let ro_root = spec.read_only || spec.volatile == Volatile::State;
+    resolv_conf(&root, spec.resolv_conf, ro_root)?;
+    for mnt in &spec.mounts {
+        user_mount(&root, run_dir, mnt)?;
+    }
+    if spec.volatile == Volatile::State {
+        let t = root.target(Path::new("var"), Kind::Dir)?;
+        mount_fs("tmpfs", &t.path(), "tmpfs", F::NOSUID | F::NODEV, "mode=0755")?;
+    }
+    drop(root);
+    rustix::process::chdir(&root_path).map_err(err("entering the root"))?;
+    rustix::process::pivot_root(".", ".").map_err(err("pivot_root"))?;
+    m::unmount(".", UnmountFlags::DETACH).map_err(err("detaching the old root"))?;
+    rustix::process::chdir("/").map_err(err("chdir /"))?;
+    if ro_root {
+        m::mount_remount("/", F::BIND | F::RDONLY, "").map_err(err("making the root read-only"))?;
+    }
+    Ok(())
+}
+
+fn overlay(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -> Result<(), RuntimeError> {
+    let esc = |p: &Path| p.display().to_string().replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,");
+    let mut opts = format!("lowerdir={}", lowers.iter().map(|p| esc(p)).collect::<Vec<_>>().join(":"));
+    if let Some((u, w)) = upper {
+        opts += &format!(",upperdir={},workdir={}", esc(u), esc(w));
+    }
+    if opts.len() < 4000 {
+        return mount_fs("overlay", target, "overlay", F::empty(), &opts);
+    }
+    // Too long for one page: the new mount API takes one lower at a time.
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
+    let e = err(format!("mounting overlayfs on {}", target.display()));
+    let fs = m::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(err("fsopen overlay"))?;
+    let run = || -> Result<(), Errno> {
+        for l in lowers {
+            m::fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
+        }
+        if let Some((u, w)) = upper {
+            m::fsconfig_set_string(&fs, "upperdir", u)?;
+            m::fsconfig_set_string(&fs, "workdir", w)?;
+        }
+        m::fsconfig_create(&fs)?;
+        let mnt = m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+        m::move_mount(&mnt, "", rfs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+    };
+    run().map_err(e)
+}
+
+fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path) -> Result<(), RuntimeError> {
+    let Some(rootfs) = &spec.rootfs else { return Err(RuntimeError::Invalid("no root filesystem given".into())) };
+    // The tree as it is, at `target`.
+    let base = |target: &Path, writable: bool| -> Result<(), RuntimeError> {
+        match rootfs {
+            Rootfs::Dir(d) => {
+                m::mount_bind_recursive(d, target).map_err(err(format!("binding {}", d.display())))?;
+                Ok(())
+            }
+            Rootfs::Overlay { lowers, upper, work } => {
+                overlay(lowers, if writable { Some((upper.as_path(), work.as_path())) } else { None }, target)
+            }
+        }
+    };
+    match spec.volatile {
+        Volatile::No | Volatile::State => base(root, true),
+        Volatile::Overlay => {
+            let lower = run_dir.join("lower");
+            let vol = run_dir.join("volatile");
+            base(&lower, false)?;
+            mount_fs("tmpfs", &vol, "tmpfs", F::empty(), "mode=0755")?;
+            for d in ["upper", "work"] {
+                std::fs::create_dir(vol.join(d)).map_err(|e| RuntimeError::sys("creating volatile dirs", e))?;
+            }
+            overlay(&[lower], Some((&vol.join("upper"), &vol.join("work"))), root)
+        }
+        Volatile::Yes => {
+            let lower = run_dir.join("lower");
+            base(&lower, false)?;
+            mount_fs("tmpfs", root, "tmpfs", F::empty(), "mode=0755")?;
+            let usr = root.join("usr");
+            std::fs::create_dir(&usr).map_err(|e| RuntimeError::sys("creating /usr", e))?;
+            let src = lower.join("usr");
+            if !std::fs::symlink_metadata(&src).is_ok_and(|m| m.is_dir()) {
+                return Err(RuntimeError::Setup("--volatile=yes needs a /usr directory in the tree".into()));
+            }
+            m::mount_bind_recursive(&src, &usr).map_err(err("binding /usr"))?;
+            m::mount_remount(&usr, F::BIND | F::RDONLY, "").map_err(err("making /usr read-only"))?;
+            // usr-merged trees need their /bin, /lib… symlinks.
+            for l in ["bin", "sbin", "lib", "lib64", "lib32", "libx32"] {
+                if let Ok(t) = std::fs::read_link(lower.join(l)) {
+                    let _ = std::os::unix::fs::symlink(t, root.join(l));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn mount_proc(root: &Root) -> Result<(), RuntimeError> {
+    let proc_t = root.target(Path::new("proc"), Kind::Dir)?;
+    mount_fs("proc", &proc_t.path(), "proc", F::NOSUID | F::NODEV | F::NOEXEC, "")?;
+    // Re-resolve: the handle now lands on the fresh procfs, not the
+    // directory it covers; sub-paths go through its /proc/self/fd link.
+    let base = root.target(Path::new("proc"), Kind::Dir)?;
+    let proc_dir = base.path();
+    // Kernel-global information a container has no business reading.
+    for f in [
+        "kcore",
+        "keys",
+        "key-users",
+        "timer_list",
+        "sched_debug",
+        "latency_stats",
+        "timer_stats",
+        "sysrq-trigger-mask",
+    ] {
+        let p = proc_dir.join(f);
+        if p.exists() {
+            m::mount_bind("/dev/null", &p).map_err(err(format!("masking /proc/{f}")))?;
+        }
+    }
+    for d in ["acpi", "scsi"] {
+        let p = proc_dir.join(d);
+        if p.is_dir() {
+            mount_fs("tmpfs", &p, "tmpfs", F::RDONLY, "mode=0555")?;
+        }
+    }
+    for f in ["sys", "sysrq-trigger", "bus", "fs", "irq"] {
+        let p = proc_dir.join(f);
+        if p.exists() {
+            m::mount_bind(&p, &p).map_err(err(format!("binding /proc/{f}")))?;
+            m::mount_remount(&p, F::BIND | F::RDONLY | F::NOSUID | F::NODEV | F::NOEXEC, "")
+                .map_err(err(format!("making /proc/{f} read-only")))?;
+        }
+    }
+    Ok(())
+}
+
+fn mount_sys(root: &Root) -> Result<(), RuntimeError> {
+    let t = root.target(Path::new("sys"), Kind::Dir)?;
+    let flags = F::RDONLY | F::NOSUID | F::NODEV | F::NOEXEC;
+    if mount_fs("sysfs", &t.path(), "sysfs", flags, "").is_err() {
+        m::mount_bind_recursive("/sys", t.path()).map_err(err("binding /sys"))?;
+        m::mount_remount(t.path(), F::BIND | flags, "").map_err(err("making /sys read-only"))?;
+    }
+    Ok(())
+}
+
+fn mount_dev(root: &Root, console: Option<&Path>) -> Result<(), RuntimeError> {
+    let t = root.target(Path::new("dev"), Kind::Dir)?;
+    mount_fs("tmpfs", &t.path(), "tmpfs", F::NOSUID | F::STRICTATIME, "mode=0755,size=4m,nr_inodes=64k")?;
+    let base = root.target(Path::new("dev"), Kind::Dir)?;
+    let dev = base.path();
+    for (name, major, minor) in
+        [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
+    {
+        let p = dev.join(name);
+        match rfs::mknodat(
+            rfs::CWD,
+            &p,
+            rfs::FileType::CharacterDevice,
+            Mode::from_raw_mode(0o666),
+            rfs::makedev(major, minor),
+        ) {
+            Ok(()) => {
+                // mknod honours the umask; the mode must be exact.
+                rfs::chmod(&p, Mode::from_raw_mode(0o666)).map_err(err(format!("chmod /dev/{name}")))?;
+            }
+            Err(_) => {
+                std::fs::write(&p, b"").map_err(|e| RuntimeError::sys(format!("creating /dev/{name}"), e))?;
+                m::mount_bind(Path::new("/dev").join(name), &p).map_err(err(format!("binding /dev/{name}")))?;
+            }
+        }
+    }
+    let pts = dev.join("pts");
+    std::fs::create_dir(&pts).map_err(|e| RuntimeError::sys("creating /dev/pts", e))?;
+    mount_fs("devpts", &pts, "devpts", F::NOSUID | F::NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")?;
+    let link = |target: &str, name: &str| {
+        std::os::unix::fs::symlink(target, dev.join(name))
+            .map_err(|e| RuntimeError::sys(format!("creating /dev/{name}"), e))
+    };
+    link("pts/ptmx", "ptmx")?;
+    link("/proc/self/fd", "fd")?;
+    link("/proc/self/fd/0", "stdin")?;
+    link("/proc/self/fd/1", "stdout")?;
+    link("/proc/self/fd/2", "stderr")?;
+    link("/proc/kcore", "core")?;
+    for (d, fstype, flags, data) in [
+        ("shm", "tmpfs", F::NOSUID | F::NODEV, "mode=1777"),
+        ("mqueue", "mqueue", F::NOSUID | F::NODEV | F::NOEXEC, ""),
+    ] {
+        let p = dev.join(d);
+        std::fs::create_dir(&p).map_err(|e| RuntimeError::sys(format!("creating /dev/{d}"), e))?;
+        mount_fs(fstype, &p, fstype, flags, data)?;
+    }
+    if let Some(c) = console {
+        let p = dev.join("console");
+        std::fs::write(&p, b"").map_err(|e| RuntimeError::sys("creating /dev/console", e))?;
+        m::mount_bind(c, &p).map_err(err("binding the console"))?;
+    }
+    Ok(())
+}
+
+fn resolv_conf(root: &Root, mode: ResolvConf, ro_root: bool) -> Result<(), RuntimeError> {
+    if mode == ResolvConf::Off {
+        return Ok(());
+    }
+    let Some((etc, name)) = root.parent(Path::new("etc/resolv.conf"))? else { return Ok(()) };
+    let existing = rfs::statat(&etc, &name, rfs::AtFlags::SYMLINK_NOFOLLOW).ok();
+    let is_link =
+        existing.as_ref().is_some_and(|st| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink);
+    let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+    let bind = || -> Result<(), RuntimeError> {
+        if is_link || !Path::new("/etc/resolv.conf").exists() {
+            return Ok(());
+        }
+        let t = root.target(Path::new("etc/resolv.conf"), Kind::File)?;
+        m::mount_bind("/etc/resolv.conf", t.path()).map_err(err("binding /etc/resolv.conf"))?;
+        m::mount_remount(t.path(), F::BIND | F::RDONLY, "").map_err(err("making /etc/resolv.conf read-only"))?;
+        Ok(())
+    };
+    let write = |replace: bool| -> Result<(), RuntimeError> {
+        if is_link && !replace {
+            return Ok(()); // the image manages it (e.g. systemd-resolved's stub)
+        }
+        if existing.is_some() {
+            rfs::unlinkat(&etc, &name, rfs::AtFlags::empty()).map_err(err("removing /etc/resolv.conf"))?;
+        }
+        let fd = rfs::openat(
+            &etc,
+            &name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(err("writing /etc/resolv.conf"))?;
+        rustix::io::write(&fd, &host).map_err(err("writing /etc/resolv.conf"))?;
+        Ok(())
+    };
+    match mode {
+        ResolvConf::Off => Ok(()),
+        ResolvConf::BindHost => bind(),
+        ResolvConf::CopyHost if ro_root => bind(),
+        ResolvConf::CopyHost => write(false),
+        ResolvConf::ReplaceHost if ro_root => bind(),
+        ResolvConf::ReplaceHost => write(true),
+        ResolvConf::Delete if ro_root => Ok(()),
+        ResolvConf::Delete => match existing {
+            Some(_) => rfs::unlinkat(&etc, &name, rfs::AtFlags::empty()).map_err(err("removing /etc/resolv.conf")),
+            None => Ok(()),
+        },
+    }
+}
+
+fn user_mount(root: &Root, run_dir: &Path, mnt: &BindMount) -> Result<(), RuntimeError> {
+    match mnt {
+        BindMount::Bind { src, dst, readonly, recursive } => {
+            let md = std::fs::metadata(src)
+                .map_err(|e| RuntimeError::Setup(format!("bind source {} does not exist: {e}", src.display())))?;
+            let t = root.target(dst, if md.is_dir() { Kind::Dir } else { Kind::File })?;
+            let r = if *recursive { m::mount_bind_recursive(src, t.path()) } else { m::mount_bind(src, t.path()) };
+            r.map_err(err(format!("binding {} to {}", src.display(), dst.display())))?;
+            if *readonly {
+                m::mount_remount(t.path(), F::BIND | F::RDONLY, "")
+                    .map_err(err(format!("making {} read-only", dst.display())))?;
+            }
+        }
+        BindMount::Tmpfs { dst, options } => {
+            let t = root.target(dst, Kind::Dir)?;
+            mount_fs("tmpfs", &t.path(), "tmpfs", F::NOSUID | F::NODEV, options)?;
+        }
+        BindMount::Overlay { lowers, upper, dst, readonly } => {
+            for l in lowers {
+                if !l.is_dir() {
+                    return Err(RuntimeError::Setup(format!("overlay lower {} is not a directory", l.display())));
+                }
+            }
+            let t = root.target(dst, Kind::Dir)?;
+            match (upper, readonly) {
+                (Some(u), false) => {
+                    let work = u.with_file_name(format!(
+                        ".{}.berth-work",
+                        u.file_name().and_then(|n| n.to_str()).unwrap_or("upper")
+                    ));
+                    std::fs::create_dir_all(&work).map_err(|e| RuntimeError::sys("creating the overlay workdir", e))?;
+                    let mut all = vec![];
+                    all.extend(lowers.iter().cloned());
+                    overlay(&all, Some((u, &work)), &t.path())?;
+                }
+                (None, false) => {
+                    let scratch = run_dir.join(format!("ovl-{}", t.0.as_raw_fd()));
+                    std::fs::create_dir_all(&scratch).map_err(|e| RuntimeError::sys("creating overlay scratch", e))?;
+                    mount_fs("tmpfs", &scratch, "tmpfs", F::empty(), "mode=0755")?;
+                    for d in ["upper", "work"] {
+                        std::fs::create_dir(scratch.join(d))
+                            .map_err(|e| RuntimeError::sys("creating overlay scratch", e))?;
+                    }
+                    overlay(lowers, Some((&scratch.join("upper"), &scratch.join("work"))), &t.path())?;
+                }
+                (_, true) => {
+                    let mut all: Vec<PathBuf> = upper.iter().cloned().collect();
+                    all.extend(lowers.iter().cloned());
+                    if all.len() == 1 {
+                        m::mount_bind_recursive(&all[0], t.path()).map_err(err("binding overlay"))?;
+                        m::mount_remount(t.path(), F::BIND | F::RDONLY, "").map_err(err("making overlay read-only"))?;
+                    } else {
+                        overlay(&all, None, &t.path())?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

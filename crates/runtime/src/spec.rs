@@ -1,0 +1,205 @@
+//! What to run and how: the plain data a caller fills in. Parsers for the
+//! `--bind`, `--tmpfs` and `--overlay` syntaxes live here too (pure).
+
+use std::path::PathBuf;
+
+/// The container's root filesystem before it is mounted.
+#[derive(Debug, Clone)]
+pub enum Rootfs {
+    /// A directory tree used in place (`-D DIR`).
+    Dir(PathBuf),
+    /// An overlay: `lowers` top first; `upper`/`work` hold changes.
+    Overlay { lowers: Vec<PathBuf>, upper: PathBuf, work: PathBuf },
+}
+
+/// `--volatile` modes, with systemd-nspawn's meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Volatile {
+    #[default]
+    No,
+    /// A tmpfs root with the tree's `/usr` mounted read-only.
+    Yes,
+    /// The tree read-only, `/var` a tmpfs.
+    State,
+    /// The tree with a tmpfs overlay: changes vanish at exit.
+    Overlay,
+}
+
+impl std::str::FromStr for Volatile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "no" | "false" => Ok(Volatile::No),
+            "yes" | "true" => Ok(Volatile::Yes),
+            "state" => Ok(Volatile::State),
+            "overlay" => Ok(Volatile::Overlay),
+            _ => Err(format!("invalid --volatile={s}: use no, yes, state or overlay")),
+        }
+    }
+}
+
+/// `--bind`/`--bind-ro`/`--tmpfs`/`--overlay` mounts, applied in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindMount {
+    Bind { src: PathBuf, dst: PathBuf, readonly: bool, recursive: bool },
+    Tmpfs { dst: PathBuf, options: String },
+    Overlay { lowers: Vec<PathBuf>, upper: Option<PathBuf>, dst: PathBuf, readonly: bool },
+}
+
+/// How `/etc/resolv.conf` is provided (`--resolv-conf`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResolvConf {
+    Off,
+    #[default]
+    CopyHost,
+    ReplaceHost,
+    BindHost,
+    Delete,
+}
+
+impl std::str::FromStr for ResolvConf {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "off" | "no" => ResolvConf::Off,
+            "auto" | "copy-host" | "copy-auto" => ResolvConf::CopyHost,
+            "replace-host" | "replace-auto" => ResolvConf::ReplaceHost,
+            "bind-host" | "bind-auto" => ResolvConf::BindHost,
+            "delete" => ResolvConf::Delete,
+            _ => {
+                return Err(format!(
+                    "invalid --resolv-conf={s}: use off, copy-host, replace-host, bind-host, delete or auto"
+                ))
+            }
+        })
+    }
+}
+
+/// Resource limits for the container's cgroup.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub memory: Option<u64>,
+    /// CPUs as a fraction (1.5 = one and a half).
+    pub cpus: Option<f64>,
+    pub pids: Option<u64>,
+}
+
+/// Everything `run` needs.
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    pub rootfs: Option<Rootfs>,
+    /// argv; argv[0] is looked up in the container's PATH.
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// `NAME`, `UID`, `NAME:GROUP` or `UID:GID`; resolved in the container.
+    pub user: Option<String>,
+    pub cwd: Option<String>,
+    pub hostname: String,
+    /// Cgroup and log name.
+    pub name: String,
+    pub read_only: bool,
+    pub volatile: Volatile,
+    pub private_network: bool,
+    pub mounts: Vec<BindMount>,
+    pub resolv_conf: ResolvConf,
+    pub tty: bool,
+    pub capabilities_add: Vec<String>,
+    pub capabilities_drop: Vec<String>,
+    pub limits: Limits,
+    /// Skip the seccomp filter (debugging).
+    pub no_seccomp: bool,
+}
+
+fn abs(p: &str, what: &str) -> Result<PathBuf, String> {
+    if !p.starts_with('/') {
+        return Err(format!("{what} {p:?} must be an absolute path"));
+    }
+    Ok(PathBuf::from(p))
+}
+
+/// Parses `SRC[:DST[:OPTS]]` (OPTS: `rbind`, `norbind`, `ro`, `rw`).
+pub fn parse_bind(s: &str, readonly: bool) -> Result<BindMount, String> {
+    let parts: Vec<&str> = s.splitn(3, ':').collect();
+    let src = abs(parts[0], "bind source")?;
+    let dst = match parts.get(1) {
+        Some(d) if !d.is_empty() => abs(d, "bind destination")?,
+        _ => src.clone(),
+    };
+    let mut m = BindMount::Bind { src, dst, readonly, recursive: true };
+    if let (Some(opts), BindMount::Bind { readonly, recursive, .. }) = (parts.get(2), &mut m) {
+        for o in opts.split(',') {
+            match o {
+                "rbind" => *recursive = true,
+                "norbind" => *recursive = false,
+                "ro" => *readonly = true,
+                "rw" => *readonly = false,
+                "" => {}
+                other => return Err(format!("unknown bind option {other:?} in {s:?}: use rbind, norbind, ro or rw")),
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// Parses `DST[:OPTS]` for `--tmpfs`.
+pub fn parse_tmpfs(s: &str) -> Result<BindMount, String> {
+    let (d, o) = s.split_once(':').unwrap_or((s, ""));
+    Ok(BindMount::Tmpfs {
+        dst: abs(d, "tmpfs destination")?,
+        options: if o.is_empty() { "mode=0755".into() } else { o.into() },
+    })
+}
+
+/// Parses `--overlay LOWER[:LOWER…]:UPPER:DST` (an empty UPPER means a
+/// throw-away tmpfs upper), as systemd-nspawn does.
+pub fn parse_overlay(s: &str, readonly: bool) -> Result<BindMount, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() < 2 {
+        return Err(format!("invalid --overlay {s:?}: expected LOWER[:LOWER…]:UPPER:DEST"));
+    }
+    let dst = abs(parts[parts.len() - 1], "overlay destination")?;
+    let (lowers, upper) = if parts.len() == 2 {
+        (vec![abs(parts[0], "overlay lower")?], None)
+    } else {
+        let up = parts[parts.len() - 2];
+        let upper = if up.is_empty() { None } else { Some(abs(up, "overlay upper")?) };
+        let lowers = parts[..parts.len() - 2].iter().map(|p| abs(p, "overlay lower")).collect::<Result<Vec<_>, _>>()?;
+        (lowers, upper)
+    };
+    // nspawn lists lowers bottom first; overlayfs wants top first.
+    let lowers = lowers.into_iter().rev().collect();
+    Ok(BindMount::Overlay { lowers, upper, dst, readonly })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds() {
+        assert_eq!(
+            parse_bind("/a:/b:ro,norbind", false).unwrap(),
+            BindMount::Bind { src: "/a".into(), dst: "/b".into(), readonly: true, recursive: false }
+        );
+        assert_eq!(
+            parse_bind("/a", true).unwrap(),
+            BindMount::Bind { src: "/a".into(), dst: "/a".into(), readonly: true, recursive: true }
+        );
+        assert!(parse_bind("rel:/b", false).is_err());
+        assert!(parse_bind("/a:/b:weird", false).is_err());
+        assert!(matches!(parse_tmpfs("/x:size=1m").unwrap(), BindMount::Tmpfs { options, .. } if options == "size=1m"));
+        let o = parse_overlay("/l1:/l2:/up:/dst", false).unwrap();
+        assert_eq!(
+            o,
+            BindMount::Overlay {
+                lowers: vec!["/l2".into(), "/l1".into()],
+                upper: Some("/up".into()),
+                dst: "/dst".into(),
+                readonly: false
+            }
+        );
+        assert!(matches!(parse_overlay("/l::/d", false).unwrap(), BindMount::Overlay { upper: None, .. }));
+        assert!("state".parse::<Volatile>().is_ok());
+        assert!("bogus".parse::<ResolvConf>().is_err());
+    }
+}

@@ -1,0 +1,198 @@
+//! Every `unsafe` block of the runtime, each with why it is sound. Only
+//! what rustix has no wrapper for: clone with namespace flags, signal masks
+//! and signalfd, seccomp, TIOCSCTTY, kill/wait with raw numbers.
+
+use std::io;
+
+fn check(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `clone(flags | SIGCHLD)` with no new stack: fork semantics plus new
+/// namespaces. Returns `Some(pid)` in the parent and `None` in the child.
+pub fn clone_fork(flags: libc::c_int) -> io::Result<Option<libc::pid_t>> {
+    // SAFETY: with a NULL stack the raw clone syscall behaves like fork(2):
+    // the child gets a copy of the address space. The caller is
+    // single-threaded (berth spawns no threads before running a container),
+    // so no lock can be held by a thread that does not exist in the child.
+    let r = unsafe {
+        libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize)
+    };
+    let pid = check(r)?;
+    Ok(if pid == 0 { None } else { Some(pid as libc::pid_t) })
+}
+
+/// The signals berth forwards or watches.
+pub const FORWARDED: &[libc::c_int] = &[
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGCHLD,
+];
+
+fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it fully
+    // before sigaddset touches it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Blocks `signals` and returns a signalfd that reads them.
+pub fn signalfd(signals: &[libc::c_int]) -> io::Result<std::os::fd::OwnedFd> {
+    let set = sigset(signals);
+    // SAFETY: `set` is a valid, initialised sigset; NULL old-set is allowed.
+    check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } as libc::c_long)?;
+    // SAFETY: -1 asks for a new fd; `set` is valid for the call.
+    let fd = check(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) } as libc::c_long)?;
+    // SAFETY: signalfd returned a fresh fd that nothing else owns.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) })
+}
+
+/// Unblocks every signal (for a child about to exec).
+pub fn unblock_all() {
+    // SAFETY: an empty, initialised set; SIG_SETMASK with it cannot fail.
+    unsafe {
+        let set = sigset(&[]);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Reads one signal number from a signalfd.
+pub fn read_signal(fd: &std::os::fd::OwnedFd) -> io::Result<libc::c_int> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: signalfd_siginfo is plain data; we pass its exact size and
+    // only read it after the kernel filled it.
+    unsafe {
+        let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+        let n = libc::read(
+            fd.as_raw_fd(),
+            &mut info as *mut _ as *mut libc::c_void,
+            std::mem::size_of::<libc::signalfd_siginfo>(),
+        );
+        check(n as libc::c_long)?;
+        Ok(info.ssi_signo as libc::c_int)
+    }
+}
+
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes plain integers.
+    check(unsafe { libc::kill(pid, sig) } as libc::c_long).map(|_| ())
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell convention: the code, or 128 + the signal.
+    pub fn status(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// `waitpid(pid, flags)`: `Ok(None)` when WNOHANG found nothing.
+pub fn waitpid(pid: libc::pid_t, nohang: bool) -> io::Result<Option<(libc::pid_t, Exit)>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer for the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, if nohang { libc::WNOHANG } else { 0 }) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let exit = if libc::WIFEXITED(status) {
+            Exit::Code(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            Exit::Signal(libc::WTERMSIG(status))
+        } else {
+            continue;
+        };
+        return Ok(Some((r, exit)));
+    }
+}
+
+/// Installs a classic BPF seccomp filter (no_new_privs must be set or the
+/// caller hold CAP_SYS_ADMIN).
+pub fn install_seccomp(filter: &'static [crate::seccomp::SockFilter]) -> io::Result<()> {
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: SockFilter is #[repr(C)] with sock_filter's layout; `prog`
+    // points at a 'static array the kernel copies during the call.
+    check(unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog) }
+        as libc::c_long)
+    .map(|_| ())
+}
+
+/// Makes `fd` (a terminal) the calling session leader's controlling tty.
+pub fn set_controlling_tty(fd: i32) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument, no pointers.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } as libc::c_long).map(|_| ())
+}
+
+/// Exits now, without running destructors or flushing stdio buffers that
+/// belong to the parent's copy of the process.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Sets `lo` up in the current network namespace (SIOCSIFFLAGS).
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: a plain datagram socket; ifreq is plain data we zero, name
+    // with a NUL-terminated "lo", and pass to ioctls that expect it.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut r = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req);
+        if r == 0 {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            r = libc::ioctl(s, libc::SIOCSIFFLAGS, &req);
+        }
+        let e = io::Error::last_os_error();
+        libc::close(s);
+        if r < 0 {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Moves the calling process into a new cgroup namespace.
+pub fn unshare_cgroup() -> io::Result<()> {
+    // SAFETY: CLONE_NEWCGROUP changes no memory or file-descriptor state of
+    // the process; the unsafety rustix guards against (sharing fd tables
+    // and the like) does not arise for this flag.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }?;
+    Ok(())
+}

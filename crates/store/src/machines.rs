@@ -1,0 +1,132 @@
+//! Machines: named, writable root filesystems made from an image (an
+//! overlay upper directory over the image's shared layers) or imported as
+//! a plain tree. Creating one copies nothing.
+//!
+//! ```text
+//! ROOT/machines/NAME/
+//! ├── machine.json     { name, image, created }
+//! ├── upper/           the machine's changes (overlay upper dir), or
+//! │                    its whole tree when it has no image
+//! └── work/            overlayfs' work dir
+//! ROOT/locks/machine-NAME   held while the machine runs
+//! ```
+
+use crate::blobs::write_atomic;
+use crate::lock::LockGuard;
+use crate::{Store, StoreError};
+use berth_oci::Digest;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MachineRecord {
+    pub name: String,
+    /// The image whose layers lie under `upper/`; none for a plain tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Digest>,
+    pub created: u64,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// Checks a machine name: it becomes a directory name and a hostname.
+pub fn validate_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadName(
+            name.into(),
+            "machine names are 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit".into(),
+        ))
+    }
+}
+
+impl Store {
+    pub fn machine_dir(&self, name: &str) -> PathBuf {
+        self.root().join("machines").join(name)
+    }
+
+    /// Creates machine `name` over `image` (or empty, for a plain tree).
+    pub fn create_machine(&self, name: &str, image: Option<&Digest>) -> Result<MachineRecord, StoreError> {
+        validate_name(name)?;
+        let dir = self.machine_dir(name);
+        if dir.exists() {
+            return Err(StoreError::MachineExists(name.into()));
+        }
+        let parent = self.root().join("machines");
+        std::fs::create_dir_all(&parent).map_err(|e| StoreError::io("creating machines/", e))?;
+        let tmp = self.tmp_dir().join(format!("machine-{name}-{}", crate::blobs::unique()));
+        let rec = MachineRecord {
+            name: name.into(),
+            image: image.cloned(),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            read_only: false,
+        };
+        let build = || -> Result<(), StoreError> {
+            for d in ["upper", "work"] {
+                std::fs::create_dir_all(tmp.join(d)).map_err(|e| StoreError::io("creating the machine", e))?;
+            }
+            let body = serde_json::to_vec_pretty(&rec)
+                .map_err(|e| StoreError::Corrupt { path: "machine".into(), why: e.to_string() })?;
+            write_atomic(&tmp.join("machine.json"), &body)?;
+            match rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &tmp,
+                rustix::fs::CWD,
+                &dir,
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => Ok(()),
+                Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOTEMPTY) => {
+                    Err(StoreError::MachineExists(name.into()))
+                }
+                Err(e) => Err(StoreError::io("creating the machine", e.into())),
+            }
+        };
+        let r = build();
+        if r.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        r.map(|_| rec)
+    }
+
+    pub fn load_machine(&self, name: &str) -> Result<MachineRecord, StoreError> {
+        validate_name(name)?;
+        let p = self.machine_dir(name).join("machine.json");
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| StoreError::Corrupt { path: p.display().to_string(), why: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::UnknownMachine(name.into())),
+            Err(e) => Err(StoreError::io(format!("reading {}", p.display()), e)),
+        }
+    }
+
+    /// Takes the machine's run lock without waiting: `Err` if it is running.
+    pub fn lock_machine(&self, name: &str) -> Result<LockGuard, StoreError> {
+        self.try_lock_exclusive(&format!("machine-{name}")).map_err(|e| match e {
+            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::MachineRunning(name.into())
+            }
+            e => e,
+        })
+    }
+
+    /// Removes a machine that is not running.
+    pub fn remove_machine(&self, name: &str) -> Result<(), StoreError> {
+        self.load_machine(name)?;
+        let _lock = self.lock_machine(name)?;
+        let dir = self.machine_dir(name);
+        // Rename first so a half-removed machine is never visible.
+        let doomed = self.tmp_dir().join(format!("rm-{name}-{}", crate::blobs::unique()));
+        std::fs::rename(&dir, &doomed).map_err(|e| StoreError::io(format!("removing machine {name}"), e))?;
+        std::fs::remove_dir_all(&doomed).map_err(|e| StoreError::io(format!("removing machine {name}"), e))?;
+        let _ = std::fs::remove_file(self.lock_path(&format!("machine-{name}")));
+        Ok(())
+    }
+}
