@@ -28,11 +28,21 @@ pub struct ChildContext {
 }
 
 /// Entry point of the cloned child; never returns.
-pub fn child_main(ctx: ChildContext) -> ! {
-    let mut errors = std::fs::File::from(ctx.errors.try_clone().unwrap_or_else(|_| sys::exit_now(SETUP_FAILED)));
+pub fn child_main(mut ctx: ChildContext) -> ! {
+    // Take the error pipe out of the context: once the command runs, the
+    // only copy must close, so the parent reads EOF and moves on.
+    let errors = std::mem::replace(
+        &mut ctx.errors,
+        match rustix::io::dup(&ctx.sync) {
+            Ok(fd) => fd,
+            Err(_) => sys::exit_now(SETUP_FAILED),
+        },
+    );
+    let mut errors = std::fs::File::from(errors);
     let code = match prepare_and_spawn(&ctx) {
         Ok(pid) => {
             drop(errors); // EOF tells the parent the command started
+            drop(ctx);
             reap(pid)
         }
         Err((code, msg)) => {

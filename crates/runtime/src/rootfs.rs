@@ -118,6 +118,21 @@ impl Root {
         Ok(Target(cur))
     }
 
+    /// Bind-mounts `src` onto `rel` (created as `kind`), read-only if asked.
+    /// The read-only remount goes through a handle resolved after the bind,
+    /// which lands on the new mount rather than the node it covers.
+    fn bind(&self, src: &Path, rel: &Path, kind: Kind, recursive: bool, readonly: bool) -> Result<(), RuntimeError> {
+        let t = self.target(rel, kind)?;
+        let r = if recursive { m::mount_bind_recursive(src, t.path()) } else { m::mount_bind(src, t.path()) };
+        r.map_err(err(format!("binding {} to {}", src.display(), rel.display())))?;
+        if readonly {
+            let t = self.target(rel, kind)?;
+            m::mount_remount(t.path(), F::BIND | F::RDONLY | F::NOSUID | F::NODEV, "")
+                .map_err(err(format!("making {} read-only", rel.display())))?;
+        }
+        Ok(())
+    }
+
     /// A writable directory handle for `rel`'s parent plus the final name.
     fn parent(&self, rel: &Path) -> Result<Option<(OwnedFd, std::ffi::OsString)>, RuntimeError> {
         let rel = rel.strip_prefix("/").unwrap_or(rel);
@@ -292,8 +307,7 @@ fn mount_sys(root: &Root) -> Result<(), RuntimeError> {
     let t = root.target(Path::new("sys"), Kind::Dir)?;
     let flags = F::RDONLY | F::NOSUID | F::NODEV | F::NOEXEC;
     if mount_fs("sysfs", &t.path(), "sysfs", flags, "").is_err() {
-        m::mount_bind_recursive("/sys", t.path()).map_err(err("binding /sys"))?;
-        m::mount_remount(t.path(), F::BIND | flags, "").map_err(err("making /sys read-only"))?;
+        root.bind(Path::new("/sys"), Path::new("sys"), Kind::Dir, true, true)?;
     }
     Ok(())
 }
@@ -366,10 +380,7 @@ fn resolv_conf(root: &Root, mode: ResolvConf, ro_root: bool) -> Result<(), Runti
         if is_link || !Path::new("/etc/resolv.conf").exists() {
             return Ok(());
         }
-        let t = root.target(Path::new("etc/resolv.conf"), Kind::File)?;
-        m::mount_bind("/etc/resolv.conf", t.path()).map_err(err("binding /etc/resolv.conf"))?;
-        m::mount_remount(t.path(), F::BIND | F::RDONLY, "").map_err(err("making /etc/resolv.conf read-only"))?;
-        Ok(())
+        root.bind(Path::new("/etc/resolv.conf"), Path::new("etc/resolv.conf"), Kind::File, false, true)
     };
     let write = |replace: bool| -> Result<(), RuntimeError> {
         if is_link && !replace {
@@ -408,13 +419,7 @@ fn user_mount(root: &Root, run_dir: &Path, mnt: &BindMount) -> Result<(), Runtim
         BindMount::Bind { src, dst, readonly, recursive } => {
             let md = std::fs::metadata(src)
                 .map_err(|e| RuntimeError::Setup(format!("bind source {} does not exist: {e}", src.display())))?;
-            let t = root.target(dst, if md.is_dir() { Kind::Dir } else { Kind::File })?;
-            let r = if *recursive { m::mount_bind_recursive(src, t.path()) } else { m::mount_bind(src, t.path()) };
-            r.map_err(err(format!("binding {} to {}", src.display(), dst.display())))?;
-            if *readonly {
-                m::mount_remount(t.path(), F::BIND | F::RDONLY, "")
-                    .map_err(err(format!("making {} read-only", dst.display())))?;
-            }
+            root.bind(src, dst, if md.is_dir() { Kind::Dir } else { Kind::File }, *recursive, *readonly)?;
         }
         BindMount::Tmpfs { dst, options } => {
             let t = root.target(dst, Kind::Dir)?;
@@ -452,8 +457,8 @@ fn user_mount(root: &Root, run_dir: &Path, mnt: &BindMount) -> Result<(), Runtim
                     let mut all: Vec<PathBuf> = upper.iter().cloned().collect();
                     all.extend(lowers.iter().cloned());
                     if all.len() == 1 {
-                        m::mount_bind_recursive(&all[0], t.path()).map_err(err("binding overlay"))?;
-                        m::mount_remount(t.path(), F::BIND | F::RDONLY, "").map_err(err("making overlay read-only"))?;
+                        drop(t);
+                        root.bind(&all[0], dst, Kind::Dir, true, true)?;
                     } else {
                         overlay(&all, None, &t.path())?;
                     }

@@ -144,6 +144,5 @@ mod tests {
         assert_eq!(eval(AUDIT_ARCH, libc::SYS_mount as u32), RET_ALLOW);
         assert_eq!(eval(AUDIT_ARCH, X32_BIT | 1), RET_ERRNO | libc::EPERM as u32);
         assert_eq!(eval(0x4000_0003, 1), RET_ERRNO | libc::ENOSYS as u32);
-
     }
 }

@@ -60,19 +60,39 @@ impl Root {
     }
 
     fn ensure_dir(&mut self, comps: &[OsString]) -> io::Result<OwnedFd> {
+        self.ensure_dir_depth(comps, 0)
+    }
+
+    fn ensure_dir_depth(&mut self, comps: &[OsString], depth: u32) -> io::Result<OwnedFd> {
+        if depth > 40 {
+            return Err(Errno::LOOP.into());
+        }
         match rfs::openat2(&self.fd, join(comps), DIR_FLAGS, Mode::empty(), IN_ROOT) {
             Ok(fd) => return Ok(fd),
             Err(Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
         }
         let (parent, name) = comps.split_at(comps.len() - 1);
-        let pfd = if parent.is_empty() { rustix::io::dup(&self.fd)? } else { self.ensure_dir(parent)? };
+        let pfd =
+            if parent.is_empty() { rustix::io::dup(&self.fd)? } else { self.ensure_dir_depth(parent, depth + 1)? };
         match rfs::mkdirat(&pfd, &name[0], Mode::from_raw_mode(0o755)) {
             Ok(()) => self.implicit.push(comps.to_vec()),
             Err(Errno::EXIST) => {}
             Err(e) => return Err(e.into()),
         }
-        Ok(rfs::openat2(&pfd, &name[0], DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty(), IN_ROOT)?)
+        match rfs::openat2(&pfd, &name[0], DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty(), IN_ROOT) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::LOOP) => {
+                // A symlink to a directory that does not exist yet: create
+                // its target inside the root (umoci does the same), then
+                // go through the link.
+                let target = rfs::readlinkat(&pfd, &name[0], Vec::new())?;
+                let target = resolve_link(parent, target.as_bytes());
+                self.ensure_dir_depth(&target, depth + 1)?;
+                Ok(rfs::openat2(&self.fd, join(comps), DIR_FLAGS, Mode::empty(), IN_ROOT)?)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Opens an existing path inside the root without following its final
@@ -90,6 +110,23 @@ impl Root {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Where a symlink in directory `parent` pointing at `target` leads,
+/// resolved lexically inside the root (`..` stops at the root, as
+/// RESOLVE_IN_ROOT does).
+pub fn resolve_link(parent: &[OsString], target: &[u8]) -> Components {
+    let mut out: Components = if target.starts_with(b"/") { Vec::new() } else { parent.to_vec() };
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            c => out.push(OsStr::from_bytes(c).to_os_string()),
+        }
+    }
+    out
 }
 
 /// `lstat` of `name` in `dir`, or `None` when absent.

@@ -254,7 +254,11 @@ impl Unpacker<'_> {
                     _ => FileType::Fifo,
                 };
                 let h = entry.header();
-                let dev = rfs::makedev(h.device_major()?.unwrap_or(0), h.device_minor()?.unwrap_or(0));
+                // Empty device fields read as 0, as Go's archive/tar (docker, umoci) reads them.
+                let dev = rfs::makedev(
+                    h.device_major().ok().flatten().unwrap_or(0),
+                    h.device_minor().ok().flatten().unwrap_or(0),
+                );
                 self.replace(parent, name)?;
                 let pfd = self.root.dir(parent)?;
                 rfs::mknodat(pfd, name, ft, Mode::from_raw_mode(0o600), dev)?;
@@ -314,15 +318,15 @@ impl Unpacker<'_> {
     }
 
     fn whiteout(&mut self, parent: &[OsString], target: &OsStr) -> Result<(), EntryError> {
-        let pfd = self.root.dir(parent)?;
-        if stat_at(pfd, target)?.is_some() {
-            remove_at(pfd, target)?;
-            self.root.invalidate();
-        }
+        // A whiteout hides the layers below only: what this layer already
+        // wrote at that name stays (as umoci keeps it).
         if !self.opts.has_lowers {
             return Ok(()); // nothing below to hide
         }
         let pfd = self.root.dir(parent)?;
+        if stat_at(pfd, target)?.is_some() {
+            return Ok(());
+        }
         rfs::mknodat(pfd, target, FileType::CharacterDevice, Mode::empty(), rfs::makedev(0, 0))?;
         Ok(())
     }
@@ -395,7 +399,12 @@ impl Unpacker<'_> {
     /// then sets directory mtimes, deepest first, once nothing more is
     /// written into them.
     fn finish(mut self) -> io::Result<()> {
-        let implicit = std::mem::take(&mut self.root.implicit);
+        let mut implicit = std::mem::take(&mut self.root.implicit);
+        // Without a `./` entry of its own, the layer's root takes the
+        // attributes of the root below, as the flattened tree would show.
+        if !self.dir_times.iter().any(|(c, _, _)| c.is_empty()) {
+            implicit.push(Vec::new());
+        }
         if !implicit.is_empty() && self.opts.has_lowers {
             self.lowers()?;
         }
