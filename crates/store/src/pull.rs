@@ -15,6 +15,7 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Condvar, Mutex};
 
 /// Configs larger than this are refused; real ones are a few KiB.
@@ -379,6 +380,84 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
+/// Bytes per chunk handed from the decompressing thread to the unpacker;
+/// below malloc's mmap threshold so recycled buffers stay cheap.
+const CHUNK: usize = 120 << 10;
+
+/// The producer stage: sniffs the compression, decompresses, hashes the
+/// diff and sends chunks to the unpacker. Hands the tee back so the caller
+/// can drain and check the compressed stream.
+fn decode<'a, R: Read>(
+    mut tee: Tee<'a, R>,
+    tx: SyncSender<io::Result<Vec<u8>>>,
+    recycle: Receiver<Vec<u8>>,
+    max: u64,
+) -> (Tee<'a, R>, io::Result<Digest>) {
+    let r = (|| {
+        let mut br = BufReader::with_capacity(256 << 10, &mut tee);
+        let head = br.fill_buf()?;
+        let decoded: Box<dyn Read + '_> = match LayerCompression::sniff(head) {
+            Some(LayerCompression::Gzip) => Box::new(flate2::bufread::MultiGzDecoder::new(br)),
+            Some(LayerCompression::Zstd) => Box::new(zstd::stream::read::Decoder::with_buffer(br)?),
+            _ => Box::new(br),
+        };
+        let mut diff = HashingReader::new(Bounded { inner: decoded, left: max });
+        loop {
+            let mut buf = recycle.try_recv().unwrap_or_default();
+            buf.resize(CHUNK, 0);
+            let mut n = 0;
+            while n < CHUNK {
+                match diff.read(&mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            if tx.send(Ok(buf)).is_err() {
+                return Err(io::Error::other("the unpacker stopped"));
+            }
+        }
+        Ok(diff.finish().0)
+    })();
+    if let Err(e) = &r {
+        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+    }
+    (tee, r)
+}
+
+/// The consumer end of the chunk channel.
+struct ChannelReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    recycle: SyncSender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(next)) => {
+                    let old = std::mem::replace(&mut self.cur, next);
+                    let _ = self.recycle.try_send(old);
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // the producer finished
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 /// Stops a decompressed stream that grows past the limit.
 struct Bounded<R> {
     inner: R,
@@ -429,7 +508,7 @@ fn fetch_one(
         .map_err(|e| StoreError::io(format!("creating {}", blob_path.display()), e))?;
     let blob = client.blob(&digest)?;
     progress.layer_start(&digest, desc.size());
-    let mut tee = Tee {
+    let tee = Tee {
         inner: HashingReader::new(blob.reader),
         out: io::BufWriter::with_capacity(256 << 10, blob_file),
         digest: &digest,
@@ -443,34 +522,35 @@ fn fetch_one(
     let lowers_fn = || shared.lowers(index);
     let unpack_opts =
         UnpackOptions { layer: layer_name.clone(), has_lowers: index > 0, max_bytes: opts.max_layer_bytes };
-    let unpacked = {
-        let mut br = BufReader::with_capacity(256 << 10, &mut tee);
-        let head = br.fill_buf().map_err(|e| StoreError::io(format!("reading layer {digest}"), e))?;
-        let compression = LayerCompression::sniff(head).unwrap_or(LayerCompression::None);
-        let decoded: Box<dyn Read + '_> = match compression {
-            LayerCompression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(br)),
-            LayerCompression::Zstd => Box::new(
-                zstd::stream::read::Decoder::with_buffer(br)
-                    .map_err(|e| StoreError::io(format!("reading layer {digest}"), e))?,
-            ),
-            LayerCompression::None => Box::new(br),
-        };
-        let mut diff =
-            HashingReader::new(Bounded { inner: decoded, left: opts.max_layer_bytes.saturating_add(1 << 20) });
-        let res = unpack_layer(&mut diff, &root, &unpack_opts, &lowers_fn).and_then(|stats| {
+    // Two stages on two threads, like `gzip -dc | tar -x`: download, hash
+    // and decompress on one; unpack (mostly system calls) on the other.
+    let max_decoded = opts.max_layer_bytes.saturating_add(1 << 20);
+    let (unpacked, (mut tee, decoded)) = std::thread::scope(|s| {
+        let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(8);
+        let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(10);
+        let producer = s.spawn(move || decode(tee, tx, recycle_rx, max_decoded));
+        let mut reader = ChannelReader { rx, recycle: recycle_tx, cur: Vec::new(), pos: 0 };
+        let res = unpack_layer(&mut reader, &root, &unpack_opts, &lowers_fn).and_then(|stats| {
             // The tar's trailing blocks count towards the diff_id too.
-            io::copy(&mut diff, &mut io::sink())
+            io::copy(&mut reader, &mut io::sink())
                 .map_err(|e| StoreError::Layer { layer: layer_name.clone(), what: e.to_string() })?;
             Ok(stats)
         });
-        let res = res.map_err(|e| match e {
+        drop(reader); // unblocks the producer if the unpack stopped early
+        let produced = producer.join().unwrap_or_else(|_| std::process::abort());
+        (res, produced)
+    });
+    let unpacked = unpacked
+        .map_err(|e| match e {
             StoreError::Layer { what, .. } if what.contains(TOO_LARGE) => {
                 StoreError::TooLarge { layer: layer_name.clone(), limit: opts.max_layer_bytes }
             }
             e => e,
+        })
+        .and_then(|stats| {
+            let d = decoded.map_err(|e| StoreError::Layer { layer: layer_name.clone(), what: e.to_string() })?;
+            Ok((stats, d))
         });
-        res.map(|stats| (stats, diff.finish().0))
-    };
     // Whatever the unpack said, read the blob to its end: a bad download
     // (truncated, corrupt) is the root cause to report.
     let _ = io::copy(&mut tee, &mut io::sink());
