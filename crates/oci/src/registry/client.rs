@@ -325,10 +325,15 @@ impl Inner {
                 }
                 Err(ureq::Error::Transport(t)) => {
                     let detail = t.to_string();
-                    let plain = detail.contains("corrupt message")
-                        || detail.contains("InvalidContentType")
-                        || detail.contains("invalid content type");
-                    last = Some(if plain && !ep.insecure {
+                    // Does it answer plain http? A ping carries no credentials,
+                    // so asking is harmless and gives the user the real fix.
+                    let plain = !ep.insecure
+                        && scheme == "https"
+                        && match self.insecure_agent.get(&format!("http://{}/v2/", ep.host)).call() {
+                            Ok(_) | Err(ureq::Error::Status(..)) => true,
+                            Err(ureq::Error::Transport(_)) => false,
+                        };
+                    last = Some(if plain {
                         RegistryError::PlainHttp { url, config: self.config_path.clone() }
                     } else {
                         RegistryError::Transport { url, detail }
