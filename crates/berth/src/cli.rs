@@ -42,6 +42,27 @@ pub enum Command {
     Unmount { dir: PathBuf },
     /// Run a command in a container made from an image, a machine or a directory
     Run(Box<RunArgs>),
+    /// Make a machine from an image (copies nothing)
+    Create { image: String, name: String },
+    /// List machines
+    #[command(visible_alias = "list-images")]
+    Machines(JsonArg),
+    /// Copy a machine (its own changes; image layers stay shared)
+    Clone { src: String, dst: String },
+    /// Rename a machine
+    Rename { old: String, new: String },
+    /// Remove machines
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Show or set whether a machine's root is read-only
+    #[command(name = "read-only")]
+    ReadOnly {
+        name: String,
+        #[arg(value_parser = clap::builder::BoolishValueParser::new())]
+        value: Option<bool>,
+    },
     /// Store credentials for a registry
     Login(LoginArgs),
     /// Remove stored credentials for a registry

@@ -51,7 +51,9 @@ impl Store {
     pub(crate) fn sweep(&self) -> Result<GcStats, StoreError> {
         let mut stats = GcStats::default();
         let refs = self.load_refs()?;
-        let named: HashSet<&Digest> = refs.values().collect();
+        // Images with a name, or with a machine built on them, are live.
+        let used: Vec<Digest> = self.machines()?.into_iter().filter_map(|m| m.record.image).collect();
+        let named: HashSet<&Digest> = refs.values().chain(used.iter()).collect();
         let mut keep_layers = HashSet::new();
         let mut keep_blobs = HashSet::new();
         for rec in self.images()? {

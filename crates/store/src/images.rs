@@ -198,6 +198,24 @@ impl Store {
                 }
                 plan.push((n.clone(), all));
             }
+            // Refuse to orphan an image that machines are built on.
+            let mut after = refs.clone();
+            for (_, keys) in &plan {
+                for k in keys {
+                    after.remove(k);
+                }
+            }
+            for (_, keys) in &plan {
+                for k in keys {
+                    let Some(id) = refs.get(k) else { continue };
+                    if !after.values().any(|v| v == id) {
+                        let users = self.machines_using(id)?;
+                        if !users.is_empty() {
+                            return Err(StoreError::ImageInUse { image: k.clone(), machines: users.join(", ") });
+                        }
+                    }
+                }
+            }
             for (_, keys) in plan {
                 for k in &keys {
                     if refs.remove(k).is_some() {

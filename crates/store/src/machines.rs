@@ -130,3 +130,145 @@ impl Store {
         Ok(())
     }
 }
+
+/// A machine with what `berth machines` shows about it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MachineInfo {
+    #[serde(flatten)]
+    pub record: MachineRecord,
+    pub running: bool,
+    /// Bytes in the machine's own directory (its changes, or its tree).
+    pub usage: u64,
+}
+
+fn du(p: &std::path::Path) -> u64 {
+    let Ok(md) = std::fs::symlink_metadata(p) else { return 0 };
+    if !md.is_dir() {
+        return md.len();
+    }
+    std::fs::read_dir(p).map(|rd| rd.flatten().map(|e| du(&e.path())).sum()).unwrap_or(0)
+}
+
+/// Copies a tree with everything it holds (owners, modes, xattrs, devices,
+/// hardlinks), sharing extents where the filesystem can (`cp --reflink`).
+fn copy_tree(src: &std::path::Path, dst: &std::path::Path) -> Result<(), StoreError> {
+    let out = std::process::Command::new("cp")
+        .args(["-a", "--reflink=auto", "--"])
+        .arg(src)
+        .arg(dst)
+        .output()
+        .map_err(|e| StoreError::io("running cp", e))?;
+    if !out.status.success() {
+        return Err(StoreError::io(
+            format!("copying {}", src.display()),
+            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        ));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Every machine, sorted by name.
+    pub fn machines(&self) -> Result<Vec<MachineInfo>, StoreError> {
+        let dir = self.root().join("machines");
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(out) };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(record) = self.load_machine(&name) else { continue };
+            let running = self.is_running(&name);
+            out.push(MachineInfo { usage: du(&e.path().join("upper")), record, running });
+        }
+        out.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        Ok(out)
+    }
+
+    /// Whether something holds the machine's run lock.
+    pub fn is_running(&self, name: &str) -> bool {
+        matches!(self.lock_machine(name), Err(StoreError::MachineRunning(_)))
+    }
+
+    /// Names of machines built on image `id`.
+    pub fn machines_using(&self, id: &Digest) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .machines()?
+            .into_iter()
+            .filter(|m| m.record.image.as_ref() == Some(id))
+            .map(|m| m.record.name)
+            .collect())
+    }
+
+    fn save_machine(&self, dir: &std::path::Path, rec: &MachineRecord) -> Result<(), StoreError> {
+        let body = serde_json::to_vec_pretty(rec)
+            .map_err(|e| StoreError::Corrupt { path: "machine".into(), why: e.to_string() })?;
+        write_atomic(&dir.join("machine.json"), &body)
+    }
+
+    /// Copies machine `src` (not running) to a new machine `dst`. Only the
+    /// machine's own changes are copied; image layers stay shared.
+    pub fn clone_machine(&self, src: &str, dst: &str) -> Result<MachineRecord, StoreError> {
+        validate_name(dst)?;
+        let mut rec = self.load_machine(src)?;
+        let _lock = self.lock_machine(src)?;
+        if self.machine_dir(dst).exists() {
+            return Err(StoreError::MachineExists(dst.into()));
+        }
+        let tmp = self.tmp_dir().join(format!("clone-{dst}-{}", crate::blobs::unique()));
+        rec.name = dst.into();
+        rec.created =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let build = || -> Result<(), StoreError> {
+            std::fs::create_dir_all(tmp.join("work")).map_err(|e| StoreError::io("creating the clone", e))?;
+            copy_tree(&self.machine_dir(src).join("upper"), &tmp.join("upper"))?;
+            self.save_machine(&tmp, &rec)?;
+            match rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &tmp,
+                rustix::fs::CWD,
+                &self.machine_dir(dst),
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => Ok(()),
+                Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOTEMPTY) => {
+                    Err(StoreError::MachineExists(dst.into()))
+                }
+                Err(e) => Err(StoreError::io("publishing the clone", e.into())),
+            }
+        };
+        let r = build();
+        if r.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        r.map(|_| rec)
+    }
+
+    /// Renames a machine that is not running.
+    pub fn rename_machine(&self, old: &str, new: &str) -> Result<(), StoreError> {
+        validate_name(new)?;
+        let mut rec = self.load_machine(old)?;
+        let _lock = self.lock_machine(old)?;
+        let (from, to) = (self.machine_dir(old), self.machine_dir(new));
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &from,
+            rustix::fs::CWD,
+            &to,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOTEMPTY) => {
+                return Err(StoreError::MachineExists(new.into()))
+            }
+            Err(e) => return Err(StoreError::io(format!("renaming machine {old}"), e.into())),
+        }
+        rec.name = new.into();
+        self.save_machine(&to, &rec)
+    }
+
+    /// Marks a machine read-only (its root is mounted read-only when run).
+    pub fn set_machine_read_only(&self, name: &str, read_only: bool) -> Result<(), StoreError> {
+        let mut rec = self.load_machine(name)?;
+        rec.read_only = read_only;
+        self.save_machine(&self.machine_dir(name), &rec)
+    }
+}

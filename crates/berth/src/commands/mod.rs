@@ -4,6 +4,7 @@
 mod generate;
 mod images;
 mod login;
+mod machines;
 mod mount;
 mod pull;
 mod run;
@@ -27,6 +28,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Mount { image, dir } => mount::mount(&cli, image, dir),
         Command::Unmount { dir } => mount::unmount(dir),
         Command::Run(a) => run::run(&cli, a),
+        Command::Create { image, name } => machines::create(&cli, image, name),
+        Command::Machines(a) => machines::list(&cli, a.json),
+        Command::Clone { src, dst } => machines::clone(&cli, src, dst),
+        Command::Rename { old, new } => machines::rename(&cli, old, new),
+        Command::Rm { names } => machines::rm(&cli, names),
+        Command::ReadOnly { name, value } => machines::read_only(&cli, name, *value),
         Command::Login(a) => login::login(a),
         Command::Logout(a) => login::logout(a),
         Command::Completions { shell } => generate::completions(*shell),

@@ -82,6 +82,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         |lowers: Vec<PathBuf>| Rootfs::Overlay { lowers, upper: run_dir.0.join("upper"), work: run_dir.0.join("work") };
     let mut _lock = None;
     let mut config = None;
+    let mut machine_ro = false;
     let (rootfs, hostname) = if let Some(dir) = &a.directory {
         let dir = std::fs::canonicalize(dir).with_context(|| format!("directory {} does not exist", dir.display()))?;
         if !dir.is_dir() {
@@ -92,6 +93,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     } else if let Some(name) = &a.machine {
         let m = store.load_machine(name)?;
         _lock = Some(store.lock_machine(name)?);
+        machine_ro = m.read_only;
         let mdir = store.machine_dir(name);
         let image_lowers = match &m.image {
             Some(id) => {
@@ -171,7 +173,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         cwd: a.chdir.clone().or_else(|| process::field(config, "WorkingDir").map(str::to_string)),
         hostname: a.hostname.clone().unwrap_or(hostname.clone()),
         name: hostname,
-        read_only: a.read_only,
+        read_only: a.read_only || machine_ro,
         volatile,
         private_network: a.private_network,
         mounts,
