@@ -225,7 +225,7 @@ impl Store {
                 rustix::fs::CWD,
                 &tmp,
                 rustix::fs::CWD,
-                &self.machine_dir(dst),
+                self.machine_dir(dst),
                 rustix::fs::RenameFlags::NOREPLACE,
             ) {
                 Ok(()) => Ok(()),
