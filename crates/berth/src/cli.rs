@@ -42,6 +42,8 @@ pub enum Command {
     Unmount { dir: PathBuf },
     /// Run a command in a container made from an image, a machine or a directory
     Run(Box<RunArgs>),
+    /// Import an image from a tarball, an OCI layout or archive, a docker-archive or an ACI
+    Import(ImportArgs),
     /// Make a machine from an image (copies nothing)
     Create { image: String, name: String },
     /// List machines
@@ -207,6 +209,32 @@ pub struct RunArgs {
     /// IMAGE (without -M/-D), then the command and its arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "IMAGE|CMD")]
     pub args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  berth import ubuntu-24.04-root.tar.xz ubuntu\n  berth import --strip-prefix rootfs/ image.tar.gz myroot\n  berth import ./oci-layout-dir\n  docker save busybox | berth import -\n  berth import https://example.com/rootfs.tar.zst"
+)]
+pub struct ImportArgs {
+    /// A file, a directory, - for stdin, or an http(s) URL
+    pub source: String,
+    /// Name for the image (default: from the source)
+    pub name: Option<String>,
+    /// What the source is; detected from content by default
+    #[arg(long, default_value = "auto", value_name = "FORMAT")]
+    pub format: String,
+    /// Use only this directory of a root tarball as the root (e.g. rootfs/)
+    #[arg(long, value_name = "DIR/")]
+    pub strip_prefix: Option<String>,
+    /// Which image of an OCI layout (tag) or docker-archive (name) to import
+    #[arg(long, value_name = "TAG")]
+    pub image: Option<String>,
+    /// Verify TLS for URLs
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "true")]
+    pub tls_verify: bool,
+    /// Print nothing but the image ID
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]

@@ -11,3 +11,4 @@
 mod harness;
 mod images;
 mod pull;
+mod run;

@@ -37,6 +37,7 @@ pub mod blobs;
 pub mod error;
 pub mod gc;
 pub mod images;
+pub mod import;
 pub mod lock;
 pub mod machines;
 pub mod mount;

@@ -9,7 +9,7 @@ use crate::unpack::{unpack_layer, UnpackOptions};
 use crate::{Store, StoreError};
 use berth_oci::digest::HashingReader;
 use berth_oci::manifest::{self, Fetched, LayerCompression};
-use berth_oci::registry::{Client, ClientOptions};
+use berth_oci::registry::{Blob, Client, ClientOptions, FetchedManifest};
 use berth_oci::{Digest, Platform, Reference};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -58,6 +58,22 @@ pub trait Progress: Sync {
 pub struct Quiet;
 impl Progress for Quiet {}
 
+/// Where manifests and blobs come from: a registry, or a local OCI layout
+/// or archive (`berth import`).
+pub trait Source: Sync {
+    fn manifest(&self, reference: &str) -> Result<FetchedManifest, StoreError>;
+    fn blob(&self, digest: &Digest) -> Result<Blob, StoreError>;
+}
+
+impl Source for Client {
+    fn manifest(&self, reference: &str) -> Result<FetchedManifest, StoreError> {
+        Ok(Client::manifest(self, reference)?)
+    }
+    fn blob(&self, digest: &Digest) -> Result<Blob, StoreError> {
+        Ok(Client::blob(self, digest)?)
+    }
+}
+
 /// Pulls `reference` into the store and names it.
 pub fn pull(
     store: &Store,
@@ -67,7 +83,25 @@ pub fn pull(
 ) -> Result<ImageRecord, StoreError> {
     let client = Client::new(reference, &opts.client)?;
     client.ping()?;
-    let first = client.manifest(&reference.api_reference())?;
+    let mut names = vec![reference.to_string()];
+    if let Some(n) = &opts.name {
+        names.push(crate::images::local_name(n)?);
+    }
+    pull_from(store, &client, &reference.api_reference(), &reference.to_string(), names, opts, progress)
+}
+
+/// Fetches the image `manifest_ref` names in `source`, verifies and stores
+/// it, and gives it `names`. `label` is what progress shows.
+pub fn pull_from(
+    store: &Store,
+    client: &dyn Source,
+    manifest_ref: &str,
+    label: &str,
+    names: Vec<String>,
+    opts: &PullOptions,
+    progress: &dyn Progress,
+) -> Result<ImageRecord, StoreError> {
+    let first = client.manifest(manifest_ref)?;
     let mut index_blob = None;
     let (mbody, mdigest, manifest) = match manifest::parse(first.content_type.as_deref(), &first.body)? {
         Fetched::Manifest(m) => (first.body, first.digest, m),
@@ -88,7 +122,7 @@ pub fn pull(
             }
         }
     };
-    let (config_digest, config_body, config) = fetch_config(&client, &manifest)?;
+    let (config_digest, config_body, config) = fetch_config(client, &manifest)?;
     let platform = Platform {
         os: config.os().to_string(),
         architecture: config.architecture().to_string(),
@@ -110,10 +144,10 @@ pub fn pull(
             why: format!("{} diff_ids for {} layers", diff_ids.len(), manifest.layers().len()),
         });
     }
-    progress.resolved(&reference.to_string(), &mdigest, diff_ids.len());
+    progress.resolved(label, &mdigest, diff_ids.len());
 
     let _gc = store.lock_shared("gc")?;
-    let staged = fetch_layers(store, &client, manifest.layers(), &diff_ids, opts, progress)?;
+    let staged = fetch_layers(store, client, manifest.layers(), &diff_ids, opts, progress)?;
 
     // Everything verified: publish blobs and layers, then the record, then the name.
     let mut records = Vec::new();
@@ -140,10 +174,6 @@ pub fn pull(
         layers: records,
     };
     store.save_image(&rec)?;
-    let mut names = vec![reference.to_string()];
-    if let Some(n) = &opts.name {
-        names.push(crate::images::local_name(n)?);
-    }
     store.update_refs(|refs| {
         for n in names {
             refs.insert(n, rec.id.clone());
@@ -154,7 +184,7 @@ pub fn pull(
 }
 
 fn fetch_config(
-    client: &Client,
+    client: &dyn Source,
     manifest: &ImageManifest,
 ) -> Result<(Digest, Vec<u8>, ImageConfiguration), StoreError> {
     let desc = manifest.config();
@@ -215,13 +245,13 @@ impl Staged {
 }
 
 /// A directory under `tmp/` that is removed unless published.
-struct StagingDir {
-    path: PathBuf,
+pub(crate) struct StagingDir {
+    pub(crate) path: PathBuf,
     keep: bool,
 }
 
 impl StagingDir {
-    fn new(store: &Store, tag: &str) -> Result<Self, StoreError> {
+    pub(crate) fn new(store: &Store, tag: &str) -> Result<Self, StoreError> {
         let path = store.tmp_dir().join(format!("{tag}-{}-{:x}", std::process::id(), crate::blobs::unique()));
         std::fs::create_dir(&path).map_err(|e| StoreError::io(format!("creating {}", path.display()), e))?;
         Ok(StagingDir { path, keep: false })
@@ -229,7 +259,7 @@ impl StagingDir {
 
     /// Renames the staging dir to `dest` unless something is there already
     /// (a concurrent pull won the race: its copy is as good as ours).
-    fn publish(mut self, dest: &Path) -> Result<(), StoreError> {
+    pub(crate) fn publish(mut self, dest: &Path) -> Result<(), StoreError> {
         match rustix::fs::renameat_with(
             rustix::fs::CWD,
             &self.path,
@@ -296,7 +326,7 @@ impl Shared {
 
 fn fetch_layers(
     store: &Store,
-    client: &Client,
+    client: &dyn Source,
     layers: &[Descriptor],
     diff_ids: &[Digest],
     opts: &PullOptions,
@@ -481,7 +511,7 @@ const TOO_LARGE: &str = "decompressed stream exceeds the layer size limit";
 #[allow(clippy::too_many_arguments)]
 fn fetch_one(
     store: &Store,
-    client: &Client,
+    client: &dyn Source,
     desc: &Descriptor,
     diff_id: &Digest,
     index: usize,
@@ -584,6 +614,22 @@ fn read_meta(layer_dir: &Path) -> Option<u64> {
     let b = std::fs::read(layer_dir.join("meta.json")).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&b).ok()?;
     v.get("unpacked_size")?.as_u64()
+}
+
+/// Syncs the filesystem holding `dir` and returns the tree's size in bytes.
+pub(crate) fn sync_tree_size(dir: &Path) -> Result<u64, StoreError> {
+    sync_tree(dir)?;
+    fn du(p: &Path) -> u64 {
+        let Ok(md) = std::fs::symlink_metadata(p) else { return 0 };
+        if md.is_dir() {
+            std::fs::read_dir(p).map(|rd| rd.flatten().map(|e| du(&e.path())).sum()).unwrap_or(0)
+        } else if md.is_file() {
+            md.len()
+        } else {
+            0
+        }
+    }
+    Ok(du(dir))
 }
 
 /// Flushes the filesystem holding `dir`: one `syncfs` instead of an fsync

@@ -3,6 +3,7 @@
 
 mod generate;
 mod images;
+mod import;
 mod login;
 mod machines;
 mod mount;
@@ -28,6 +29,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Mount { image, dir } => mount::mount(&cli, image, dir),
         Command::Unmount { dir } => mount::unmount(dir),
         Command::Run(a) => run::run(&cli, a),
+        Command::Import(a) => import::run(&cli, a),
         Command::Create { image, name } => machines::create(&cli, image, name),
         Command::Machines(a) => machines::list(&cli, a.json),
         Command::Clone { src, dst } => machines::clone(&cli, src, dst),

@@ -5,6 +5,8 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod berth;
+pub mod container;
+pub mod debootstrap;
 pub mod fixtures;
 pub mod hostile;
 pub mod listing;
@@ -15,6 +17,7 @@ pub mod registry;
 mod selfcheck;
 pub mod tarball;
 pub mod tree;
+pub mod tmux;
 pub mod umoci;
 
 pub use self::berth::{Berth, Listing, Run};

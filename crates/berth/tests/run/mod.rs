@@ -1,0 +1,123 @@
+//! `berth run`: every flag checked from inside the container, against the
+//! busybox test image (pulled from a private registry into a private
+//! store) and a debootstrap tree. Every run goes through
+//! `harness::container::Ctx`, which checks after each one that nothing is
+//! left on the host (mounts, scratch dirs, cgroups, processes).
+
+mod binds;
+mod cgroups;
+mod exit;
+mod io;
+mod kernelfs;
+mod leftovers;
+mod namespaces;
+mod process;
+mod resolv;
+mod rootfs;
+mod security;
+mod signals;
+mod users;
+
+use std::collections::BTreeMap;
+
+/// `env` output as a map.
+pub fn parse_env(out: &str) -> BTreeMap<String, String> {
+    out.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// One line of /proc/self/mountinfo.
+#[derive(Debug, Clone)]
+pub struct MountEntry {
+    pub point: String,
+    pub opts: Vec<String>,
+    pub fstype: String,
+    pub super_opts: Vec<String>,
+}
+
+impl MountEntry {
+    pub fn read_only(&self) -> bool {
+        self.opts.iter().any(|o| o == "ro")
+    }
+}
+
+/// Parses mountinfo text (as printed inside the container).
+pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let f: Vec<&str> = left.split(' ').collect();
+            let r: Vec<&str> = right.split(' ').collect();
+            if f.len() < 6 || r.len() < 3 {
+                return None;
+            }
+            Some(MountEntry {
+                point: f[4].replace("\\040", " "),
+                opts: f[5].split(',').map(str::to_string).collect(),
+                fstype: r[0].to_string(),
+                super_opts: r[2].split(',').map(str::to_string).collect(),
+            })
+        })
+        .collect()
+}
+
+/// The last (topmost) mount at `point`.
+pub fn mount_at<'a>(table: &'a [MountEntry], point: &str) -> Option<&'a MountEntry> {
+    table.iter().rev().find(|m| m.point == point)
+}
+
+/// A capability mask field of /proc/PID/status (hex).
+pub fn cap_mask(status: &str, key: &str) -> u64 {
+    let v = crate::harness::container::status_field(status, key)
+        .unwrap_or_else(|| panic!("{key} missing from /proc/self/status:\n{status}"));
+    u64::from_str_radix(&v, 16).unwrap_or_else(|e| panic!("{key}: {v:?} is not hex: {e}"))
+}
+
+/// The test process's own bounding set (what any container can get).
+pub fn host_bounding_set() -> u64 {
+    cap_mask(&std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status"), "CapBnd")
+}
+
+/// systemd-nspawn's default capabilities for a container, by number.
+pub const NSPAWN_DEFAULT_CAPS: &[(u32, &str)] = &[
+    (0, "chown"),
+    (1, "dac_override"),
+    (2, "dac_read_search"),
+    (3, "fowner"),
+    (4, "fsetid"),
+    (5, "kill"),
+    (6, "setgid"),
+    (7, "setuid"),
+    (8, "setpcap"),
+    (9, "linux_immutable"),
+    (10, "net_bind_service"),
+    (11, "net_broadcast"),
+    (13, "net_raw"),
+    (15, "ipc_owner"),
+    (18, "sys_chroot"),
+    (19, "sys_ptrace"),
+    (21, "sys_admin"),
+    (22, "sys_boot"),
+    (23, "sys_nice"),
+    (24, "sys_resource"),
+    (26, "sys_tty_config"),
+    (27, "mknod"),
+    (28, "lease"),
+    (29, "audit_write"),
+    (30, "audit_control"),
+    (31, "setfcap"),
+];
+
+/// nspawn's default set cut to what the host's bounding set allows.
+pub fn expected_default_caps() -> u64 {
+    NSPAWN_DEFAULT_CAPS.iter().fold(0u64, |m, (b, _)| m | (1 << b)) & host_bounding_set()
+}
+
+/// Names of the bits set in `mask`.
+pub fn cap_names(mask: u64) -> Vec<String> {
+    (0..64)
+        .filter(|b| mask & (1 << b) != 0)
+        .map(|b| {
+            NSPAWN_DEFAULT_CAPS.iter().find(|(n, _)| *n == b).map(|(_, s)| s.to_string()).unwrap_or(format!("bit{b}"))
+        })
+        .collect()
+}

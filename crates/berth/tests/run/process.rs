@@ -1,0 +1,98 @@
+//! The container's process: environment (image Env, `-E`,
+//! `container=berth`), working directory (image WorkingDir, `--chdir`),
+//! Entrypoint/Cmd combined as docker does, `--entrypoint`, and numeric
+//! `-u` on the busybox image.
+
+use super::parse_env;
+use crate::harness::container::{entrypoint_image, s, status_field, Ctx};
+
+#[test]
+fn environment_has_image_env_setenv_and_container_berth() {
+    let c = Ctx::busybox();
+    let o = c.run_image(&["-E", "SHARED=from-cli", "-E", "NEW_VAR=x y", "--setenv", "EMPTY="], &["env"]).success();
+    let env = parse_env(&o.out());
+    let want = [
+        ("IMAGE_VAR", "from-image"),
+        ("SHARED", "from-cli"),
+        ("NEW_VAR", "x y"),
+        ("EMPTY", ""),
+        ("WITH_EQUALS", "a=b=c"),
+        ("container", "berth"),
+        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ("HOME", "/root"),
+    ];
+    for (k, v) in want {
+        assert_eq!(env.get(k).map(String::as_str), Some(v), "{k} in the container's environment: {}", o.describe());
+    }
+    assert!(!env.contains_key("TERM"), "TERM is set only with -t: {}", o.describe());
+    let leaked: Vec<&String> =
+        env.keys().filter(|k| k.starts_with("CARGO") || k.starts_with("RUST") || *k == "XDG_RUNTIME_DIR").collect();
+    assert!(leaked.is_empty(), "host environment leaked into the container: {leaked:?}");
+}
+
+#[test]
+fn working_directory_is_the_images_workdir_or_chdir() {
+    let c = Ctx::busybox();
+    let o = c.run_image(&[], &["pwd"]).success();
+    assert_eq!(o.out().trim(), "/srv/work", "WorkingDir of the image: {}", o.describe());
+    let o = c.run_image(&["--chdir", "/etc"], &["pwd"]).success();
+    assert_eq!(o.out().trim(), "/etc", "--chdir: {}", o.describe());
+    let tree = c.busybox_tree();
+    let o = c.run(&["-x", "-D", &s(&tree), "pwd"]).success();
+    assert_eq!(o.out().trim(), "/", "a -D tree has no WorkingDir: {}", o.describe());
+}
+
+#[test]
+fn chdir_to_a_missing_directory_fails_with_a_message_naming_it() {
+    let c = Ctx::busybox();
+    let o = c.run_image(&["--chdir", "/no/such/dir"], &["pwd"]).failure().stderr_mentions(&["/no/such/dir"]);
+    assert_eq!(o.code, Some(125), "a setup failure exits 125: {}", o.describe());
+    assert!(o.stderr.starts_with("berth: "), "setup failures are reported as `berth: …`: {}", o.describe());
+}
+
+#[test]
+fn image_cmd_runs_by_default_and_arguments_replace_it() {
+    let c = Ctx::busybox();
+    let o = c.run_image(&[], &[]).success();
+    assert_eq!(o.out().trim(), "default-cmd", "the image's Cmd: {}", o.describe());
+    let o = c.run_image(&[], &["echo", "replaced"]).success();
+    assert_eq!(o.out().trim(), "replaced", "{}", o.describe());
+}
+
+#[test]
+fn entrypoint_and_cmd_combine_as_docker_does() {
+    let c = Ctx::busybox();
+    let ep = c.add_image("ep", &entrypoint_image());
+    let o = c.run(&[&ep]).success();
+    assert_eq!(o.out().trim(), "ep default-arg", "Entrypoint + Cmd: {}", o.describe());
+    let o = c.run(&[&ep, "a", "b"]).success();
+    assert_eq!(o.out().trim(), "ep a b", "arguments replace Cmd, not the Entrypoint: {}", o.describe());
+    let o = c.run(&["--entrypoint", "/bin/echo", &ep, "only", "args"]).success();
+    assert_eq!(o.out().trim(), "only args", "--entrypoint replaces the Entrypoint and drops Cmd: {}", o.describe());
+    let o = c.run(&["--entrypoint", "/bin/hostname", &ep]).success();
+    assert_eq!(o.out().trim(), c.repo, "--entrypoint without arguments runs alone: {}", o.describe());
+    let o = c.run(&["--entrypoint", "", &ep, "echo", "plain"]).success();
+    assert_eq!(o.out().trim(), "plain", "an empty --entrypoint runs the command as given: {}", o.describe());
+}
+
+#[test]
+fn numeric_user_and_group_apply_without_a_passwd_entry() {
+    let c = Ctx::busybox();
+    let o = c.run_image(&["-u", "1000"], &["cat", "/proc/self/status"]).success();
+    let st = o.out();
+    assert_eq!(status_field(&st, "Uid").as_deref(), Some("1000\t1000\t1000\t1000"), "{}", o.describe());
+    assert_eq!(status_field(&st, "Gid").as_deref(), Some("0\t0\t0\t0"), "an unknown uid gets gid 0: {}", o.describe());
+    let o = c.run_image(&["--user", "1000:2000"], &["cat", "/proc/self/status"]).success();
+    let st = o.out();
+    assert_eq!(status_field(&st, "Uid").as_deref(), Some("1000\t1000\t1000\t1000"), "{}", o.describe());
+    assert_eq!(status_field(&st, "Gid").as_deref(), Some("2000\t2000\t2000\t2000"), "{}", o.describe());
+    assert_eq!(status_field(&st, "Groups").as_deref(), Some("2000"), "supplementary groups: {}", o.describe());
+    let o = c.run_image(&["-u", "nobody"], &["id"]).success();
+    assert!(o.out().starts_with("uid=65534(nobody) gid=65534(nogroup)"), "{}", o.describe());
+}
+
+#[test]
+fn unknown_user_name_fails_with_a_message_naming_it() {
+    let c = Ctx::busybox();
+    c.run_image(&["-u", "no-such-user"], &["id"]).failure().stderr_mentions(&["no-such-user"]);
+}

@@ -1,0 +1,489 @@
+//! `berth import`: images from local sources. Streams (files, stdin, URLs)
+//! are decompressed by content (gzip, zstd, xz, bzip2), unpacked with the
+//! same safe unpacker as pulls, and then classified by what they held: an
+//! OCI layout (`oci-archive`), a `docker save` archive, an appc ACI, or a
+//! plain root filesystem. Directories are an OCI layout or a root tree.
+//! Archives with manifests go through the verified pull path; root trees
+//! become a one-layer image whose blob is the uncompressed tar.
+
+pub mod decompress;
+pub mod layout;
+
+use crate::images::{local_name, ImageRecord, LayerRecord};
+use crate::pull::{pull_from, Progress, PullOptions, StagingDir};
+use crate::unpack::{unpack_layer, UnpackOptions};
+use crate::{Store, StoreError};
+use berth_oci::digest::HashingReader;
+use berth_oci::{Digest, Platform};
+use layout::{DockerArchive, Layout};
+use std::io::{self, BufReader, Read, Write};
+use std::path::Path;
+
+/// `--format`: what the source is; `Auto` detects it from content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Auto,
+    Tar,
+    Oci,
+    OciArchive,
+    DockerArchive,
+    Aci,
+    Raw,
+    Qcow2,
+    Vmdk,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "auto" => Format::Auto,
+            "tar" => Format::Tar,
+            "oci" => Format::Oci,
+            "oci-archive" => Format::OciArchive,
+            "docker-archive" => Format::DockerArchive,
+            "aci" => Format::Aci,
+            "raw" => Format::Raw,
+            "qcow2" => Format::Qcow2,
+            "vmdk" => Format::Vmdk,
+            _ => {
+                return Err(format!(
+                    "unknown --format {s:?}: use auto, tar, oci, oci-archive, docker-archive, aci, raw, qcow2 or vmdk"
+                ))
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    pub format: Format,
+    /// Only this sub-directory of a root tarball becomes the root (`rootfs/`).
+    pub strip_prefix: Option<String>,
+    /// The image's name; a default comes from the source.
+    pub name: Option<String>,
+    /// Which image of an OCI layout or docker archive (a tag or name).
+    pub select: Option<String>,
+    pub pull: PullOptions,
+}
+
+fn bad(what: impl Into<String>) -> StoreError {
+    StoreError::Layer { layer: "import".into(), what: what.into() }
+}
+
+/// The name an import gets when none is given: the source's file stem.
+pub fn default_name(label: &str) -> String {
+    let base = label.trim_end_matches('/').rsplit('/').next().unwrap_or(label);
+    let mut stem = base.to_string();
+    for ext in [
+        ".gz", ".tgz", ".xz", ".txz", ".zst", ".bz2", ".tar", ".box", ".aci", ".raw", ".img", ".qcow2", ".vmdk", ".oci",
+    ] {
+        if let Some(s) = stem.strip_suffix(ext) {
+            stem = s.to_string();
+        }
+    }
+    let clean: String = stem
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '-' })
+        .collect();
+    let clean = clean.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
+    if clean.is_empty() {
+        "imported".into()
+    } else {
+        clean
+    }
+}
+
+/// Imports a directory: an OCI layout, or a root tree.
+pub fn import_dir(
+    store: &Store,
+    dir: &Path,
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImageRecord, StoreError> {
+    let label = dir.display().to_string();
+    if dir.join("oci-layout").is_file() || opts.format == Format::Oci {
+        return import_layout(store, dir, &label, opts, progress);
+    }
+    if !matches!(opts.format, Format::Auto | Format::Tar) {
+        return Err(bad(format!("{} is a directory; --format {:?} needs a file", dir.display(), opts.format)));
+    }
+    let _gc = store.lock_shared("gc")?;
+    let staging = StagingDir::new(store, "import")?;
+    let root = staging.path.join("root");
+    let out = std::process::Command::new("cp")
+        .args(["-a", "--reflink=auto", "--no-target-directory", "--"])
+        .arg(dir)
+        .arg(&root)
+        .output()
+        .map_err(|e| StoreError::io("running cp", e))?;
+    if !out.status.success() {
+        return Err(bad(format!("copying {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    let (diff, size) = tar_tree(&root, &staging.path.join("blob"))?;
+    let name = opts.name.clone().unwrap_or_else(|| default_name(&label));
+    finish_rootfs(store, staging, diff, size, None, vec![local_name(&name)?])
+}
+
+fn import_layout(
+    store: &Store,
+    dir: &Path,
+    label: &str,
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImageRecord, StoreError> {
+    let layout = Layout::open(dir)?;
+    let (manifest_ref, tag) = layout.select(opts.select.as_deref())?;
+    let base = opts.name.clone().unwrap_or_else(|| match &tag {
+        Some(t) => format!("{}:{t}", default_name(label)),
+        None => default_name(label),
+    });
+    let names = vec![local_name(&base)?];
+    pull_from(store, &layout, &manifest_ref, label, names, &opts.pull, progress)
+}
+
+/// Imports a stream (file, stdin, URL body). `label` names it in messages
+/// and gives the default image name.
+pub fn import_stream<R: Read + Send>(
+    store: &Store,
+    reader: R,
+    label: &str,
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImageRecord, StoreError> {
+    let mut br = BufReader::with_capacity(256 << 10, reader);
+    let head = io::BufRead::fill_buf(&mut br).map_err(|e| StoreError::io(format!("reading {label}"), e))?.to_vec();
+    if let Some(kind) = disk_kind(&head) {
+        return Err(bad(format!(
+            "{label} is a {kind} disk image: disk image import is not implemented yet (tarballs, directories, OCI layouts, oci-archive and docker-archive are)"
+        )));
+    }
+    if matches!(opts.format, Format::Raw | Format::Qcow2 | Format::Vmdk) {
+        return Err(bad(format!("--format {:?}: disk image import is not implemented yet", opts.format)));
+    }
+    let _gc = store.lock_shared("gc")?;
+    let staging = StagingDir::new(store, "import")?;
+    let root = staging.path.join("root");
+    std::fs::create_dir(&root).map_err(|e| StoreError::io("creating the staging root", e))?;
+    let (_, decoded) = decompress::decompress(br).map_err(|e| StoreError::io(format!("reading {label}"), e))?;
+    let blob_path = staging.path.join("blob");
+    let blob = std::fs::File::create(&blob_path).map_err(|e| StoreError::io("creating the staged blob", e))?;
+    let mut tee = TeeWriter { inner: HashingReader::new(decoded), out: io::BufWriter::with_capacity(256 << 10, blob) };
+    let uopts = UnpackOptions { layer: label.to_string(), has_lowers: false, max_bytes: opts.pull.max_layer_bytes };
+    let no_lowers = || Ok(Vec::new());
+    unpack_layer(&mut tee, &root, &uopts, &no_lowers)?;
+    io::copy(&mut tee, &mut io::sink()).map_err(|e| StoreError::io(format!("reading {label}"), e))?;
+    let TeeWriter { inner, out } = tee;
+    out.into_inner()
+        .map_err(|e| StoreError::io("writing the staged blob", e.into_error()))?
+        .sync_all()
+        .map_err(|e| StoreError::io("syncing", e))?;
+    let (diff, size) = inner.finish();
+
+    let looks_oci = root.join("oci-layout").is_file() && root.join("index.json").is_file();
+    let looks_docker = root.join("manifest.json").is_file() && !root.join("etc").exists();
+    let looks_aci = root.join("manifest").is_file() && root.join("rootfs").is_dir();
+    let format = match opts.format {
+        Format::Auto if looks_oci => Format::OciArchive,
+        Format::Auto if looks_docker => Format::DockerArchive,
+        Format::Auto if looks_aci => Format::Aci,
+        Format::Auto => Format::Tar,
+        f => f,
+    };
+    match format {
+        Format::OciArchive | Format::Oci => {
+            drop(_gc);
+            import_layout(store, &root, label, opts, progress)
+        }
+        Format::DockerArchive => {
+            let archive = DockerArchive::open(&root, opts.select.as_deref())?;
+            let mut names: Vec<String> = archive.tags.iter().filter_map(|t| crate::images::normalize_name(t)).collect();
+            if let Some(n) = &opts.name {
+                names.push(local_name(n)?);
+            }
+            if names.is_empty() {
+                names.push(local_name(&default_name(label))?);
+            }
+            drop(_gc);
+            pull_from(store, &archive, &archive.manifest_ref(), label, names, &opts.pull, progress)
+        }
+        Format::Aci => import_aci(store, staging, label, opts),
+        _ => {
+            let name = local_name(&opts.name.clone().unwrap_or_else(|| default_name(label)))?;
+            match &opts.strip_prefix {
+                None => finish_rootfs(store, staging, diff, size, None, vec![name]),
+                Some(prefix) => {
+                    let staging = restage_subdir(store, staging, prefix)?;
+                    let (diff, size) = tar_tree(&staging.path.join("root"), &staging.path.join("blob"))?;
+                    finish_rootfs(store, staging, diff, size, None, vec![name])
+                }
+            }
+        }
+    }
+}
+
+/// Tells disk images from archives by their magic.
+fn disk_kind(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"QFI\xfb") {
+        Some("qcow2")
+    } else if head.starts_with(b"KDMV") || head.starts_with(b"# Disk DescriptorFile") {
+        Some("vmdk")
+    } else if head.len() >= 520 && &head[512..520] == b"EFI PART" {
+        Some("GPT")
+    } else if head.len() >= 512 && head[510] == 0x55 && head[511] == 0xaa && head[257..262] != *b"ustar" {
+        Some("MBR")
+    } else {
+        None
+    }
+}
+
+/// Reads through, writing what it reads to `out` and hashing it.
+struct TeeWriter<R> {
+    inner: HashingReader<R>,
+    out: io::BufWriter<std::fs::File>,
+}
+
+impl<R: Read> Read for TeeWriter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Moves `root/PREFIX` of a staging dir into a fresh staging dir's `root`.
+fn restage_subdir(store: &Store, old: StagingDir, prefix: &str) -> Result<StagingDir, StoreError> {
+    let comps =
+        crate::unpack::path::clean(prefix.as_bytes()).map_err(|w| bad(format!("--strip-prefix {prefix:?}: {w}")))?;
+    let sub = old.path.join("root").join(crate::unpack::path::join(&comps));
+    let md = std::fs::symlink_metadata(&sub)
+        .map_err(|_| bad(format!("--strip-prefix {prefix:?}: the archive has no such directory")))?;
+    if !md.is_dir() {
+        return Err(bad(format!("--strip-prefix {prefix:?} is not a directory in the archive")));
+    }
+    let new = StagingDir::new(store, "import")?;
+    std::fs::rename(&sub, new.path.join("root")).map_err(|e| StoreError::io("moving the root", e))?;
+    Ok(new)
+}
+
+/// Writes a tar of `root` to `blob` (GNU tar: numeric owners, xattrs,
+/// sorted names, PAX) and returns its digest and size.
+fn tar_tree(root: &Path, blob: &Path) -> Result<(Digest, u64), StoreError> {
+    let mut child = std::process::Command::new("tar")
+        .args([
+            "--create",
+            "--file=-",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--sort=name",
+            "--format=pax",
+            "-C",
+        ])
+        .arg(root)
+        .arg(".")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| StoreError::io("running tar", e))?;
+    let stdout = child.stdout.take().ok_or_else(|| bad("tar has no stdout"))?;
+    let mut hr = HashingReader::new(stdout);
+    let mut f = std::fs::File::create(blob).map_err(|e| StoreError::io("creating the layer blob", e))?;
+    io::copy(&mut hr, &mut f).map_err(|e| StoreError::io("writing the layer blob", e))?;
+    f.sync_all().map_err(|e| StoreError::io("syncing the layer blob", e))?;
+    let out = child.wait_with_output().map_err(|e| StoreError::io("running tar", e))?;
+    if !out.status.success() {
+        return Err(bad(format!("tar failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(hr.finish())
+}
+
+fn diff_list(d: &Digest) -> Vec<Digest> {
+    vec![d.clone()]
+}
+
+/// RFC 3339 UTC time for `secs` since the epoch (civil-from-days).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// An image config for a plain root tree: the host platform, a shell.
+fn default_config(diff_ids: &[Digest]) -> serde_json::Value {
+    let p = Platform::host();
+    serde_json::json!({
+        "created": rfc3339(now()),
+        "architecture": p.architecture,
+        "os": p.os,
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["/bin/sh"],
+        },
+        "rootfs": { "type": "layers", "diff_ids": diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>() },
+        "history": [{ "created": rfc3339(now()), "created_by": "berth import" }],
+    })
+}
+
+/// Publishes a one-layer image whose staging dir holds `root/` and the
+/// uncompressed `blob` (digest `diff`).
+fn finish_rootfs(
+    store: &Store,
+    staging: StagingDir,
+    diff: Digest,
+    size: u64,
+    config: Option<serde_json::Value>,
+    names: Vec<String>,
+) -> Result<ImageRecord, StoreError> {
+    let config = config.unwrap_or_else(|| default_config(&diff_list(&diff)));
+    let config_body = serde_json::to_vec(&config).map_err(|e| bad(e.to_string()))?;
+    let config_digest = Digest::of(&config_body);
+    let media = "application/vnd.oci.image.layer.v1.tar";
+    let manifest_body = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": berth_oci::manifest::OCI_MANIFEST,
+        "config": { "mediaType": berth_oci::manifest::OCI_CONFIG, "digest": config_digest.to_string(), "size": config_body.len() },
+        "layers": [{ "mediaType": media, "digest": diff.to_string(), "size": size }],
+    }))
+    .map_err(|e| bad(e.to_string()))?;
+    let manifest_digest = Digest::of(&manifest_body);
+    let unpacked = crate::pull::sync_tree_size(&staging.path.join("root"))?;
+    crate::blobs::write_atomic(
+        &staging.path.join("meta.json"),
+        format!("{{\"unpacked_size\":{unpacked}}}").as_bytes(),
+    )?;
+    let blob_dest = store.blob_path(&diff);
+    if !blob_dest.exists() {
+        std::fs::rename(staging.path.join("blob"), &blob_dest)
+            .map_err(|e| StoreError::io("storing the layer blob", e))?;
+    }
+    staging.publish(&store.layer_path(&diff))?;
+    store.put_blob(&config_digest, &config_body)?;
+    store.put_blob(&manifest_digest, &manifest_body)?;
+    let p = Platform::host();
+    let rec = ImageRecord {
+        id: config_digest,
+        digest: manifest_digest,
+        index_digest: None,
+        manifest_media_type: berth_oci::manifest::OCI_MANIFEST.into(),
+        platform: Platform { os: "linux".into(), ..p },
+        created: config.get("created").and_then(|c| c.as_str()).map(str::to_string),
+        added: now(),
+        layers: vec![LayerRecord {
+            digest: diff.clone(),
+            diff_id: diff,
+            size,
+            media_type: media.into(),
+            unpacked_size: unpacked,
+        }],
+    };
+    store.save_image(&rec)?;
+    store.update_refs(|refs| {
+        for n in names {
+            refs.insert(n, rec.id.clone());
+        }
+        Ok(())
+    })?;
+    Ok(rec)
+}
+
+/// An appc ACI: `manifest` (JSON) and `rootfs/`. The app's exec,
+/// environment, user, group and working directory become the config.
+fn import_aci(
+    store: &Store,
+    staging: StagingDir,
+    label: &str,
+    opts: &ImportOptions,
+) -> Result<ImageRecord, StoreError> {
+    let mpath = staging.path.join("root/manifest");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&mpath).map_err(|e| StoreError::io("reading the ACI manifest", e))?)
+            .map_err(|e| bad(format!("{label}: malformed ACI manifest: {e}")))?;
+    if m.get("acKind").and_then(|k| k.as_str()) != Some("ImageManifest") {
+        return Err(bad(format!("{label}: the ACI manifest's acKind is not ImageManifest")));
+    }
+    let staging = restage_subdir(store, staging, "rootfs")?;
+    let (diff, size) = tar_tree(&staging.path.join("root"), &staging.path.join("blob"))?;
+    let mut config = default_config(&diff_list(&diff));
+    let label_of = |k: &str| {
+        m.get("labels")
+            .and_then(|l| l.as_array())
+            .into_iter()
+            .flatten()
+            .find(|l| l.get("name").and_then(|n| n.as_str()) == Some(k))
+            .and_then(|l| l.get("value"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    if let Some(a) = label_of("arch") {
+        config["architecture"] = berth_oci::platform::normalize_arch(&a).into();
+    }
+    if let Some(app) = m.get("app") {
+        let c = &mut config["config"];
+        if let Some(exec) = app.get("exec").and_then(|e| e.as_array()) {
+            c["Cmd"] = serde_json::Value::Array(exec.clone());
+        }
+        let mut env =
+            vec![serde_json::Value::from("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")];
+        for e in app.get("environment").and_then(|e| e.as_array()).into_iter().flatten() {
+            if let (Some(n), Some(v)) =
+                (e.get("name").and_then(|x| x.as_str()), e.get("value").and_then(|x| x.as_str()))
+            {
+                env.push(format!("{n}={v}").into());
+            }
+        }
+        c["Env"] = env.into();
+        let user = app.get("user").and_then(|u| u.as_str()).unwrap_or("");
+        let group = app.get("group").and_then(|u| u.as_str()).unwrap_or("");
+        if !user.is_empty() {
+            c["User"] = if group.is_empty() { user.to_string() } else { format!("{user}:{group}") }.into();
+        }
+        if let Some(wd) = app.get("workingDirectory").and_then(|w| w.as_str()) {
+            c["WorkingDir"] = wd.into();
+        }
+    }
+    let default = m.get("name").and_then(|n| n.as_str()).map(str::to_string).unwrap_or_else(|| default_name(label));
+    let name = local_name(&opts.name.clone().unwrap_or(default))?;
+    finish_rootfs(store, staging, diff, size, Some(config), vec![name])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_times() {
+        assert_eq!(default_name("/x/ubuntu-24.04-root.tar.xz"), "ubuntu-24.04-root");
+        assert_eq!(default_name("Fedora Cloud.raw.xz"), "fedora-cloud");
+        assert_eq!(default_name("-"), "imported");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_764_000_000), "2025-11-24T16:00:00Z");
+        assert!("oci-archive".parse::<Format>().is_ok());
+        assert!("zip".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn disk_magic() {
+        let mut mbr = vec![0u8; 600];
+        mbr[510] = 0x55;
+        mbr[511] = 0xaa;
+        assert_eq!(disk_kind(&mbr), Some("MBR"));
+        assert_eq!(disk_kind(b"QFI\xfb...."), Some("qcow2"));
+        assert_eq!(disk_kind(b"plain tar"), None);
+    }
+}
