@@ -37,6 +37,8 @@ pub enum StoreError {
     Corrupt { path: String, why: String },
     #[error("{0}")]
     Mount(String),
+    #[error("import: {0}")]
+    Import(String),
     #[error("image {image} is used by machine(s) {machines}: remove them first (berth rm)")]
     ImageInUse { image: String, machines: String },
     #[error("machine {0:?} already exists: run it with `berth run -M {0}`, or pick another name")]

@@ -7,6 +7,7 @@
 //! become a one-layer image whose blob is the uncompressed tar.
 
 pub mod decompress;
+pub mod disk;
 pub mod layout;
 
 use crate::images::{local_name, ImageRecord, LayerRecord};
@@ -69,7 +70,7 @@ pub struct ImportOptions {
 }
 
 fn bad(what: impl Into<String>) -> StoreError {
-    StoreError::Layer { layer: "import".into(), what: what.into() }
+    StoreError::Import(what.into())
 }
 
 /// The name an import gets when none is given: the source's file stem.
@@ -153,21 +154,28 @@ pub fn import_stream<R: Read + Send>(
     opts: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImageRecord, StoreError> {
-    let mut br = BufReader::with_capacity(256 << 10, reader);
-    let head = io::BufRead::fill_buf(&mut br).map_err(|e| StoreError::io(format!("reading {label}"), e))?.to_vec();
-    if let Some(kind) = disk_kind(&head) {
-        return Err(bad(format!(
-            "{label} is a {kind} disk image: disk image import is not implemented yet (tarballs, directories, OCI layouts, oci-archive and docker-archive are)"
-        )));
-    }
-    if matches!(opts.format, Format::Raw | Format::Qcow2 | Format::Vmdk) {
-        return Err(bad(format!("--format {:?}: disk image import is not implemented yet", opts.format)));
-    }
+    let br = BufReader::with_capacity(256 << 10, reader);
+    let (_, decoded) = decompress::decompress(br).map_err(|e| StoreError::io(format!("reading {label}"), e))?;
+    let mut decoded = decoded;
+    let head = read_head(&mut decoded, 72 << 10).map_err(|e| StoreError::io(format!("reading {label}"), e))?;
+    // Put the peeked bytes back in front of the rest.
+    let mut decoded = io::Cursor::new(head.clone()).chain(decoded);
     let _gc = store.lock_shared("gc")?;
     let staging = StagingDir::new(store, "import")?;
+    let disk = match opts.format {
+        Format::Raw => Some("raw"),
+        Format::Qcow2 => Some("qcow2"),
+        Format::Vmdk => Some("vmdk"),
+        Format::Auto => disk_kind(&head),
+        _ => None,
+    };
+    if let Some(kind) = disk {
+        let img = staging.path.join("disk.img");
+        write_sparse(&mut decoded, &img).map_err(|e| StoreError::io(format!("reading {label}"), e))?;
+        return import_disk(store, staging, &img, kind, label, opts);
+    }
     let root = staging.path.join("root");
     std::fs::create_dir(&root).map_err(|e| StoreError::io("creating the staging root", e))?;
-    let (_, decoded) = decompress::decompress(br).map_err(|e| StoreError::io(format!("reading {label}"), e))?;
     let blob_path = staging.path.join("blob");
     let blob = std::fs::File::create(&blob_path).map_err(|e| StoreError::io("creating the staged blob", e))?;
     let mut tee = TeeWriter { inner: HashingReader::new(decoded), out: io::BufWriter::with_capacity(256 << 10, blob) };
@@ -181,10 +189,39 @@ pub fn import_stream<R: Read + Send>(
         .sync_all()
         .map_err(|e| StoreError::io("syncing", e))?;
     let (diff, size) = inner.finish();
+    if std::fs::read_dir(&root).map(|mut d| d.next().is_none()).unwrap_or(true) {
+        return Err(bad(format!("{label} holds no files: is it a tarball, an archive or a disk image?")));
+    }
 
     let looks_oci = root.join("oci-layout").is_file() && root.join("index.json").is_file();
     let looks_docker = root.join("manifest.json").is_file() && !root.join("etc").exists();
     let looks_aci = root.join("manifest").is_file() && root.join("rootfs").is_dir();
+    // A Vagrant box: metadata.json beside a disk image.
+    let box_disk = if root.join("metadata.json").is_file() && opts.format == Format::Auto {
+        std::fs::read_dir(&root)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("vmdk" | "qcow2" | "img" | "raw")))
+    } else {
+        None
+    };
+    if let Some(d) = box_disk {
+        let inner = StagingDir::new(store, "import")?;
+        let img = inner.path.join("disk.img");
+        std::fs::rename(&d, &img).map_err(|e| StoreError::io("moving the box's disk", e))?;
+        drop(staging);
+        let head = std::fs::File::open(&img).and_then(|mut f| {
+            let mut h = vec![0u8; 1024];
+            let n = f.read(&mut h)?;
+            h.truncate(n);
+            Ok(h)
+        });
+        let kind = disk_kind(&head.map_err(|e| StoreError::io("reading the box's disk", e))?).unwrap_or("raw");
+        return import_disk(store, inner, &img, kind, label, opts);
+    }
     let format = match opts.format {
         Format::Auto if looks_oci => Format::OciArchive,
         Format::Auto if looks_docker => Format::DockerArchive,
@@ -224,6 +261,22 @@ pub fn import_stream<R: Read + Send>(
     }
 }
 
+/// Reads up to `n` bytes from the front of a stream.
+fn read_head<R: Read>(r: &mut R, n: usize) -> io::Result<Vec<u8>> {
+    let mut head = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match r.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(got);
+    Ok(head)
+}
+
 /// Tells disk images from archives by their magic.
 fn disk_kind(head: &[u8]) -> Option<&'static str> {
     if head.starts_with(b"QFI\xfb") {
@@ -234,9 +287,77 @@ fn disk_kind(head: &[u8]) -> Option<&'static str> {
         Some("GPT")
     } else if head.len() >= 512 && head[510] == 0x55 && head[511] == 0xaa && head[257..262] != *b"ustar" {
         Some("MBR")
+    } else if bare_filesystem(head) {
+        Some("raw")
     } else {
         None
     }
+}
+
+/// A filesystem image without a partition table: ext2/3/4, xfs, btrfs,
+/// squashfs or erofs superblock magic.
+fn bare_filesystem(h: &[u8]) -> bool {
+    let at = |o: usize, m: &[u8]| h.len() >= o + m.len() && &h[o..o + m.len()] == m;
+    at(1080, &[0x53, 0xef])
+        || at(0, b"XFSB")
+        || at(65600, b"_BHRfS_M")
+        || at(0, b"hsqs")
+        || at(1024, &[0xe2, 0xe1, 0xf5, 0xe0])
+}
+
+/// Copies a stream to `path`, seeking over all-zero blocks so a raw disk
+/// image stays sparse.
+fn write_sparse<R: Read>(r: &mut R, path: &Path) -> io::Result<()> {
+    use std::io::Seek;
+    let mut f = std::fs::File::create(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match r.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().all(|&b| b == 0) {
+            f.seek(io::SeekFrom::Current(n as i64))?;
+        } else {
+            f.write_all(&buf[..n])?;
+        }
+        len += n as u64;
+    }
+    f.set_len(len)?;
+    f.sync_all()
+}
+
+/// A disk image in `staging/disk.img`: convert it to raw if needed, copy
+/// its root filesystem out, and publish it as a one-layer image.
+fn import_disk(
+    store: &Store,
+    staging: StagingDir,
+    img: &Path,
+    kind: &str,
+    label: &str,
+    opts: &ImportOptions,
+) -> Result<ImageRecord, StoreError> {
+    let raw = if matches!(kind, "qcow2" | "vmdk") {
+        let raw = staging.path.join("disk.raw");
+        disk::convert_to_raw(img, &raw)?;
+        let _ = std::fs::remove_file(img);
+        raw
+    } else {
+        img.to_path_buf()
+    };
+    let root = staging.path.join("root");
+    disk::copy_root(&raw, &root, &staging.path.join("mnt"))?;
+    let _ = std::fs::remove_file(&raw);
+    let (diff, size) = tar_tree(&root, &staging.path.join("blob"))?;
+    let name = local_name(&opts.name.clone().unwrap_or_else(|| default_name(label)))?;
+    finish_rootfs(store, staging, diff, size, None, vec![name])
 }
 
 /// Reads through, writing what it reads to `out` and hashing it.

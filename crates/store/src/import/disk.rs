@@ -1,0 +1,225 @@
+//! Disk images: raw (MBR, GPT, or a bare filesystem), and qcow2/vmdk via
+//! `qemu-img convert`. The root partition is the one whose GPT type is the
+//! Discoverable Partitions Specification's root type for this
+//! architecture, else the largest Linux filesystem partition. It is
+//! attached read-only through a loop device at its offset (util-linux's
+//! `losetup`), mounted read-only, copied, and detached.
+
+use crate::StoreError;
+use std::path::Path;
+use std::process::Command;
+
+/// A partition: byte offset and length within the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub offset: u64,
+    pub size: u64,
+}
+
+const SECTOR: u64 = 512;
+/// GPT type GUIDs, as the bytes appear on disk (mixed-endian).
+const LINUX_DATA: &str = "0fc63daf-8483-4772-8e79-3d69d8477de4";
+#[cfg(target_arch = "x86_64")]
+const ROOT_NATIVE: &str = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709";
+#[cfg(target_arch = "aarch64")]
+const ROOT_NATIVE: &str = "b921b045-1df0-41c3-af44-4c6f280d3fae";
+
+fn guid(b: &[u8]) -> String {
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+    )
+}
+
+fn u32le(b: &[u8], o: usize) -> u64 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]) as u64
+}
+
+fn u64le(b: &[u8], o: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[o..o + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Picks the root partition from the image's first sectors (`head` holds
+/// at least the first 34 sectors) — `read_at` fetches more when the GPT
+/// entry array lies further out. `None`: no partition table.
+pub fn find_root(
+    head: &[u8],
+    read_at: &mut dyn FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
+) -> Result<Option<Part>, String> {
+    if head.len() >= 1024 && &head[512..520] == b"EFI PART" {
+        let h = &head[512..];
+        let entries_lba = u64le(h, 72);
+        let count = u32le(h, 80).min(1024) as usize;
+        let esize = u32le(h, 84) as usize;
+        if !(128..=4096).contains(&esize) {
+            return Err("malformed GPT header: bad entry size".into());
+        }
+        let table =
+            read_at(entries_lba * SECTOR, count * esize).map_err(|e| format!("reading the GPT entries: {e}"))?;
+        let mut best: Option<(bool, Part)> = None;
+        for i in 0..count {
+            let e = &table[i * esize..(i + 1) * esize];
+            let t = guid(&e[0..16]);
+            let (first, last) = (u64le(e, 32), u64le(e, 40));
+            if first == 0 || last < first {
+                continue;
+            }
+            let part = Part { offset: first * SECTOR, size: (last - first + 1) * SECTOR };
+            let native_root = t == ROOT_NATIVE;
+            if !native_root && t != LINUX_DATA {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some((was_root, p)) => (native_root && !was_root) || (native_root == was_root && part.size > p.size),
+            };
+            if better {
+                best = Some((native_root, part));
+            }
+        }
+        return best.map(|(_, p)| Some(p)).ok_or_else(|| "the GPT has no Linux root or data partition".to_string());
+    }
+    if head.len() >= 512 && head[510] == 0x55 && head[511] == 0xaa {
+        let mut best: Option<Part> = None;
+        let mut any = false;
+        for i in 0..4 {
+            let e = &head[446 + i * 16..446 + (i + 1) * 16];
+            let kind = e[4];
+            if kind == 0 {
+                continue;
+            }
+            any = true;
+            if kind != 0x83 {
+                continue;
+            }
+            let part = Part { offset: u32le(e, 8) * SECTOR, size: u32le(e, 12) * SECTOR };
+            if best.is_none_or(|b| part.size > b.size) {
+                best = Some(part);
+            }
+        }
+        if !any {
+            return Ok(None); // a boot sector without partitions: a bare filesystem
+        }
+        return best.map(Some).ok_or_else(|| "the MBR has no Linux (0x83) partition".to_string());
+    }
+    Ok(None)
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<String, StoreError> {
+    let out = cmd.output().map_err(|e| StoreError::io(format!("running {what}"), e))?;
+    if !out.status.success() {
+        return Err(StoreError::Import(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Converts a qcow2 or vmdk image to raw with qemu-img.
+pub fn convert_to_raw(src: &Path, dst: &Path) -> Result<(), StoreError> {
+    run(
+        Command::new("qemu-img").args(["convert", "-O", "raw"]).arg(src).arg(dst),
+        "qemu-img convert (install qemu-utils)",
+    )?;
+    Ok(())
+}
+
+/// Copies the root filesystem of the raw image `image` into `dest`
+/// (which must not exist yet), using `mnt` as a scratch mount point.
+pub fn copy_root(image: &Path, dest: &Path, mnt: &Path) -> Result<(), StoreError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(image).map_err(|e| StoreError::io(format!("opening {}", image.display()), e))?;
+    let mut head = vec![0u8; 34 * SECTOR as usize];
+    let n = f.read(&mut head).map_err(|e| StoreError::io("reading the disk image", e))?;
+    head.truncate(n);
+    let mut read_at = |off: u64, len: usize| -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        f.seek(SeekFrom::Start(off))?;
+        f.read_exact(&mut buf)?;
+        Ok(buf)
+    };
+    let part = find_root(&head, &mut read_at).map_err(|w| StoreError::Import(format!("{}: {w}", image.display())))?;
+    let mut losetup = Command::new("losetup");
+    losetup.args(["--find", "--show", "--read-only"]);
+    if let Some(p) = part {
+        losetup.arg(format!("--offset={}", p.offset)).arg(format!("--sizelimit={}", p.size));
+    }
+    let dev = run(losetup.arg(image), "losetup")?;
+    let result = (|| {
+        std::fs::create_dir_all(mnt).map_err(|e| StoreError::io("creating the mount point", e))?;
+        // `noload` keeps ext4 from replaying a journal on a read-only device.
+        let mounted = run(Command::new("mount").args(["-o", "ro,noload"]).arg(&dev).arg(mnt), "mount")
+            .or_else(|_| run(Command::new("mount").args(["-o", "ro"]).arg(&dev).arg(mnt), "mount the root partition"));
+        mounted?;
+        let copied = run(
+            Command::new("cp").args(["-a", "--reflink=auto", "--no-target-directory", "--"]).arg(mnt).arg(dest),
+            "copying the root filesystem",
+        );
+        let _ = rustix::mount::unmount(mnt, rustix::mount::UnmountFlags::empty());
+        copied.map(|_| ())
+    })();
+    let _ = run(Command::new("losetup").arg("--detach").arg(&dev), "losetup --detach");
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guid_bytes(g: &str) -> [u8; 16] {
+        let hex: String = g.chars().filter(|c| *c != '-').collect();
+        let b: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap()).collect();
+        [b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]
+    }
+
+    fn gpt(parts: &[(&str, u64, u64)]) -> Vec<u8> {
+        let mut d = vec![0u8; 34 * 512];
+        d[510] = 0x55;
+        d[511] = 0xaa;
+        d[446 + 4] = 0xee;
+        d[512..520].copy_from_slice(b"EFI PART");
+        d[512 + 72..512 + 80].copy_from_slice(&2u64.to_le_bytes());
+        d[512 + 80..512 + 84].copy_from_slice(&128u32.to_le_bytes());
+        d[512 + 84..512 + 88].copy_from_slice(&128u32.to_le_bytes());
+        for (i, (t, first, last)) in parts.iter().enumerate() {
+            let o = 1024 + i * 128;
+            d[o..o + 16].copy_from_slice(&guid_bytes(t));
+            d[o + 32..o + 40].copy_from_slice(&first.to_le_bytes());
+            d[o + 40..o + 48].copy_from_slice(&last.to_le_bytes());
+        }
+        d
+    }
+
+    fn pick(d: &[u8]) -> Result<Option<Part>, String> {
+        let data = d.to_vec();
+        find_root(d, &mut |off, len| Ok(data[off as usize..off as usize + len].to_vec()))
+    }
+
+    #[test]
+    fn gpt_prefers_the_dps_root_then_the_largest_linux_partition() {
+        let esp = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
+        let d = gpt(&[(esp, 34, 100), (LINUX_DATA, 101, 5000), (ROOT_NATIVE, 5001, 6000)]);
+        assert_eq!(pick(&d).unwrap(), Some(Part { offset: 5001 * 512, size: 1000 * 512 }));
+        let d = gpt(&[(esp, 34, 100), (LINUX_DATA, 101, 200), (LINUX_DATA, 201, 5000)]);
+        assert_eq!(pick(&d).unwrap(), Some(Part { offset: 201 * 512, size: 4800 * 512 }));
+        assert!(pick(&gpt(&[(esp, 34, 100)])).is_err());
+    }
+
+    #[test]
+    fn mbr_picks_the_largest_linux_partition() {
+        let mut d = vec![0u8; 34 * 512];
+        d[510] = 0x55;
+        d[511] = 0xaa;
+        let entry = |d: &mut Vec<u8>, i: usize, kind: u8, start: u32, len: u32| {
+            let o = 446 + i * 16;
+            d[o + 4] = kind;
+            d[o + 8..o + 12].copy_from_slice(&start.to_le_bytes());
+            d[o + 12..o + 16].copy_from_slice(&len.to_le_bytes());
+        };
+        entry(&mut d, 0, 0x0c, 2048, 1000);
+        entry(&mut d, 1, 0x83, 4096, 100);
+        entry(&mut d, 2, 0x83, 8192, 9000);
+        assert_eq!(pick(&d).unwrap(), Some(Part { offset: 8192 * 512, size: 9000 * 512 }));
+        assert_eq!(pick(&vec![0u8; 34 * 512]).unwrap(), None);
+    }
+}
