@@ -44,6 +44,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Import an image from a tarball, an OCI layout or archive, a docker-archive or an ACI
     Import(ImportArgs),
+    /// Build a machine with debootstrap (and an image, with --image)
+    Bootstrap(BootstrapArgs),
     /// Make a machine from an image (copies nothing)
     Create { image: String, name: String },
     /// List machines
@@ -235,6 +237,31 @@ pub struct ImportArgs {
     /// Print nothing but the image ID
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  berth bootstrap debian bookworm web --variant minbase --include systemd,systemd-sysv,dbus\n  berth bootstrap debian bookworm base --image && berth create base web2"
+)]
+pub struct BootstrapArgs {
+    /// debian or ubuntu
+    pub distro: String,
+    /// Release, e.g. bookworm
+    pub suite: String,
+    /// Name of the new machine (and image, with --image)
+    pub name: String,
+    /// debootstrap variant (minbase, buildd, fakechroot)
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Extra packages, comma-separated
+    #[arg(long, value_delimiter = ',')]
+    pub include: Vec<String>,
+    /// Package mirror URL
+    #[arg(long)]
+    pub mirror: Option<String>,
+    /// Also store the tree as image NAME, with the machine built on it
+    #[arg(long)]
+    pub image: bool,
 }
 
 #[derive(Args, Debug)]

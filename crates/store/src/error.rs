@@ -37,7 +37,7 @@ pub enum StoreError {
     Corrupt { path: String, why: String },
     #[error("{0}")]
     Mount(String),
-    #[error("import: {0}")]
+    #[error("{0}")]
     Import(String),
     #[error("image {image} is used by machine(s) {machines}: remove them first (berth rm)")]
     ImageInUse { image: String, machines: String },

@@ -34,6 +34,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod blobs;
+pub mod bootstrap;
 pub mod error;
 pub mod gc;
 pub mod images;

@@ -51,6 +51,20 @@ impl Store {
 
     /// Creates machine `name` over `image` (or empty, for a plain tree).
     pub fn create_machine(&self, name: &str, image: Option<&Digest>) -> Result<MachineRecord, StoreError> {
+        self.create_machine_with(name, image, None)
+    }
+
+    /// Makes a machine whose whole tree is `tree` (moved, not copied).
+    pub fn adopt_tree(&self, name: &str, tree: &std::path::Path) -> Result<MachineRecord, StoreError> {
+        self.create_machine_with(name, None, Some(tree))
+    }
+
+    fn create_machine_with(
+        &self,
+        name: &str,
+        image: Option<&Digest>,
+        tree: Option<&std::path::Path>,
+    ) -> Result<MachineRecord, StoreError> {
         validate_name(name)?;
         let dir = self.machine_dir(name);
         if dir.exists() {
@@ -69,9 +83,12 @@ impl Store {
             read_only: false,
         };
         let build = || -> Result<(), StoreError> {
-            for d in ["upper", "work"] {
-                std::fs::create_dir_all(tmp.join(d)).map_err(|e| StoreError::io("creating the machine", e))?;
+            std::fs::create_dir_all(tmp.join("work")).map_err(|e| StoreError::io("creating the machine", e))?;
+            match tree {
+                Some(t) => std::fs::rename(t, tmp.join("upper")),
+                None => std::fs::create_dir(tmp.join("upper")),
             }
+            .map_err(|e| StoreError::io("creating the machine", e))?;
             let body = serde_json::to_vec_pretty(&rec)
                 .map_err(|e| StoreError::Corrupt { path: "machine".into(), why: e.to_string() })?;
             write_atomic(&tmp.join("machine.json"), &body)?;

@@ -76,3 +76,21 @@ pub fn read_only(cli: &Cli, name: &str, value: Option<bool>) -> Result<i32> {
     }
     Ok(0)
 }
+
+pub fn bootstrap(cli: &Cli, a: &crate::cli::BootstrapArgs) -> Result<i32> {
+    let store = open_store(cli)?;
+    let opts = berth_store::bootstrap::BootstrapOptions {
+        distro: a.distro.clone(),
+        suite: a.suite.clone(),
+        name: a.name.clone(),
+        variant: a.variant.clone(),
+        include: a.include.clone(),
+        mirror: a.mirror.clone(),
+        image: a.image,
+    };
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("Running debootstrap {} {} (this takes a minute or two)…", a.suite, a.name);
+    }
+    berth_store::bootstrap::bootstrap(&store, &opts)?;
+    Ok(0)
+}

@@ -30,6 +30,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Unmount { dir } => mount::unmount(dir),
         Command::Run(a) => run::run(&cli, a),
         Command::Import(a) => import::run(&cli, a),
+        Command::Bootstrap(a) => machines::bootstrap(&cli, a),
         Command::Create { image, name } => machines::create(&cli, image, name),
         Command::Machines(a) => machines::list(&cli, a.json),
         Command::Clone { src, dst } => machines::clone(&cli, src, dst),

@@ -70,7 +70,7 @@ pub struct ImportOptions {
 }
 
 fn bad(what: impl Into<String>) -> StoreError {
-    StoreError::Import(what.into())
+    StoreError::Import(format!("import: {}", what.into()))
 }
 
 /// The name an import gets when none is given: the source's file stem.
@@ -607,4 +607,20 @@ mod tests {
         assert_eq!(disk_kind(b"QFI\xfb...."), Some("qcow2"));
         assert_eq!(disk_kind(b"plain tar"), None);
     }
+}
+
+/// For other verbs that make a one-layer image from a tree (bootstrap).
+pub(crate) fn tar_tree_pub(root: &Path, blob: &Path) -> Result<(Digest, u64), StoreError> {
+    tar_tree(root, blob)
+}
+
+/// See [`finish_rootfs`]; with the default config.
+pub(crate) fn finish_rootfs_pub(
+    store: &Store,
+    staging: StagingDir,
+    diff: Digest,
+    size: u64,
+    names: Vec<String>,
+) -> Result<ImageRecord, StoreError> {
+    finish_rootfs(store, staging, diff, size, None, names)
 }
