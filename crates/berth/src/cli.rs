@@ -46,6 +46,18 @@ pub enum Command {
     Import(ImportArgs),
     /// Build a machine with debootstrap (and an image, with --image)
     Bootstrap(BootstrapArgs),
+    /// Write an image or machine as a tarball, an OCI layout or an oci-archive
+    Export {
+        /// Image or machine
+        name: String,
+        /// Output file (or directory, for --format oci); - for stdout
+        file: String,
+        /// tar, tar.gz, tar.xz, tar.zst, oci or oci-archive (default: from FILE's name)
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Turn a machine's changes into a new image layer
+    Commit { machine: String, image: String },
     /// Make a machine from an image (copies nothing)
     Create { image: String, name: String },
     /// List machines

@@ -20,6 +20,12 @@ mod sys;
 pub mod users;
 
 pub use container::{run, Outcome};
+
+/// Moves berth into a private mount namespace, so what it mounts (e.g. for
+/// `export`) vanishes with it, whatever way it exits.
+pub fn private_mount_namespace() -> Result<(), RuntimeError> {
+    sys::private_mount_namespace().map_err(|e| RuntimeError::sys("entering a private mount namespace", e))
+}
 pub use spec::{BindMount, Rootfs, RunSpec, Volatile};
 
 /// Errors from preparing or running a container.

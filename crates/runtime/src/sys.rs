@@ -196,3 +196,16 @@ pub fn unshare_cgroup() -> io::Result<()> {
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }?;
     Ok(())
 }
+
+/// Moves the calling process into a new mount namespace with private
+/// propagation: what it mounts afterwards vanishes when it exits.
+pub fn private_mount_namespace() -> io::Result<()> {
+    // SAFETY: CLONE_NEWNS only changes which mount table this process
+    // sees; berth calls it before starting any thread that could care.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }?;
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
+    )?;
+    Ok(())
+}

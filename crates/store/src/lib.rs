@@ -35,10 +35,13 @@
 
 pub mod blobs;
 pub mod bootstrap;
+pub mod commit;
 pub mod error;
+pub mod export;
 pub mod gc;
 pub mod images;
 pub mod import;
+pub mod layerwriter;
 pub mod lock;
 pub mod machines;
 pub mod mount;

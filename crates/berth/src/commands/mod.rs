@@ -1,6 +1,7 @@
 //! One file per verb family; each loads what it needs, calls the library
 //! and prints. `dispatch` returns the process exit status.
 
+mod export;
 mod generate;
 mod images;
 mod import;
@@ -31,6 +32,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run(a) => run::run(&cli, a),
         Command::Import(a) => import::run(&cli, a),
         Command::Bootstrap(a) => machines::bootstrap(&cli, a),
+        Command::Export { name, file, format } => export::export(&cli, name, file, format.as_deref()),
+        Command::Commit { machine, image } => export::commit(&cli, machine, image),
         Command::Create { image, name } => machines::create(&cli, image, name),
         Command::Machines(a) => machines::list(&cli, a.json),
         Command::Clone { src, dst } => machines::clone(&cli, src, dst),
