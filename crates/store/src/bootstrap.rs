@@ -2,7 +2,7 @@
 //! into staging, then makes a machine of the tree (and, with `--image`, an
 //! image first, with the machine built on it).
 
-use crate::import::{finish_rootfs_pub, tar_tree_pub};
+use crate::import::{finish_rootfs, tar_tree};
 use crate::machines::{validate_name, MachineRecord};
 use crate::pull::StagingDir;
 use crate::{Store, StoreError};
@@ -68,9 +68,9 @@ pub fn bootstrap(store: &Store, o: &BootstrapOptions) -> Result<MachineRecord, S
         return Err(err(format!("debootstrap {} {} failed: {tail}", o.suite, mirror)));
     }
     if o.image {
-        let (diff, size) = tar_tree_pub(&root, &staging.path.join("blob"))?;
+        let (diff, size) = tar_tree(&root, &staging.path.join("blob"))?;
         let name = crate::images::local_name(&o.name)?;
-        let rec = finish_rootfs_pub(store, staging, diff, size, vec![name])?;
+        let rec = finish_rootfs(store, staging, diff, size, None, vec![name])?;
         return store.create_machine(&o.name, Some(&rec.id));
     }
     store.adopt_tree(&o.name, &root)

@@ -391,7 +391,7 @@ fn restage_subdir(store: &Store, old: StagingDir, prefix: &str) -> Result<Stagin
 
 /// Writes a tar of `root` to `blob` (GNU tar: numeric owners, xattrs,
 /// sorted names, PAX) and returns its digest and size.
-fn tar_tree(root: &Path, blob: &Path) -> Result<(Digest, u64), StoreError> {
+pub(crate) fn tar_tree(root: &Path, blob: &Path) -> Result<(Digest, u64), StoreError> {
     let mut child = std::process::Command::new("tar")
         .args([
             "--create",
@@ -463,7 +463,7 @@ fn default_config(diff_ids: &[Digest]) -> serde_json::Value {
 
 /// Publishes a one-layer image whose staging dir holds `root/` and the
 /// uncompressed `blob` (digest `diff`).
-fn finish_rootfs(
+pub(crate) fn finish_rootfs(
     store: &Store,
     staging: StagingDir,
     diff: Digest,
@@ -609,18 +609,3 @@ mod tests {
     }
 }
 
-/// For other verbs that make a one-layer image from a tree (bootstrap).
-pub(crate) fn tar_tree_pub(root: &Path, blob: &Path) -> Result<(Digest, u64), StoreError> {
-    tar_tree(root, blob)
-}
-
-/// See [`finish_rootfs`]; with the default config.
-pub(crate) fn finish_rootfs_pub(
-    store: &Store,
-    staging: StagingDir,
-    diff: Digest,
-    size: u64,
-    names: Vec<String>,
-) -> Result<ImageRecord, StoreError> {
-    finish_rootfs(store, staging, diff, size, None, names)
-}
