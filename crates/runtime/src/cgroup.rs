@@ -84,6 +84,24 @@ fn own_path(key: &str) -> String {
     "/".into()
 }
 
+/// Removes cgroups left by a berth that was killed: named `NAME-PID`,
+/// empty, and PID no longer alive.
+fn sweep_stale(slice: &Path) {
+    let Ok(rd) = std::fs::read_dir(slice) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let empty =
+            std::fs::read_to_string(e.path().join("cgroup.procs")).map(|s| s.trim().is_empty()).unwrap_or(false);
+        if empty {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
+
 /// A container's cgroup directories, one per hierarchy it lives in.
 #[derive(Debug)]
 pub struct Cgroup {
@@ -114,6 +132,7 @@ impl Cgroup {
                     let _ = std::fs::write(dir.join("cgroup.subtree_control"), c);
                 }
             }
+            sweep_stale(&slice);
             let dir = slice.join(name);
             mkdir(&dir, &mut cg)?;
             if let Some(m) = limits.memory {
@@ -129,20 +148,33 @@ impl Cgroup {
             return Ok(cg);
         }
         // v1 or hybrid: limits go to the v1 controllers, nested under our
-        // own cgroup so delegated limits above us still hold.
-        let nested = |ctrl: &str, mnt: &Path| mnt.join(own_path(ctrl).trim_start_matches('/')).join("berth").join(name);
-        let want =
-            [("memory", limits.memory.is_some()), ("cpu", limits.cpus.is_some()), ("pids", limits.pids.is_some())];
+        // own cgroup so delegated limits above us still hold. A controller
+        // with no limit to enforce is left alone: moving a process into a
+        // v1 cgroup can wait for an RCU grace period, which is most of a
+        // container's start on a busy host. The unified tree (hybrid) or,
+        // failing that, the pids controller tracks the container's processes.
+        let nested = |ctrl: &str, mnt: &Path| mnt.join(own_path(ctrl).trim_start_matches('/')).join("berth");
+        let track_in_pids = layout.unified.is_none();
+        let want = [
+            ("memory", limits.memory.is_some()),
+            ("cpu", limits.cpus.is_some()),
+            ("pids", limits.pids.is_some() || track_in_pids),
+        ];
         for (ctrl, needed) in want {
+            if !needed {
+                continue;
+            }
             let Some(mnt) = layout.v1_mount(ctrl) else {
-                if needed {
+                if ctrl != "pids" || limits.pids.is_some() {
                     return Err(RuntimeError::Setup(format!(
                         "the {ctrl} cgroup controller is not mounted: cannot apply the limit"
                     )));
                 }
                 continue;
             };
-            let dir = nested(ctrl, mnt);
+            let slice = nested(ctrl, mnt);
+            sweep_stale(&slice);
+            let dir = slice.join(name);
             mkdir(&dir, &mut cg)?;
             match ctrl {
                 "memory" => {
@@ -171,8 +203,9 @@ impl Cgroup {
             }
         }
         if let Some(u) = &layout.unified {
-            let dir = u.join(own_path("").trim_start_matches('/')).join("berth").join(name);
-            mkdir(&dir, &mut cg)?;
+            let slice = u.join(own_path("").trim_start_matches('/')).join("berth");
+            sweep_stale(&slice);
+            mkdir(&slice.join(name), &mut cg)?;
         }
         Ok(cg)
     }

@@ -233,6 +233,9 @@ fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path) -> Result<(), Runtime
         Volatile::Overlay => {
             let lower = run_dir.join("lower");
             let vol = run_dir.join("volatile");
+            for d in [&lower, &vol] {
+                std::fs::create_dir_all(d).map_err(|e| RuntimeError::sys("creating volatile dirs", e))?;
+            }
             base(&lower, false)?;
             mount_fs("tmpfs", &vol, "tmpfs", F::empty(), "mode=0755")?;
             for d in ["upper", "work"] {
@@ -242,6 +245,7 @@ fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path) -> Result<(), Runtime
         }
         Volatile::Yes => {
             let lower = run_dir.join("lower");
+            std::fs::create_dir_all(&lower).map_err(|e| RuntimeError::sys("creating volatile dirs", e))?;
             base(&lower, false)?;
             mount_fs("tmpfs", root, "tmpfs", F::empty(), "mode=0755")?;
             let usr = root.join("usr");

@@ -17,10 +17,19 @@ struct RunDir(PathBuf);
 impl RunDir {
     fn new(store: &Store) -> Result<RunDir> {
         let p = store.tmp_dir().join(format!("run-{}-{:x}", std::process::id(), rand()));
-        for d in ["root", "upper", "work", "lower", "volatile"] {
-            std::fs::create_dir_all(p.join(d)).with_context(|| format!("creating {}", p.display()))?;
-        }
+        // Only what every run needs; the rest is made when used, since each
+        // directory costs a little to create and to remove.
+        std::fs::create_dir_all(p.join("root")).with_context(|| format!("creating {}", p.display()))?;
         Ok(RunDir(p))
+    }
+
+    /// `upper/` and `work/` for a throw-away overlay.
+    fn overlay_dirs(&self) -> Result<(PathBuf, PathBuf)> {
+        let (u, w) = (self.0.join("upper"), self.0.join("work"));
+        for d in [&u, &w] {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        Ok((u, w))
     }
 }
 
@@ -46,7 +55,9 @@ fn config_of(store: &Store, rec: &ImageRecord) -> Result<serde_json::Value> {
 fn lowers_of(store: &Store, rec: &ImageRecord, run: &RunDir) -> Result<Vec<PathBuf>> {
     let mut l = store.lower_dirs(rec)?;
     if l.is_empty() {
-        l.push(run.0.join("lower"));
+        let empty = run.0.join("empty");
+        std::fs::create_dir_all(&empty)?;
+        l.push(empty);
     }
     Ok(l)
 }
@@ -78,8 +89,10 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     }
     let volatile: Volatile = a.volatile.as_deref().unwrap_or("no").parse().map_err(|e: String| anyhow!(e))?;
     let run_dir = RunDir::new(&store)?;
-    let tmp_overlay =
-        |lowers: Vec<PathBuf>| Rootfs::Overlay { lowers, upper: run_dir.0.join("upper"), work: run_dir.0.join("work") };
+    let tmp_overlay = |lowers: Vec<PathBuf>| -> Result<Rootfs> {
+        let (upper, work) = run_dir.overlay_dirs()?;
+        Ok(Rootfs::Overlay { lowers, upper, work })
+    };
     let mut _lock = None;
     let mut config = None;
     let mut machine_ro = false;
@@ -89,7 +102,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
             bail!("{} is not a directory", dir.display());
         }
         let h = default_hostname(&dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-        (if a.ephemeral { tmp_overlay(vec![dir]) } else { Rootfs::Dir(dir) }, h)
+        (if a.ephemeral { tmp_overlay(vec![dir])? } else { Rootfs::Dir(dir) }, h)
     } else if let Some(name) = &a.machine {
         let m = store.load_machine(name)?;
         _lock = Some(store.lock_machine(name)?);
@@ -105,9 +118,9 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         };
         let rootfs = match (image_lowers, a.ephemeral) {
             (Some(lowers), false) => Rootfs::Overlay { lowers, upper: mdir.join("upper"), work: mdir.join("work") },
-            (Some(lowers), true) => tmp_overlay(std::iter::once(mdir.join("upper")).chain(lowers).collect()),
+            (Some(lowers), true) => tmp_overlay(std::iter::once(mdir.join("upper")).chain(lowers).collect())?,
             (None, false) => Rootfs::Dir(mdir.join("upper")),
-            (None, true) => tmp_overlay(vec![mdir.join("upper")]),
+            (None, true) => tmp_overlay(vec![mdir.join("upper")])?,
         };
         (rootfs, name.clone())
     } else {
@@ -122,8 +135,8 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
                 let mdir = store.machine_dir(name);
                 (Rootfs::Overlay { lowers, upper: mdir.join("upper"), work: mdir.join("work") }, name.clone())
             }
-            Some(name) => (tmp_overlay(lowers), name.clone()),
-            None => (tmp_overlay(lowers), default_hostname(image)),
+            Some(name) => (tmp_overlay(lowers)?, name.clone()),
+            None => (tmp_overlay(lowers)?, default_hostname(image)),
         }
     };
     let config = config.as_ref().filter(|c| !c.is_null());
