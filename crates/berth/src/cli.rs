@@ -46,6 +46,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Build a machine with debootstrap (and an image, with --image)
     Bootstrap(BootstrapArgs),
+    /// Push an image to a registry
+    Push(PushArgs),
     /// Write an image or machine as a tarball, an OCI layout or an oci-archive
     Export {
         /// Image or machine
@@ -274,6 +276,19 @@ pub struct BootstrapArgs {
     /// Also store the tree as image NAME, with the machine built on it
     #[arg(long)]
     pub image: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Image in the store
+    pub name: String,
+    /// Destination, e.g. registry.example:5000/team/app:1.0
+    pub reference: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print nothing but the manifest digest
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]

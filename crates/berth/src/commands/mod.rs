@@ -32,6 +32,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run(a) => run::run(&cli, a),
         Command::Import(a) => import::run(&cli, a),
         Command::Bootstrap(a) => machines::bootstrap(&cli, a),
+        Command::Push(a) => pull::push(&cli, a),
         Command::Export { name, file, format } => export::export(&cli, name, file, format.as_deref()),
         Command::Commit { machine, image } => export::commit(&cli, machine, image),
         Command::Create { image, name } => machines::create(&cli, image, name),

@@ -42,3 +42,42 @@ pub fn run(cli: &Cli, a: &PullArgs) -> Result<i32> {
     crate::output::print(&format!("{}\n", rec.id))?;
     Ok(0)
 }
+
+/// `berth push NAME REF`: the config and layer blobs the registry lacks,
+/// then the manifest, byte for byte as stored (so its digest is kept).
+pub fn push(cli: &Cli, a: &crate::cli::PushArgs) -> Result<i32> {
+    use berth_oci::registry::Client;
+    let reference: Reference = a.reference.parse()?;
+    let store = open_store(cli)?;
+    let rec = store.resolve(&a.name)?;
+    let mut opts = client_options(&a.registry)?;
+    opts.actions = "pull,push".into();
+    let client = Client::new(&reference, &opts)?;
+    client.ping()?;
+    let blobs =
+        std::iter::once((rec.id.clone(), None)).chain(rec.layers.iter().map(|l| (l.digest.clone(), Some(l.size))));
+    for (digest, _) in blobs {
+        let path = store.blob_path(&digest);
+        let size = std::fs::metadata(&path)
+            .map_err(|_| {
+                anyhow!("blob {digest} of image {} is not in the store; pull the image again", rec.id.short())
+            })?
+            .len();
+        if client.blob_exists(&digest)? {
+            if !a.quiet {
+                eprintln!("Blob {} already present", digest.short());
+            }
+            continue;
+        }
+        if !a.quiet {
+            eprintln!("Uploading blob {} ({})", digest.short(), crate::output::human_size(size));
+        }
+        let open = || -> std::io::Result<Box<dyn std::io::Read + Send>> { Ok(Box::new(std::fs::File::open(&path)?)) };
+        client.upload_blob(&digest, size, &open)?;
+    }
+    let manifest = store.read_blob(&rec.digest)?;
+    let target = reference.api_reference();
+    let digest = client.put_manifest(&target, &rec.manifest_media_type, &manifest)?;
+    crate::output::print(&format!("{digest}\n"))?;
+    Ok(0)
+}

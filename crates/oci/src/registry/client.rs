@@ -275,6 +275,68 @@ impl Client {
     }
 }
 
+/// Opens a blob's bytes again for each upload attempt.
+pub type BodyFn<'a> = &'a (dyn Fn() -> io::Result<Box<dyn Read + Send>> + Sync);
+
+impl Client {
+    fn origin(&self) -> usize {
+        self.inner.endpoints.len() - 1
+    }
+
+    fn origin_url(&self, path: &str) -> Result<String, RegistryError> {
+        let i = self.origin();
+        self.inner.ping(i)?;
+        let ep = &self.inner.endpoints[i];
+        let scheme = lock(&ep.state).scheme.unwrap_or("https");
+        Ok(format!("{scheme}://{}{path}", ep.host))
+    }
+
+    /// Whether the registry already has `digest` in this repository.
+    pub fn blob_exists(&self, digest: &Digest) -> Result<bool, RegistryError> {
+        let url = self.origin_url(&format!("/v2/{}/blobs/{digest}", self.inner.endpoints[self.origin()].repository))?;
+        match self.inner.send_authed(self.origin(), "HEAD", &url, &[], None) {
+            Ok(_) => Ok(true),
+            Err(RegistryError::Http { status: 404, .. }) | Err(RegistryError::BlobUnknown { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads a blob in one PUT (POST for a session, then PUT ?digest=).
+    pub fn upload_blob(&self, digest: &Digest, size: u64, body: BodyFn<'_>) -> Result<(), RegistryError> {
+        let i = self.origin();
+        let repo = self.inner.endpoints[i].repository.clone();
+        let url = self.origin_url(&format!("/v2/{repo}/blobs/uploads/"))?;
+        let resp = self.inner.send_authed(i, "POST", &url, &[("Content-Length", "0".into())], None)?;
+        let loc = resp.header("location").ok_or_else(|| RegistryError::Http {
+            url: url.clone(),
+            status: resp.status(),
+            body: "the upload session has no Location".into(),
+        })?;
+        let loc = if loc.contains("://") {
+            loc.to_string()
+        } else {
+            let base = url.split("/v2/").next().unwrap_or(&url);
+            format!("{base}{loc}")
+        };
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let put = format!("{loc}{sep}digest={digest}");
+        let headers = [("Content-Type", "application/octet-stream".to_string()), ("Content-Length", size.to_string())];
+        self.inner.send_authed(i, "PUT", &put, &headers, Some(body))?;
+        Ok(())
+    }
+
+    /// Uploads a manifest under `reference` (a tag or its digest).
+    pub fn put_manifest(&self, reference: &str, media_type: &str, body: &[u8]) -> Result<Digest, RegistryError> {
+        let i = self.origin();
+        let url = self.origin_url(&format!("/v2/{}/manifests/{reference}", self.inner.endpoints[i].repository))?;
+        let data = body.to_vec();
+        let open = move || -> io::Result<Box<dyn Read + Send>> { Ok(Box::new(io::Cursor::new(data.clone()))) };
+        let headers = [("Content-Type", media_type.to_string()), ("Content-Length", body.len().to_string())];
+        self.inner.send_authed(i, "PUT", &url, &headers, Some(&open))?;
+        Ok(Digest::of(body))
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -478,6 +540,64 @@ impl Inner {
                 Err(ureq::Error::Status(401, _)) => return Err(self.unauthorized(i)),
                 Err(ureq::Error::Status(code, resp)) => return Err(self.status_error(&url, code, resp)),
                 Err(ureq::Error::Transport(t)) => return Err(RegistryError::Transport { url, detail: t.to_string() }),
+            }
+        }
+    }
+
+    /// A request with a body (or none), with auth and retries; for
+    /// uploads, which never follow redirects.
+    fn send_authed(
+        &self,
+        i: usize,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Option<BodyFn<'_>>,
+    ) -> Result<ureq::Response, RegistryError> {
+        let ep = &self.endpoints[i];
+        let mut reauthed = false;
+        let mut attempt = 0;
+        loop {
+            let auth = self.authorization(i, false)?;
+            let mut req = self.agent(i).request(method, url);
+            for (k, v) in headers {
+                req = req.set(k, v);
+            }
+            if let Some(a) = &auth {
+                req = req.set("Authorization", a);
+            }
+            let r = match body {
+                Some(open) => {
+                    let rd = open().map_err(|source| RegistryError::Io {
+                        what: format!("reading the upload for {url}"),
+                        source,
+                    })?;
+                    req.send(rd)
+                }
+                None => req.call(),
+            };
+            match r {
+                Ok(resp) => return Ok(resp),
+                Err(ureq::Error::Status(401, resp)) if !reauthed => {
+                    reauthed = true;
+                    let challenge = resp.header("www-authenticate").and_then(auth::parse_challenge);
+                    let mut st = lock(&ep.state);
+                    st.challenge = challenge.or(Some(Challenge::Basic));
+                    st.token = None;
+                }
+                Err(ureq::Error::Status(401, _)) => return Err(self.unauthorized(i)),
+                Err(ureq::Error::Status(code, resp)) if is_retryable_status(code) && attempt < self.retries => {
+                    std::thread::sleep(backoff(attempt, resp.header("retry-after")));
+                    attempt += 1;
+                }
+                Err(ureq::Error::Status(code, resp)) => return Err(self.status_error(url, code, resp)),
+                Err(ureq::Error::Transport(t)) if is_retryable_transport(&t) && attempt < self.retries => {
+                    std::thread::sleep(backoff(attempt, None));
+                    attempt += 1;
+                }
+                Err(ureq::Error::Transport(t)) => {
+                    return Err(RegistryError::Transport { url: url.into(), detail: t.to_string() })
+                }
             }
         }
     }
