@@ -145,8 +145,13 @@ pub struct RunArgs {
     #[arg(short = 'M', long = "machine", value_name = "NAME", conflicts_with = "directory")]
     pub machine: Option<String>,
     /// Run in place in the directory tree DIR, as systemd-nspawn -D does
-    #[arg(short = 'D', long = "directory", value_name = "DIR")]
+    #[arg(short = 'D', long = "directory", value_name = "DIR", conflicts_with = "image")]
     pub directory: Option<PathBuf>,
+    /// Run a raw disk image's root partition, as systemd-nspawn --image
+    /// does. `-i IMAGE` where IMAGE is no file means interactive (podman's
+    /// -i), and `-it` is interactive with a tty.
+    #[arg(short = 'i', long = "image", value_name = "DISKIMAGE", conflicts_with = "machine")]
+    pub image: Option<String>,
     /// Keep the container as machine NAME for later `run -M NAME`
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
@@ -193,7 +198,7 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub tty: bool,
     /// Keep stdin open (it is passed through unless -t)
-    #[arg(short, long)]
+    #[arg(long)]
     pub interactive: bool,
     /// A network namespace with only lo, up
     #[arg(long)]

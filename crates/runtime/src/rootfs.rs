@@ -226,6 +226,11 @@ fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path) -> Result<(), Runtime
             Rootfs::Overlay { lowers, upper, work } => {
                 overlay(lowers, if writable { Some((upper.as_path(), work.as_path())) } else { None }, target)
             }
+            Rootfs::Block { device, fstype, read_only } => {
+                let flags = if *read_only || !writable { F::RDONLY } else { F::empty() };
+                m::mount(device.as_path(), target, fstype.as_str(), flags, None::<&std::ffi::CStr>)
+                    .map_err(err(format!("mounting {} ({fstype})", device.display())))
+            }
         }
     };
     match spec.volatile {

@@ -10,6 +10,8 @@ pub enum Rootfs {
     Dir(PathBuf),
     /// An overlay: `lowers` top first; `upper`/`work` hold changes.
     Overlay { lowers: Vec<PathBuf>, upper: PathBuf, work: PathBuf },
+    /// A block device (a disk image's root partition on a loop device).
+    Block { device: PathBuf, fstype: String, read_only: bool },
 }
 
 /// `--volatile` modes, with systemd-nspawn's meaning.

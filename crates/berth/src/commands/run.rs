@@ -76,10 +76,25 @@ fn default_hostname(image: &str) -> String {
 
 pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let store = open_store(cli)?;
-    let (image_name, cmd) = if a.machine.is_some() || a.directory.is_some() {
-        (None, a.args.clone())
+    // `-i` is nspawn's --image when it names a file, else podman's -i.
+    let mut args = a.args.clone();
+    let mut tty = a.tty;
+    let disk = match a.image.as_deref() {
+        Some("t") => {
+            tty = true;
+            None
+        }
+        Some(v) if Path::new(v).is_file() => Some(PathBuf::from(v)),
+        Some(v) => {
+            args.insert(0, v.to_string());
+            None
+        }
+        None => None,
+    };
+    let (image_name, cmd) = if a.machine.is_some() || a.directory.is_some() || disk.is_some() {
+        (None, args.clone())
     } else {
-        match a.args.split_first() {
+        match args.split_first() {
             Some((i, rest)) => (Some(i.clone()), rest.to_vec()),
             None => bail!("no image given: use `berth run IMAGE [CMD…]`, `-M NAME` or `-D DIR`"),
         }
@@ -96,7 +111,18 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let mut _lock = None;
     let mut config = None;
     let mut machine_ro = false;
-    let (rootfs, hostname) = if let Some(dir) = &a.directory {
+    let mut _attached = None;
+    let (rootfs, hostname) = if let Some(img) = &disk {
+        let att = berth_store::import::disk::attach_root(img, a.read_only)?;
+        let rootfs = Rootfs::Block {
+            device: PathBuf::from(&att.device),
+            fstype: att.fstype.to_string(),
+            read_only: a.read_only,
+        };
+        _attached = Some(att);
+        let stem = img.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        (rootfs, default_hostname(stem.split('.').next().unwrap_or(&stem)))
+    } else if let Some(dir) = &a.directory {
         let dir = std::fs::canonicalize(dir).with_context(|| format!("directory {} does not exist", dir.display()))?;
         if !dir.is_dir() {
             bail!("{} is not a directory", dir.display());
@@ -181,7 +207,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let spec = RunSpec {
         rootfs: Some(rootfs),
         args,
-        env: process::env(config, a.tty, &a.setenv).map_err(|e| anyhow!(e))?,
+        env: process::env(config, tty, &a.setenv).map_err(|e| anyhow!(e))?,
         user: a.user.clone().or_else(|| process::field(config, "User").map(str::to_string)),
         cwd: a.chdir.clone().or_else(|| process::field(config, "WorkingDir").map(str::to_string)),
         hostname: a.hostname.clone().unwrap_or(hostname.clone()),
@@ -191,7 +217,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         private_network: a.private_network,
         mounts,
         resolv_conf: a.resolv_conf.parse::<ResolvConf>().map_err(|e| anyhow!(e))?,
-        tty: a.tty,
+        tty,
         capabilities_add: a.capability.clone(),
         capabilities_drop: a.drop_capability.clone(),
         limits,

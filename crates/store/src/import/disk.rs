@@ -107,6 +107,72 @@ pub fn find_root(
     Ok(None)
 }
 
+/// The filesystem type a superblock (the first 72 KiB of a partition)
+/// announces: ext4, xfs, btrfs, squashfs or erofs.
+pub fn fs_type(h: &[u8]) -> Option<&'static str> {
+    let at = |o: usize, m: &[u8]| h.len() >= o + m.len() && &h[o..o + m.len()] == m;
+    if at(1080, &[0x53, 0xef]) {
+        Some("ext4")
+    } else if at(0, b"XFSB") {
+        Some("xfs")
+    } else if at(65600, b"_BHRfS_M") {
+        Some("btrfs")
+    } else if at(0, b"hsqs") {
+        Some("squashfs")
+    } else if at(1024, &[0xe2, 0xe1, 0xf5, 0xe0]) {
+        Some("erofs")
+    } else {
+        None
+    }
+}
+
+/// A disk image's root filesystem attached to a loop device; detached on
+/// drop.
+pub struct Attached {
+    pub device: String,
+    pub fstype: &'static str,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("--detach").arg(&self.device).output();
+    }
+}
+
+/// Finds the root partition of `image` and attaches it to a loop device.
+pub fn attach_root(image: &Path, read_only: bool) -> Result<Attached, StoreError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(image).map_err(|e| StoreError::io(format!("opening {}", image.display()), e))?;
+    let mut head = vec![0u8; 34 * SECTOR as usize];
+    let n = f.read(&mut head).map_err(|e| StoreError::io("reading the disk image", e))?;
+    head.truncate(n);
+    let mut read_at = |off: u64, len: usize| -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        f.seek(SeekFrom::Start(off))?;
+        f.read_exact(&mut buf)?;
+        Ok(buf)
+    };
+    let part = find_root(&head, &mut read_at).map_err(|w| StoreError::Import(format!("{}: {w}", image.display())))?;
+    let sb = read_at(part.map(|p| p.offset).unwrap_or(0), 72 << 10)
+        .map_err(|e| StoreError::io("reading the root partition's superblock", e))?;
+    let fstype = fs_type(&sb).ok_or_else(|| {
+        StoreError::Import(format!(
+            "{}: no ext4, xfs, btrfs, squashfs or erofs filesystem on the root partition",
+            image.display()
+        ))
+    })?;
+    let mut losetup = Command::new("losetup");
+    losetup.args(["--find", "--show"]);
+    if read_only || matches!(fstype, "squashfs" | "erofs") {
+        losetup.arg("--read-only");
+    }
+    if let Some(p) = part {
+        losetup.arg(format!("--offset={}", p.offset)).arg(format!("--sizelimit={}", p.size));
+    }
+    let device = run(losetup.arg(image), "losetup")?;
+    Ok(Attached { device, fstype })
+}
+
 fn run(cmd: &mut Command, what: &str) -> Result<String, StoreError> {
     let out = cmd.output().map_err(|e| StoreError::io(format!("running {what}"), e))?;
     if !out.status.success() {

@@ -608,4 +608,3 @@ mod tests {
         assert_eq!(disk_kind(b"plain tar"), None);
     }
 }
-
