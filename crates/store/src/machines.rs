@@ -83,6 +83,11 @@ impl Store {
             read_only: false,
         };
         let build = || -> Result<(), StoreError> {
+            // On btrfs the machine is a subvolume (upper and work must share
+            // one for overlayfs), so a clone is an O(1) snapshot.
+            if tree.is_none() && on_btrfs(&self.tmp_dir()) {
+                btrfs(&["subvolume", "create", "--"], &tmp, None);
+            }
             std::fs::create_dir_all(tmp.join("work")).map_err(|e| StoreError::io("creating the machine", e))?;
             match tree {
                 Some(t) => std::fs::rename(t, tmp.join("upper")),
@@ -166,6 +171,32 @@ fn du(p: &std::path::Path) -> u64 {
     std::fs::read_dir(p).map(|rd| rd.flatten().map(|e| du(&e.path())).sum()).unwrap_or(0)
 }
 
+/// Whether `p` lies on btrfs (statfs magic).
+fn on_btrfs(p: &std::path::Path) -> bool {
+    const BTRFS_SUPER_MAGIC: i64 = 0x9123683e;
+    rustix::fs::statfs(p).map(|s| s.f_type as i64 == BTRFS_SUPER_MAGIC).unwrap_or(false)
+}
+
+/// Whether `p` is the root of a btrfs subvolume (inode 256).
+fn is_subvolume(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    on_btrfs(p) && std::fs::symlink_metadata(p).map(|m| m.ino() == 256).unwrap_or(false)
+}
+
+/// Runs `btrfs ARGS SRC [DST]`; false when it fails (callers fall back).
+fn btrfs(args: &[&str], src: &std::path::Path, dst: Option<&std::path::Path>) -> bool {
+    let mut c = std::process::Command::new("btrfs");
+    c.args(args).arg(src);
+    if let Some(d) = dst {
+        c.arg(d);
+    }
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
 /// Copies a tree with everything it holds (owners, modes, xattrs, devices,
 /// hardlinks), sharing extents where the filesystem can (`cp --reflink`).
 fn copy_tree(src: &std::path::Path, dst: &std::path::Path) -> Result<(), StoreError> {
@@ -235,8 +266,16 @@ impl Store {
         rec.created =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let build = || -> Result<(), StoreError> {
-            std::fs::create_dir_all(tmp.join("work")).map_err(|e| StoreError::io("creating the clone", e))?;
-            copy_tree(&self.machine_dir(src).join("upper"), &tmp.join("upper"))?;
+            let from = self.machine_dir(src);
+            // On btrfs a subvolume snapshot is O(1); elsewhere a reflink copy
+            // where the filesystem offers it.
+            if is_subvolume(&from) && btrfs(&["subvolume", "snapshot", "--"], &from, Some(&tmp)) {
+                let _ = std::fs::remove_dir_all(tmp.join("work"));
+                std::fs::create_dir(tmp.join("work")).map_err(|e| StoreError::io("creating the clone", e))?;
+            } else {
+                std::fs::create_dir_all(tmp.join("work")).map_err(|e| StoreError::io("creating the clone", e))?;
+                copy_tree(&from.join("upper"), &tmp.join("upper"))?;
+            }
             self.save_machine(&tmp, &rec)?;
             match rustix::fs::renameat_with(
                 rustix::fs::CWD,
