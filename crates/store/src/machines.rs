@@ -172,6 +172,7 @@ fn du(p: &std::path::Path) -> u64 {
 }
 
 /// Whether `p` lies on btrfs (statfs magic).
+#[allow(clippy::unnecessary_cast)] // f_type's width differs between architectures
 fn on_btrfs(p: &std::path::Path) -> bool {
     const BTRFS_SUPER_MAGIC: i64 = 0x9123683e;
     rustix::fs::statfs(p).map(|s| s.f_type as i64 == BTRFS_SUPER_MAGIC).unwrap_or(false)
