@@ -155,6 +155,9 @@ pub struct RunArgs {
     /// Keep the container as machine NAME for later `run -M NAME`
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Boot the tree's init (systemd) as PID 1; arguments go to the init
+    #[arg(short = 'b', long)]
+    pub boot: bool,
     /// Remove the machine made by --name once the command exits
     #[arg(long)]
     pub rm: bool,

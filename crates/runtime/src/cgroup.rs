@@ -102,6 +102,31 @@ fn sweep_stale(slice: &Path) {
     }
 }
 
+/// Removes the cgroups below `dir`, deepest first (killing what is in them).
+fn remove_children(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let child = e.path();
+        remove_children(&child);
+        for attempt in 0..100 {
+            if let Ok(procs) = std::fs::read_to_string(child.join("cgroup.procs")) {
+                for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    let _ = crate::sys::kill(p, libc::SIGKILL);
+                }
+            }
+            match std::fs::remove_dir(&child) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(_) if attempt < 99 => std::thread::sleep(std::time::Duration::from_millis(10)),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
 /// A container's cgroup directories, one per hierarchy it lives in.
 #[derive(Debug)]
 pub struct Cgroup {
@@ -218,9 +243,11 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Kills what is left and removes the directories.
+    /// Kills what is left and removes the directories, with whatever the
+    /// container made below them (a booted systemd makes its own tree).
     pub fn remove(&self) {
         for d in &self.dirs {
+            remove_children(d);
             for attempt in 0..100 {
                 if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
                     for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {

@@ -55,7 +55,8 @@ fn run_in(spec: &RunSpec, run_dir: &Path, cgroup: &Cgroup, mask: u64) -> Result<
     let pipe = || pipe_with(PipeFlags::CLOEXEC).map_err(|e| RuntimeError::sys("creating a pipe", e));
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let pty = if spec.tty { Some(Pty::open()?) } else { None };
+    // A booted init writes to /dev/console, so it always gets one.
+    let pty = if spec.tty || spec.boot { Some(Pty::open()?) } else { None };
     // Block the signals we relay before cloning, so none is lost between
     // the clone and the relay loop; the child inherits the mask.
     let sfd = sys::signalfd(sys::FORWARDED).map_err(|e| RuntimeError::sys("creating a signalfd", e))?;
@@ -99,9 +100,24 @@ fn run_in(spec: &RunSpec, run_dir: &Path, cgroup: &Cgroup, mask: u64) -> Result<
     drop(sync_w);
     let mut message = String::new();
     let _ = std::fs::File::from(err_r).read_to_string(&mut message);
+    // A booted init powers off cleanly on SIGRTMIN+4, as machinectl
+    // poweroff asks systemd to; plain commands get the signal itself.
+    let map = |sig: libc::c_int| -> libc::c_int {
+        if spec.boot && matches!(sig, libc::SIGTERM | libc::SIGINT | libc::SIGHUP) {
+            sys::sigrtmin_plus(4)
+        } else {
+            sig
+        }
+    };
     let exit = match &master {
-        Some(m) if message.is_empty() => relay_tty(child, m, &sfd),
-        _ => wait_forwarding(child, &sfd),
+        Some(m) if message.is_empty() => relay_tty(child, m, &sfd, &map),
+        _ => wait_forwarding(child, &sfd, &map),
+    };
+    // The kernel ends a PID namespace's init that called reboot(2) with
+    // SIGINT (power off, halt) or SIGHUP (reboot): both are a clean end.
+    let exit = match exit {
+        Ok(Exit::Signal(libc::SIGINT | libc::SIGHUP)) if spec.boot => Ok(Exit::Code(0)),
+        e => e,
     };
     sys::unblock_all();
     let status = exit.map_err(|e| RuntimeError::sys("waiting for the container", e))?.status();
@@ -113,7 +129,11 @@ fn run_in(spec: &RunSpec, run_dir: &Path, cgroup: &Cgroup, mask: u64) -> Result<
 }
 
 /// Forwards signals to the container until its PID 1 exits.
-fn wait_forwarding(child: libc::pid_t, sfd: &OwnedFd) -> std::io::Result<Exit> {
+fn wait_forwarding(
+    child: libc::pid_t,
+    sfd: &OwnedFd,
+    map: &dyn Fn(libc::c_int) -> libc::c_int,
+) -> std::io::Result<Exit> {
     loop {
         if let Some((_, exit)) = sys::waitpid(child, true)? {
             return Ok(exit);
@@ -121,14 +141,19 @@ fn wait_forwarding(child: libc::pid_t, sfd: &OwnedFd) -> std::io::Result<Exit> {
         match sys::read_signal(sfd)? {
             libc::SIGCHLD | libc::SIGWINCH => {}
             sig => {
-                let _ = sys::kill(child, sig);
+                let _ = sys::kill(child, map(sig));
             }
         }
     }
 }
 
 /// Relays stdin → pty and pty → stdout, window sizes and signals.
-fn relay_tty(child: libc::pid_t, master: &OwnedFd, sfd: &OwnedFd) -> std::io::Result<Exit> {
+fn relay_tty(
+    child: libc::pid_t,
+    master: &OwnedFd,
+    sfd: &OwnedFd,
+    map: &dyn Fn(libc::c_int) -> libc::c_int,
+) -> std::io::Result<Exit> {
     let _raw = RawMode::enter();
     pass_winsize(master);
     let stdin = std::io::stdin();
@@ -173,7 +198,7 @@ fn relay_tty(child: libc::pid_t, master: &OwnedFd, sfd: &OwnedFd) -> std::io::Re
                 libc::SIGCHLD => {}
                 libc::SIGWINCH => pass_winsize(master),
                 sig => {
-                    let _ = sys::kill(child, sig);
+                    let _ = sys::kill(child, map(sig));
                 }
             }
         }

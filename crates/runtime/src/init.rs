@@ -75,6 +75,9 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<libc::pid_t, (i32, String)> {
     rustix::system::sethostname(spec.hostname.as_bytes())
         .map_err(|e| fail(RuntimeError::sys("setting the hostname", e)))?;
 
+    if spec.boot {
+        return Err(boot(ctx));
+    }
     let user = match &spec.user {
         Some(u) => {
             let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
@@ -150,6 +153,68 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<libc::pid_t, (i32, String)> {
             _ => (126, format!("cannot run {arg0:?} in the container: {e}")),
         }),
     }
+}
+
+/// Where an init may live, most specific first.
+const INITS: &[&str] =
+    &["/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init", "/usr/sbin/init", "/bin/init"];
+
+/// `--boot`: the tree's init becomes PID 1 itself. It gets the cgroup
+/// tree systemd needs (cgroup2, rooted at the container's cgroup by the
+/// cgroup namespace), the console as its controlling tty, and the
+/// capability set and seccomp filter; not no_new_privs, since a booted
+/// system runs setuid programs (su, sudo, passwd). Only returns on failure.
+fn boot(ctx: &ChildContext) -> (i32, String) {
+    use std::ffi::CString;
+    let spec = &ctx.spec;
+    let init = match spec.args.first() {
+        Some(a) if a.starts_with('/') => a.clone(),
+        _ => match INITS.iter().find(|p| std::path::Path::new(p).exists()) {
+            Some(p) => p.to_string(),
+            None => return (SETUP_FAILED, "no init found in the tree (/usr/lib/systemd/systemd, /sbin/init): install one, or run a command without --boot".into()),
+        },
+    };
+    let cg = std::path::Path::new("/sys/fs/cgroup");
+    if cg.is_dir() {
+        let flags =
+            rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV | rustix::mount::MountFlags::NOEXEC;
+        if let Err(e) = rustix::mount::mount("cgroup2", cg, "cgroup2", flags, None::<&std::ffi::CStr>) {
+            return (SETUP_FAILED, format!("mounting the cgroup tree for the init: {e}"));
+        }
+    }
+    let mut argv: Vec<CString> = vec![CString::new(init.clone()).unwrap_or_default()];
+    let rest = if spec.args.first().is_some_and(|a| a.starts_with('/')) { &spec.args[1..] } else { &spec.args[..] };
+    argv.extend(rest.iter().filter_map(|a| CString::new(a.as_str()).ok()));
+    let mut env: Vec<CString> = spec.env.iter().filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()).collect();
+    if !spec.env.iter().any(|(k, _)| k == "PATH") {
+        env.push(CString::new("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").unwrap_or_default());
+    }
+    if let Some(tty) = &ctx.tty {
+        for fd in 0..3 {
+            let mut target = unsafe_fd(fd);
+            if rustix::io::dup2(tty, &mut target).is_err() {
+                return (SETUP_FAILED, "attaching the console".into());
+            }
+            std::mem::forget(target);
+        }
+        let _ = sys::set_controlling_tty(0);
+    }
+    let _ = std::env::set_current_dir("/");
+    if let Err(e) = caps::drop_bounding(ctx.caps).and_then(|_| caps::set(ctx.caps)) {
+        return (SETUP_FAILED, format!("setting capabilities: {e}"));
+    }
+    if !spec.no_seccomp {
+        if let Err(e) = sys::install_seccomp(&crate::seccomp::FILTER) {
+            return (SETUP_FAILED, format!("installing the seccomp filter: {e}"));
+        }
+    }
+    sys::unblock_all();
+    let e = sys::execve(&argv, &env);
+    (127, format!("cannot execute the init {init}: {e}"))
+}
+
+fn unsafe_fd(fd: i32) -> rustix::fd::OwnedFd {
+    sys::owned_fd(fd)
 }
 
 /// The init loop: forward signals to `main`, reap everything, leave when

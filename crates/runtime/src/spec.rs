@@ -110,6 +110,8 @@ pub struct RunSpec {
     pub limits: Limits,
     /// Skip the seccomp filter (debugging).
     pub no_seccomp: bool,
+    /// Run the tree's init as PID 1 (`-b/--boot`) instead of a command.
+    pub boot: bool,
 }
 
 fn abs(p: &str, what: &str) -> Result<PathBuf, String> {

@@ -209,3 +209,28 @@ pub fn private_mount_namespace() -> io::Result<()> {
     )?;
     Ok(())
 }
+
+/// execve(2); returns only on failure.
+pub fn execve(argv: &[std::ffi::CString], env: &[std::ffi::CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = env.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: both arrays are NULL-terminated and point at CStrings that
+    // outlive the call; execve only returns on failure.
+    unsafe { libc::execve(a[0], a.as_ptr(), e.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// Wraps a standard fd number (0-2) as an OwnedFd so it can be a dup2
+/// target; the caller forgets it instead of closing it.
+pub fn owned_fd(fd: i32) -> std::os::fd::OwnedFd {
+    // SAFETY: fds 0-2 are open in the child (inherited stdio); the caller
+    // never lets this OwnedFd drop, so nothing closes them.
+    unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
+}
+
+/// The signal systemd takes as "power off" (SIGRTMIN+4).
+pub fn sigrtmin_plus(n: i32) -> libc::c_int {
+    libc::SIGRTMIN() + n
+}

@@ -166,8 +166,8 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         }
     };
     let config = config.as_ref().filter(|c| !c.is_null());
-    let mut args = process::argv(config, a.entrypoint.as_deref(), &cmd);
-    if args.is_empty() {
+    let mut args = if a.boot { cmd.clone() } else { process::argv(config, a.entrypoint.as_deref(), &cmd) };
+    if args.is_empty() && !a.boot {
         if config.is_some() {
             bail!("the image has no Entrypoint or Cmd: give a command, e.g. `berth run IMAGE /bin/sh`");
         }
@@ -222,6 +222,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         capabilities_drop: a.drop_capability.clone(),
         limits,
         no_seccomp: a.no_seccomp,
+        boot: a.boot,
     };
     let outcome = berth_runtime::run(&spec, &run_dir.0);
     drop(_lock);
