@@ -60,6 +60,57 @@ pub enum Command {
     },
     /// Turn a machine's changes into a new image layer
     Commit { machine: String, image: String },
+    /// Boot a machine in the background
+    Start { name: String },
+    /// List running machines
+    Ps(JsonArg),
+    /// Show a running machine: leader, uptime, init state, processes, console
+    Status { name: String },
+    /// A login shell (or CMD) in a running machine, on a pty
+    Shell {
+        name: String,
+        /// Run as this user of the machine
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Run a command in a running machine; its exit status is passed through
+    Exec {
+        name: String,
+        /// Give the command a pty
+        #[arg(short, long)]
+        tty: bool,
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(short = 'E', long = "setenv", value_name = "NAME=VALUE")]
+        setenv: Vec<String>,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Power a machine off cleanly through its init; SIGKILL after --timeout
+    Stop {
+        name: String,
+        /// Seconds to wait for a clean power-off
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Send a signal to a machine's init
+    Kill {
+        name: String,
+        /// Signal name or number
+        #[arg(short, long, default_value = "TERM")]
+        signal: String,
+    },
+    /// Stop a machine at once (SIGKILL)
+    Terminate { name: String },
+    /// Show a machine's console log
+    Logs {
+        name: String,
+        /// Keep printing as the machine writes
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// Make a machine from an image (copies nothing)
     Create { image: String, name: String },
     /// List machines
@@ -158,6 +209,9 @@ pub struct RunArgs {
     /// Boot the tree's init (systemd) as PID 1; arguments go to the init
     #[arg(short = 'b', long)]
     pub boot: bool,
+    /// Run in the background, supervised; manage with ps, status, stop, logs
+    #[arg(short = 'd', long)]
+    pub detach: bool,
     /// Remove the machine made by --name once the command exits
     #[arg(long)]
     pub rm: bool,

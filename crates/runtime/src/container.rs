@@ -23,8 +23,21 @@ pub struct Outcome {
     pub message: Option<String>,
 }
 
+/// Told when the container's command (or init) is running.
+pub trait Hooks {
+    fn started(&self, _leader: libc::pid_t) {}
+}
+
+struct NoHooks;
+impl Hooks for NoHooks {}
+
 /// Runs `spec` with `run_dir` (holding an empty `root/`) as scratch space.
 pub fn run(spec: &RunSpec, run_dir: &Path) -> Result<Outcome, RuntimeError> {
+    run_hooked(spec, run_dir, &NoHooks)
+}
+
+/// [`run`], calling `hooks` along the way.
+pub fn run_hooked(spec: &RunSpec, run_dir: &Path, hooks: &dyn Hooks) -> Result<Outcome, RuntimeError> {
     let mut extra = Vec::new();
     if spec.private_network {
         extra.push("net_admin");
@@ -42,7 +55,7 @@ pub fn run(spec: &RunSpec, run_dir: &Path) -> Result<Outcome, RuntimeError> {
 
     let cgroup_name = format!("{}-{}", sanitize(&spec.name), std::process::id());
     let cgroup = Cgroup::create(&cgroup_name, &spec.limits)?;
-    let result = run_in(spec, run_dir, &cgroup, mask);
+    let result = run_in(spec, run_dir, &cgroup, mask, hooks);
     cgroup.remove();
     result
 }
@@ -51,7 +64,13 @@ fn sanitize(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
 }
 
-fn run_in(spec: &RunSpec, run_dir: &Path, cgroup: &Cgroup, mask: u64) -> Result<Outcome, RuntimeError> {
+fn run_in(
+    spec: &RunSpec,
+    run_dir: &Path,
+    cgroup: &Cgroup,
+    mask: u64,
+    hooks: &dyn Hooks,
+) -> Result<Outcome, RuntimeError> {
     let pipe = || pipe_with(PipeFlags::CLOEXEC).map_err(|e| RuntimeError::sys("creating a pipe", e));
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -89,7 +108,10 @@ fn run_in(spec: &RunSpec, run_dir: &Path, cgroup: &Cgroup, mask: u64) -> Result<
         Some(p) => (Some(p.master), Some(p.slave)),
         None => (None, None),
     };
-    drop(slave);
+    // Keep a slave open while the container runs: an init closes and
+    // reopens /dev/console, and with no slave open the master would read
+    // EIO and the console would go silent. The end is seen by waitpid.
+    let _slave = slave;
     if let Err(e) = cgroup.add(child) {
         let _ = sys::kill(child, libc::SIGKILL);
         let _ = sys::waitpid(child, false);
@@ -100,6 +122,9 @@ fn run_in(spec: &RunSpec, run_dir: &Path, cgroup: &Cgroup, mask: u64) -> Result<
     drop(sync_w);
     let mut message = String::new();
     let _ = std::fs::File::from(err_r).read_to_string(&mut message);
+    if message.is_empty() {
+        hooks.started(child);
+    }
     // A booted init powers off cleanly on SIGRTMIN+4, as machinectl
     // poweroff asks systemd to; plain commands get the signal itself.
     let map = |sig: libc::c_int| -> libc::c_int {
@@ -129,7 +154,7 @@ fn run_in(spec: &RunSpec, run_dir: &Path, cgroup: &Cgroup, mask: u64) -> Result<
 }
 
 /// Forwards signals to the container until its PID 1 exits.
-fn wait_forwarding(
+pub(crate) fn wait_forwarding(
     child: libc::pid_t,
     sfd: &OwnedFd,
     map: &dyn Fn(libc::c_int) -> libc::c_int,
@@ -148,7 +173,7 @@ fn wait_forwarding(
 }
 
 /// Relays stdin → pty and pty → stdout, window sizes and signals.
-fn relay_tty(
+pub(crate) fn relay_tty(
     child: libc::pid_t,
     master: &OwnedFd,
     sfd: &OwnedFd,

@@ -11,7 +11,10 @@
 pub mod caps;
 pub mod cgroup;
 mod container;
+pub mod detach;
+pub mod exec;
 mod init;
+pub mod machine;
 mod pty;
 mod rootfs;
 pub mod seccomp;
@@ -19,7 +22,7 @@ pub mod spec;
 mod sys;
 pub mod users;
 
-pub use container::{run, Outcome};
+pub use container::{run, run_hooked, Hooks, Outcome};
 
 /// Moves berth into a private mount namespace, so what it mounts (e.g. for
 /// `export`) vanishes with it, whatever way it exits.

@@ -234,3 +234,19 @@ pub fn owned_fd(fd: i32) -> std::os::fd::OwnedFd {
 pub fn sigrtmin_plus(n: i32) -> libc::c_int {
     libc::SIGRTMIN() + n
 }
+
+/// setns(2) into the namespace `fd` refers to.
+pub fn setns(fd: &std::os::fd::OwnedFd, nstype: libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns takes an fd and a flag; it touches no memory of ours.
+    check(unsafe { libc::setns(fd.as_raw_fd(), nstype) } as libc::c_long).map(|_| ())
+}
+
+/// A process's start time in clock ticks since boot (/proc/PID/stat field
+/// 22): with the pid, it names one process even after pids are reused.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}

@@ -10,6 +10,7 @@ mod machines;
 mod mount;
 mod pull;
 mod run;
+mod running;
 
 use crate::cli::{Cli, Command};
 use anyhow::{Context, Result};
@@ -35,6 +36,15 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Push(a) => pull::push(&cli, a),
         Command::Export { name, file, format } => export::export(&cli, name, file, format.as_deref()),
         Command::Commit { machine, image } => export::commit(&cli, machine, image),
+        Command::Start { name } => running::start(&cli, name),
+        Command::Ps(a) => running::ps(a.json),
+        Command::Status { name } => running::status(name),
+        Command::Shell { name, user, command } => running::shell(name, user.clone(), command),
+        Command::Exec { name, tty, user, setenv, command } => running::exec(name, *tty, user.clone(), setenv, command),
+        Command::Stop { name, timeout } => running::stop(name, *timeout),
+        Command::Kill { name, signal } => running::kill(name, signal),
+        Command::Terminate { name } => running::terminate(name),
+        Command::Logs { name, follow } => running::logs(name, *follow),
         Command::Create { image, name } => machines::create(&cli, image, name),
         Command::Machines(a) => machines::list(&cli, a.json),
         Command::Clone { src, dst } => machines::clone(&cli, src, dst),

@@ -224,6 +224,23 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         no_seccomp: a.no_seccomp,
         boot: a.boot,
     };
+    if a.detach {
+        let Some(name) = a.machine.as_ref().or(a.name.as_ref()) else {
+            bail!("-d needs a machine to manage: give --name NAME (or -M NAME)");
+        };
+        if a.rm {
+            bail!("--rm does not go with -d: remove the machine with `berth rm` after `berth stop`");
+        }
+        let root = match &spec.rootfs {
+            Some(Rootfs::Dir(d)) => d.display().to_string(),
+            _ => format!("machine {name}"),
+        };
+        berth_runtime::detach::start_detached(&spec, &run_dir.0, name, &root)?;
+        // The supervisor owns the scratch dir and the machine lock now.
+        std::mem::forget(run_dir);
+        std::mem::forget(_lock);
+        return Ok(0);
+    }
     let outcome = berth_runtime::run(&spec, &run_dir.0);
     drop(_lock);
     if a.rm {

@@ -1,0 +1,255 @@
+//! Running machines: `start`, `ps`, `status`, `shell`, `exec`, `stop`,
+//! `kill`, `terminate`, `logs`.
+
+use crate::cli::Cli;
+use crate::output::{human_size, print, print_json, table};
+use anyhow::{anyhow, bail, Result};
+use berth_runtime::exec::ExecSpec;
+use berth_runtime::machine::{running, State};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+pub fn start(cli: &Cli, name: &str) -> Result<i32> {
+    use clap::Parser;
+    let root = cli.root.display().to_string();
+    let again = Cli::try_parse_from(["berth", "--root", root.as_str(), "run", "-b", "-d", "-M", name])?;
+    match &again.command {
+        crate::cli::Command::Run(a) => super::run::run(&again, a),
+        _ => bail!("internal: start did not parse as run"),
+    }
+}
+
+fn uptime(s: &State) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let d = now.saturating_sub(s.started);
+    match d {
+        0..=119 => format!("{d}s"),
+        120..=7199 => format!("{}min", d / 60),
+        _ => format!("{}h", d / 3600),
+    }
+}
+
+pub fn ps(json: bool) -> Result<i32> {
+    let mut live = Vec::new();
+    for s in State::all() {
+        if s.alive() {
+            live.push(s);
+        } else {
+            State::clear(&s.name);
+        }
+    }
+    if json {
+        print_json(&live)?;
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = live
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.leader.to_string(),
+                if s.boot { "init".into() } else { "command".into() },
+                uptime(s),
+                s.root.clone(),
+            ]
+        })
+        .collect();
+    print(&table(&["NAME", "LEADER", "RUNS", "UP", "ROOT"], &rows))?;
+    Ok(0)
+}
+
+/// The pids in the leader's cgroup tree (the unified one when there is).
+fn processes(s: &State) -> Vec<(i32, String)> {
+    let text = std::fs::read_to_string(format!("/proc/{}/cgroup", s.leader)).unwrap_or_default();
+    let layout = berth_runtime::cgroup::Layout::detect();
+    let mut dirs = Vec::new();
+    for line in text.lines() {
+        let mut it = line.splitn(3, ':');
+        let (_, ctrls, path) = (it.next(), it.next().unwrap_or(""), it.next().unwrap_or("/"));
+        if ctrls.is_empty() {
+            if let Some(u) = &layout.unified {
+                // The leader may sit in init.scope: list from the machine's cgroup.
+                let p = std::path::Path::new(path);
+                let p = if p.ends_with("init.scope") { p.parent().unwrap_or(p) } else { p };
+                dirs.push(u.join(p.to_string_lossy().trim_start_matches('/')));
+            }
+        }
+    }
+    let mut pids = Vec::new();
+    fn walk(d: &std::path::Path, out: &mut Vec<i32>) {
+        if let Ok(t) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            out.extend(t.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+        if let Ok(rd) = std::fs::read_dir(d) {
+            for e in rd.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)) {
+                walk(&e.path(), out);
+            }
+        }
+    }
+    for d in dirs {
+        walk(&d, &mut pids);
+    }
+    if pids.is_empty() {
+        pids.push(s.leader);
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids.into_iter()
+        .map(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ").trim().to_string();
+            (p, cmd)
+        })
+        .collect()
+}
+
+fn tail(path: &std::path::Path, lines: usize) -> Vec<String> {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).replace('\r', "");
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    all[all.len().saturating_sub(lines)..].iter().map(|s| s.to_string()).collect()
+}
+
+pub fn status(name: &str) -> Result<i32> {
+    let s = running(name)?;
+    let mut out = String::new();
+    out += &format!("{name}\n");
+    out += &format!("    Leader: {} ({})\n", s.leader, if s.boot { "init" } else { "command" });
+    out += &format!("      Root: {}\n", s.root);
+    out += &format!("        Up: {}\n", uptime(&s));
+    if s.boot {
+        let exe = std::env::current_exe()?;
+        let st = std::process::Command::new(exe).args(["exec", name, "systemctl", "is-system-running"]).output();
+        if let Ok(o) = st {
+            let state = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if !state.is_empty() {
+                out += &format!("     State: {state}\n");
+            }
+        }
+    }
+    let procs = processes(&s);
+    out += &format!("     Tasks: {}\n", procs.len());
+    for (pid, cmd) in procs.iter().take(30) {
+        out += &format!("            {pid} {cmd}\n");
+    }
+    let log = State::console_log(name);
+    let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    out += &format!("   Console: {} ({})\n", log.display(), human_size(size));
+    for l in tail(&log, 10) {
+        out += &format!("            {l}\n");
+    }
+    print(&out)?;
+    Ok(0)
+}
+
+pub fn shell(name: &str, user: Option<String>, command: &[String]) -> Result<i32> {
+    let spec =
+        ExecSpec { args: command.to_vec(), env: Vec::new(), user, tty: std::io::stdin().is_terminal(), login: true };
+    Ok(berth_runtime::exec::exec(name, &spec)?)
+}
+
+pub fn exec(name: &str, tty: bool, user: Option<String>, setenv: &[String], command: &[String]) -> Result<i32> {
+    let env = crate::process::env(None, tty, setenv).map_err(|e| anyhow!(e))?;
+    let env = env.into_iter().filter(|(k, _)| k != "container").collect();
+    let spec = ExecSpec { args: command.to_vec(), env, user, tty, login: false };
+    Ok(berth_runtime::exec::exec(name, &spec)?)
+}
+
+/// Waits until the machine's leader is gone and its supervisor cleaned up.
+fn wait_gone(s: &State, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if !s.alive() {
+            // Give the supervisor a moment to remove the state file.
+            for _ in 0..50 {
+                if State::load(&s.name).is_none() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+pub fn stop(name: &str, timeout: u64) -> Result<i32> {
+    let s = running(name)?;
+    if s.boot {
+        // systemd powers off on SIGRTMIN+4, as `machinectl poweroff` asks.
+        berth_runtime::machine::poweroff(s.leader)?;
+    } else {
+        berth_runtime::machine::signal(s.leader, 15)?;
+    }
+    if wait_gone(&s, Duration::from_secs(timeout)) {
+        return Ok(0);
+    }
+    eprintln!("berth: machine {name} did not stop within {timeout} s: killing it");
+    berth_runtime::machine::signal(s.leader, 9)?;
+    if !wait_gone(&s, Duration::from_secs(5)) {
+        bail!("machine {name} did not go away after SIGKILL");
+    }
+    Ok(0)
+}
+
+/// Parses `TERM`, `SIGTERM`, `15`, `RTMIN+4`.
+fn parse_signal(s: &str) -> Result<i32> {
+    let u = s.to_ascii_uppercase();
+    let u = u.strip_prefix("SIG").unwrap_or(&u);
+    if let Ok(n) = u.parse::<i32>() {
+        return Ok(n);
+    }
+    if let Some(off) = u.strip_prefix("RTMIN+") {
+        return Ok(
+            berth_runtime::machine::sigrtmin() + off.parse::<i32>().map_err(|_| anyhow!("invalid signal {s:?}"))?
+        );
+    }
+    let n = match u {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "KILL" => 9,
+        "USR1" => 10,
+        "USR2" => 12,
+        "TERM" => 15,
+        "CONT" => 18,
+        "STOP" => 19,
+        "WINCH" => 28,
+        _ => bail!("unknown signal {s:?}: use a name like TERM or a number"),
+    };
+    Ok(n)
+}
+
+pub fn kill(name: &str, sig: &str) -> Result<i32> {
+    let s = running(name)?;
+    let n = parse_signal(sig)?;
+    berth_runtime::machine::signal(s.leader, n)?;
+    Ok(0)
+}
+
+pub fn terminate(name: &str) -> Result<i32> {
+    let s = running(name)?;
+    berth_runtime::machine::signal(s.leader, 9)?;
+    if !wait_gone(&s, Duration::from_secs(5)) {
+        bail!("machine {name} did not go away after SIGKILL");
+    }
+    Ok(0)
+}
+
+pub fn logs(name: &str, follow: bool) -> Result<i32> {
+    let path = State::console_log(name);
+    let mut f = std::fs::File::open(&path)
+        .map_err(|_| anyhow!("no console log for machine {name:?}: it has not run detached"))?;
+    let mut out = std::io::stdout();
+    loop {
+        std::io::copy(&mut f, &mut out)?;
+        use std::io::Write;
+        out.flush()?;
+        if !follow || State::load(name).is_none_or(|s| !s.alive()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(0)
+}

@@ -1,0 +1,120 @@
+//! Detached machines (`berth start`, `run -d`): a supervisor process,
+//! forked from berth and in a session of its own, runs the container with
+//! its console going to `/run/berth/NAME/console.log`, writes the state
+//! file once the init runs, and removes it when the machine ends. The
+//! `berth` that started it returns as soon as the machine is up.
+
+use crate::container::{run_hooked, Hooks};
+use crate::machine::State;
+use crate::spec::RunSpec;
+use crate::{sys, RuntimeError};
+use rustix::fd::OwnedFd;
+use std::io::{Read, Write};
+use std::path::Path;
+
+struct Started<'a> {
+    name: &'a str,
+    boot: bool,
+    root: String,
+    report: std::cell::RefCell<Option<std::fs::File>>,
+}
+
+impl Hooks for Started<'_> {
+    fn started(&self, leader: libc::pid_t) {
+        let state = State {
+            name: self.name.to_string(),
+            leader,
+            leader_start: sys::start_time(leader).unwrap_or(0),
+            supervisor: std::process::id() as i32,
+            boot: self.boot,
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            root: self.root.clone(),
+        };
+        let msg = match state.save() {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        if let Some(mut f) = self.report.borrow_mut().take() {
+            let _ = f.write_all(msg.as_bytes());
+        }
+    }
+}
+
+fn redirect(fd: i32, file: &std::fs::File) {
+    let mut target = sys::owned_fd(fd);
+    let _ = rustix::io::dup2(file, &mut target);
+    std::mem::forget(target);
+}
+
+/// Starts `spec` detached as machine `name`; returns once its init runs.
+/// `run_dir` then belongs to the supervisor, which removes it at the end.
+pub fn start_detached(spec: &RunSpec, run_dir: &Path, name: &str, root: &str) -> Result<State, RuntimeError> {
+    let dir = State::dir(name);
+    std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::sys(format!("creating {}", dir.display()), e))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(State::console_log(name))
+        .map_err(|e| RuntimeError::sys("creating the console log", e))?;
+    let (r, w): (OwnedFd, OwnedFd) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| RuntimeError::sys("creating a pipe", e))?;
+    match sys::clone_fork(0).map_err(|e| RuntimeError::sys("forking the supervisor", e))? {
+        Some(_pid) => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(r).read_to_string(&mut msg);
+            if msg == "ok" {
+                return State::load(name)
+                    .ok_or_else(|| RuntimeError::Setup(format!("machine {name} started but left no state")));
+            }
+            State::clear(name);
+            let msg = msg.trim_start_matches("error: ").trim();
+            Err(RuntimeError::Setup(if msg.is_empty() {
+                format!("machine {name} failed to start: see `berth logs {name}`")
+            } else {
+                msg.to_string()
+            }))
+        }
+        None => {
+            drop(r);
+            let _ = rustix::process::setsid();
+            if let Ok(null) = std::fs::File::open("/dev/null") {
+                redirect(0, &null);
+            }
+            redirect(1, &log);
+            redirect(2, &log);
+            let hooks = Started {
+                name,
+                boot: spec.boot,
+                root: root.to_string(),
+                report: std::cell::RefCell::new(Some(std::fs::File::from(w))),
+            };
+            let code = match run_hooked(spec, run_dir, &hooks) {
+                Ok(o) => {
+                    if let Some(m) = &o.message {
+                        eprintln!("berth: {m}");
+                        if let Some(mut f) = hooks.report.borrow_mut().take() {
+                            let _ = f.write_all(format!("error: {m}").as_bytes());
+                        }
+                    }
+                    o.status
+                }
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    if let Some(mut f) = hooks.report.borrow_mut().take() {
+                        let _ = f.write_all(format!("error: {e}").as_bytes());
+                    }
+                    125
+                }
+            };
+            let _ = std::fs::remove_dir_all(run_dir);
+            // Keep the console log for `berth logs` after the machine ends.
+            let _ = std::fs::remove_file(State::dir(name).join("state.json"));
+            sys::exit_now(code)
+        }
+    }
+}

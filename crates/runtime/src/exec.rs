@@ -1,0 +1,130 @@
+//! `berth exec` / `berth shell`: a process inside a running machine. It
+//! joins the leader's cgroup and namespaces, gets the container's default
+//! capabilities, seccomp filter and (for exec) no_new_privs, optionally a
+//! user from the machine's own /etc/passwd and a pty, and its exit status
+//! comes back.
+
+use crate::container::{relay_tty, wait_forwarding};
+use crate::machine::{enter, running};
+use crate::pty::Pty;
+use crate::{caps, sys, users, RuntimeError};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub user: Option<String>,
+    pub tty: bool,
+    /// A login session (`shell`): no no_new_privs, so su and sudo work.
+    pub login: bool,
+}
+
+/// Runs `spec` in machine `name`; returns the exit status.
+pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
+    let st = running(name)?;
+    let mask = caps::compute(&[], &[], &[]).map_err(RuntimeError::Invalid)? & caps::host_bounding();
+    let pty = if spec.tty { Some(Pty::open()?) } else { None };
+    let sfd = sys::signalfd(sys::FORWARDED).map_err(|e| RuntimeError::sys("creating a signalfd", e))?;
+    enter(st.leader)?;
+    let user = match &spec.user {
+        Some(u) => {
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            Some(users::resolve(u, &passwd, &group).map_err(RuntimeError::Invalid)?)
+        }
+        None => None,
+    };
+    let mut env = spec.env.clone();
+    let mut set = |k: &str, v: String| {
+        if !env.iter().any(|(n, _)| n == k) {
+            env.push((k.to_string(), v));
+        }
+    };
+    set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    set("container", "berth".into());
+    set("HOME", user.as_ref().map(|u| u.home.clone()).unwrap_or_else(|| "/root".into()));
+    if let Some(n) = user.as_ref().and_then(|u| u.name.clone()) {
+        set("USER", n.clone());
+        set("LOGNAME", n);
+    } else if user.is_none() {
+        set("USER", "root".into());
+        set("LOGNAME", "root".into());
+    }
+    if spec.tty {
+        set("TERM", std::env::var("TERM").ok().filter(|t| !t.is_empty()).unwrap_or_else(|| "xterm".into()));
+    }
+    let mut args = spec.args.clone();
+    if args.is_empty() {
+        let shell = user
+            .as_ref()
+            .and_then(|u| u.shell.clone())
+            .filter(|s| std::path::Path::new(s).exists())
+            .unwrap_or_else(|| "/bin/sh".into());
+        args = vec![shell, "-l".into()];
+    }
+    let home = user.as_ref().map(|u| u.home.clone()).unwrap_or_else(|| "/root".into());
+    let cwd = if spec.login && std::path::Path::new(&home).is_dir() { home } else { "/".into() };
+    let mut cmd = Command::new(&args[0]);
+    cmd.args(&args[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v))).current_dir(&cwd);
+    if let Some(p) = &pty {
+        let io = || p.slave.try_clone().map(Stdio::from).map_err(|e| RuntimeError::sys("the pty", e));
+        cmd.stdin(io()?).stdout(io()?).stderr(io()?);
+    }
+    let ids = user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone())).unwrap_or((0, 0, vec![0]));
+    let (is_tty, nnp) = (spec.tty, !spec.login);
+    // SAFETY of the closure: between fork and exec, single-threaded child,
+    // system calls only.
+    unsafe {
+        cmd.pre_exec(move || {
+            sys::unblock_all();
+            rustix::process::setsid()?;
+            if is_tty {
+                sys::set_controlling_tty(0)?;
+            }
+            let groups: Vec<rustix::process::Gid> = ids.2.iter().map(|g| rustix::process::Gid::from_raw(*g)).collect();
+            rustix::thread::set_thread_groups(&groups)?;
+            let g = rustix::process::Gid::from_raw(ids.1);
+            rustix::thread::set_thread_res_gid(g, g, g)?;
+            caps::drop_bounding(mask)?;
+            if ids.0 != 0 {
+                let u = rustix::process::Uid::from_raw(ids.0);
+                rustix::thread::set_thread_res_uid(u, u, u)?;
+            } else {
+                caps::set(mask)?;
+            }
+            if nnp {
+                rustix::thread::set_no_new_privs(true)?;
+            }
+            sys::install_seccomp(&crate::seccomp::FILTER)?;
+            Ok(())
+        });
+    }
+    let child = match cmd.spawn() {
+        Ok(c) => c.id() as libc::pid_t,
+        Err(e) => {
+            sys::unblock_all();
+            return match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    eprintln!("berth: command {:?} not found in machine {name}", args[0]);
+                    Ok(127)
+                }
+                _ => {
+                    eprintln!("berth: cannot run {:?} in machine {name}: {e}", args[0]);
+                    Ok(126)
+                }
+            };
+        }
+    };
+    let same = |s: libc::c_int| s;
+    let exit = match pty {
+        Some(p) => {
+            drop(p.slave);
+            relay_tty(child, &p.master, &sfd, &same)
+        }
+        None => wait_forwarding(child, &sfd, &same),
+    };
+    sys::unblock_all();
+    Ok(exit.map_err(|e| RuntimeError::sys("waiting for the command", e))?.status())
+}

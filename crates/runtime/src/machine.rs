@@ -1,0 +1,153 @@
+//! Running machines: the state file under `/run/berth/NAME/`, liveness
+//! checks that survive pid reuse, and entering a running machine's
+//! namespaces and cgroup (`berth exec`, `berth shell`).
+
+use crate::sys;
+use crate::RuntimeError;
+use std::path::{Path, PathBuf};
+
+/// Where running machines keep their state; `BERTH_RUN_DIR` moves it.
+pub fn run_root() -> PathBuf {
+    std::env::var_os("BERTH_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/berth"))
+}
+
+/// What `/run/berth/NAME/state.json` records.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct State {
+    pub name: String,
+    /// Host pid of the container's PID 1.
+    pub leader: i32,
+    /// Its start time, to tell it from a later process with the same pid.
+    pub leader_start: u64,
+    /// The supervising berth process.
+    pub supervisor: i32,
+    pub boot: bool,
+    /// Unix time the machine started.
+    pub started: u64,
+    pub root: String,
+}
+
+impl State {
+    pub fn dir(name: &str) -> PathBuf {
+        run_root().join(name)
+    }
+
+    pub fn load(name: &str) -> Option<State> {
+        let b = std::fs::read(Self::dir(name).join("state.json")).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    pub fn save(&self) -> Result<(), RuntimeError> {
+        let dir = Self::dir(&self.name);
+        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::sys(format!("creating {}", dir.display()), e))?;
+        let tmp = dir.join(".state.json.tmp");
+        let body = serde_json::to_vec_pretty(self).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        std::fs::write(&tmp, body)
+            .and_then(|_| std::fs::rename(&tmp, dir.join("state.json")))
+            .map_err(|e| RuntimeError::sys("writing the state file", e))
+    }
+
+    /// Whether the recorded leader is still the same process.
+    pub fn alive(&self) -> bool {
+        sys::start_time(self.leader) == Some(self.leader_start)
+    }
+
+    /// All machines with a state directory, live or stale.
+    pub fn all() -> Vec<State> {
+        let Ok(rd) = std::fs::read_dir(run_root()) else { return Vec::new() };
+        let mut v: Vec<State> = rd.flatten().filter_map(|e| State::load(&e.file_name().to_string_lossy())).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Removes the state directory (the machine is gone).
+    pub fn clear(name: &str) {
+        let _ = std::fs::remove_dir_all(Self::dir(name));
+    }
+
+    pub fn console_log(name: &str) -> PathBuf {
+        Self::dir(name).join("console.log")
+    }
+}
+
+/// The running machine `name`, or a one-line reason why not; stale state
+/// (leader gone or its pid reused after a crash) is cleaned up.
+pub fn running(name: &str) -> Result<State, RuntimeError> {
+    match State::load(name) {
+        Some(s) if s.alive() => Ok(s),
+        Some(_) => {
+            State::clear(name);
+            Err(RuntimeError::Invalid(format!(
+                "machine {name:?} is not running (its state was stale and has been cleaned up)"
+            )))
+        }
+        None => {
+            Err(RuntimeError::Invalid(format!("machine {name:?} is not running: start it with `berth start {name}`")))
+        }
+    }
+}
+
+/// Joins the leader's cgroup and namespaces (cgroup, ipc, uts, net, pid,
+/// mount). The pid namespace applies to children: fork after this.
+pub fn enter(leader: i32) -> Result<(), RuntimeError> {
+    let ns = |n: &str| -> Result<std::os::fd::OwnedFd, RuntimeError> {
+        let p = format!("/proc/{leader}/ns/{n}");
+        rustix::fs::open(
+            p.as_str(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| RuntimeError::sys(format!("opening {p}"), e))
+    };
+    let fds = [
+        (ns("cgroup")?, libc::CLONE_NEWCGROUP),
+        (ns("ipc")?, libc::CLONE_NEWIPC),
+        (ns("uts")?, libc::CLONE_NEWUTS),
+        (ns("net")?, libc::CLONE_NEWNET),
+        (ns("pid")?, libc::CLONE_NEWPID),
+        (ns("mnt")?, libc::CLONE_NEWNS),
+    ];
+    join_cgroup(leader)?;
+    for (fd, t) in &fds {
+        sys::setns(fd, *t).map_err(|e| RuntimeError::sys("entering the machine's namespaces", e))?;
+    }
+    Ok(())
+}
+
+/// Writes our pid into every cgroup the leader is in (host view).
+fn join_cgroup(leader: i32) -> Result<(), RuntimeError> {
+    let text = std::fs::read_to_string(format!("/proc/{leader}/cgroup"))
+        .map_err(|e| RuntimeError::sys("reading the leader's cgroup", e))?;
+    let layout = crate::cgroup::Layout::detect();
+    let me = std::process::id().to_string();
+    for line in text.lines() {
+        let mut it = line.splitn(3, ':');
+        let (_, ctrls, path) = (it.next(), it.next().unwrap_or(""), it.next().unwrap_or("/"));
+        let mount = if ctrls.is_empty() {
+            layout.unified.clone()
+        } else {
+            layout.v1.iter().find(|(c, _)| ctrls.split(',').any(|x| c.iter().any(|y| y == x))).map(|(_, p)| p.clone())
+        };
+        let Some(mount) = mount else { continue };
+        let procs = mount.join(path.trim_start_matches('/')).join("cgroup.procs");
+        if Path::new(&procs).exists() {
+            let _ = std::fs::write(&procs, &me);
+        }
+    }
+    Ok(())
+}
+
+/// SIGRTMIN on this system.
+pub fn sigrtmin() -> i32 {
+    sys::sigrtmin_plus(0)
+}
+
+/// Sends signal number `sig` to `pid`.
+pub fn signal(pid: i32, sig: i32) -> Result<(), RuntimeError> {
+    sys::kill(pid, sig).map_err(|e| RuntimeError::sys(format!("signalling pid {pid}"), e))
+}
+
+/// Asks a booted systemd to power off (SIGRTMIN+4).
+pub fn poweroff(leader: i32) -> Result<(), RuntimeError> {
+    signal(leader, sys::sigrtmin_plus(4))
+}
