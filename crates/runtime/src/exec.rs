@@ -25,17 +25,16 @@ pub struct ExecSpec {
 pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
     let st = running(name)?;
     let mask = caps::compute(&[], &[], &[]).map_err(RuntimeError::Invalid)? & caps::host_bounding();
-    let pty = if spec.tty { Some(Pty::open()?) } else { None };
     let sfd = sys::signalfd(sys::FORWARDED).map_err(|e| RuntimeError::sys("creating a signalfd", e))?;
     enter(st.leader)?;
-    let user = match &spec.user {
-        Some(u) => {
-            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-            let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-            Some(users::resolve(u, &passwd, &group).map_err(RuntimeError::Invalid)?)
-        }
-        None => None,
-    };
+    // The pty comes from the machine's own devpts, so ttyname() and
+    // login(1) inside find it.
+    let pty = if spec.tty { Some(Pty::open()?) } else { None };
+    // Root by default; its passwd entry still gives the shell and home.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let user =
+        Some(users::resolve(spec.user.as_deref().unwrap_or("0"), &passwd, &group).map_err(RuntimeError::Invalid)?);
     let mut env = spec.env.clone();
     let mut set = |k: &str, v: String| {
         if !env.iter().any(|(n, _)| n == k) {
