@@ -111,6 +111,10 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Start a machine at host boot (a systemd unit)
+    Enable { name: String },
+    /// Stop starting a machine at host boot
+    Disable { name: String },
     /// Make a machine from an image (copies nothing)
     Create { image: String, name: String },
     /// List machines

@@ -11,6 +11,7 @@ mod mount;
 mod pull;
 mod run;
 mod running;
+mod units;
 
 use crate::cli::{Cli, Command};
 use anyhow::{Context, Result};
@@ -45,6 +46,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Kill { name, signal } => running::kill(name, signal),
         Command::Terminate { name } => running::terminate(name),
         Command::Logs { name, follow } => running::logs(name, *follow),
+        Command::Enable { name } => units::enable(&cli, name),
+        Command::Disable { name } => units::disable(&cli, name),
         Command::Create { image, name } => machines::create(&cli, image, name),
         Command::Machines(a) => machines::list(&cli, a.json),
         Command::Clone { src, dst } => machines::clone(&cli, src, dst),
