@@ -34,7 +34,10 @@ impl Hooks for Started<'_> {
             root: self.root.clone(),
         };
         let msg = match state.save() {
-            Ok(()) => "ok".to_string(),
+            Ok(()) => {
+                crate::machine::register_with_machined(&state);
+                "ok".to_string()
+            }
             Err(e) => format!("error: {e}"),
         };
         if let Some(mut f) = self.report.borrow_mut().take() {

@@ -151,3 +151,22 @@ pub fn signal(pid: i32, sig: i32) -> Result<(), RuntimeError> {
 pub fn poweroff(leader: i32) -> Result<(), RuntimeError> {
     signal(leader, sys::sigrtmin_plus(4))
 }
+
+/// Registers a running machine with systemd-machined over D-Bus (through
+/// `busctl`), so `machinectl list` and `machinectl status` show it. Hosts
+/// without machined (no `/run/systemd/machines`) skip this silently, and a
+/// failure only costs the listing, so it is logged and ignored.
+pub fn register_with_machined(s: &State) {
+    if !Path::new("/run/systemd/machines").is_dir() {
+        return;
+    }
+    let r = std::process::Command::new("busctl")
+        .args(["call", "org.freedesktop.machine1", "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager"])
+        .args(["RegisterMachine", "sayssus", &s.name, "0", "berth", "container", &s.leader.to_string(), &s.root])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !r.map(|st| st.success()).unwrap_or(false) {
+        tracing::info!(machine = %s.name, "systemd-machined did not take the registration");
+    }
+}
