@@ -106,23 +106,27 @@ fn sweep_stale(slice: &Path) {
 fn remove_children(dir: &Path) {
     let Ok(rd) = std::fs::read_dir(dir) else { return };
     for e in rd.flatten() {
-        if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            continue;
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            remove_children(&e.path());
+            remove_killing(&e.path());
         }
-        let child = e.path();
-        remove_children(&child);
-        for attempt in 0..100 {
-            if let Ok(procs) = std::fs::read_to_string(child.join("cgroup.procs")) {
-                for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    let _ = crate::sys::kill(p, libc::SIGKILL);
-                }
+    }
+}
+
+/// Kills what is in the cgroup `d` and removes it, retrying while the
+/// dying processes still hold it (up to a second).
+fn remove_killing(d: &Path) {
+    for attempt in 0..100 {
+        if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let _ = crate::sys::kill(p, libc::SIGKILL);
             }
-            match std::fs::remove_dir(&child) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(_) if attempt < 99 => std::thread::sleep(std::time::Duration::from_millis(10)),
-                Err(_) => {}
-            }
+        }
+        match std::fs::remove_dir(d) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if attempt == 99 => tracing::warn!(cgroup = %d.display(), error = %e, "cannot remove cgroup"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
         }
     }
 }
@@ -248,21 +252,7 @@ impl Cgroup {
     pub fn remove(&self) {
         for d in &self.dirs {
             remove_children(d);
-            for attempt in 0..100 {
-                if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
-                    for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                        let _ = crate::sys::kill(p, libc::SIGKILL);
-                    }
-                }
-                match std::fs::remove_dir(d) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) if attempt == 99 => {
-                        tracing::warn!(cgroup = %d.display(), error = %e, "cannot remove cgroup")
-                    }
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
-                }
-            }
+            remove_killing(d);
         }
     }
 

@@ -71,7 +71,10 @@ pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
         let io = || p.slave.try_clone().map(Stdio::from).map_err(|e| RuntimeError::sys("the pty", e));
         cmd.stdin(io()?).stdout(io()?).stderr(io()?);
     }
-    let ids = user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone())).unwrap_or((0, 0, vec![0]));
+    let creds = user
+        .as_ref()
+        .map(|u| crate::creds::Creds { uid: u.uid, gid: u.gid, groups: u.groups.clone() })
+        .unwrap_or_else(crate::creds::Creds::root);
     let (is_tty, nnp) = (spec.tty, !spec.login);
     // SAFETY of the closure: between fork and exec, single-threaded child,
     // system calls only.
@@ -82,21 +85,7 @@ pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
             if is_tty {
                 sys::set_controlling_tty(0)?;
             }
-            let groups: Vec<rustix::process::Gid> = ids.2.iter().map(|g| rustix::process::Gid::from_raw(*g)).collect();
-            rustix::thread::set_thread_groups(&groups)?;
-            let g = rustix::process::Gid::from_raw(ids.1);
-            rustix::thread::set_thread_res_gid(g, g, g)?;
-            caps::drop_bounding(mask)?;
-            if ids.0 != 0 {
-                let u = rustix::process::Uid::from_raw(ids.0);
-                rustix::thread::set_thread_res_uid(u, u, u)?;
-            } else {
-                caps::set(mask)?;
-            }
-            if nnp {
-                rustix::thread::set_no_new_privs(true)?;
-            }
-            sys::install_seccomp(&crate::seccomp::FILTER)?;
+            crate::creds::become_user(&creds, mask, nnp, true)?;
             Ok(())
         });
     }

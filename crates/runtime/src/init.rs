@@ -29,6 +29,10 @@ pub struct ChildContext {
 
 /// Entry point of the cloned child; never returns.
 pub fn child_main(mut ctx: ChildContext) -> ! {
+    // Die with berth: a berth killed with SIGKILL must not leave its
+    // container running (systemd-nspawn does the same). Had berth died
+    // before this, the sync pipe below reads EOF and the child gives up.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     // Take the error pipe out of the context: once the command runs, the
     // only copy must close, so the parent reads EOF and moves on.
     let errors = std::mem::replace(
@@ -111,7 +115,10 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<libc::pid_t, (i32, String)> {
         let io = |what| tty.try_clone().map(Stdio::from).map_err(|e| fail(RuntimeError::sys(what, e)));
         cmd.stdin(io("console")?).stdout(io("console")?).stderr(io("console")?);
     }
-    let ids = user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone())).unwrap_or((0, 0, vec![0]));
+    let creds = user
+        .as_ref()
+        .map(|u| crate::creds::Creds { uid: u.uid, gid: u.gid, groups: u.groups.clone() })
+        .unwrap_or_else(crate::creds::Creds::root);
     let (mask, is_tty, seccomp) = (ctx.caps, ctx.tty.is_some(), !spec.no_seccomp);
     // SAFETY of the closure: it runs between fork and exec in a
     // single-threaded child and only makes system calls (no allocation).
@@ -122,24 +129,7 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<libc::pid_t, (i32, String)> {
                 rustix::process::setsid()?;
                 sys::set_controlling_tty(0)?;
             }
-            let groups: Vec<rustix::process::Gid> = ids.2.iter().map(|g| rustix::process::Gid::from_raw(*g)).collect();
-            rustix::thread::set_thread_groups(&groups)?;
-            rustix::thread::set_thread_res_gid(
-                rustix::process::Gid::from_raw(ids.1),
-                rustix::process::Gid::from_raw(ids.1),
-                rustix::process::Gid::from_raw(ids.1),
-            )?;
-            caps::drop_bounding(mask)?;
-            if ids.0 != 0 {
-                let u = rustix::process::Uid::from_raw(ids.0);
-                rustix::thread::set_thread_res_uid(u, u, u)?;
-            } else {
-                caps::set(mask)?;
-            }
-            rustix::thread::set_no_new_privs(true)?;
-            if seccomp {
-                sys::install_seccomp(&crate::seccomp::FILTER)?;
-            }
+            crate::creds::become_user(&creds, mask, true, seccomp)?;
             Ok(())
         });
     }

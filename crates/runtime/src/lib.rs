@@ -11,6 +11,7 @@
 pub mod caps;
 pub mod cgroup;
 mod container;
+mod creds;
 pub mod detach;
 pub mod exec;
 mod init;

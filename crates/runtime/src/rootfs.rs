@@ -386,7 +386,9 @@ fn resolv_conf(root: &Root, mode: ResolvConf, ro_root: bool) -> Result<(), Runti
         existing.as_ref().is_some_and(|st| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink);
     let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
     let bind = || -> Result<(), RuntimeError> {
-        if is_link || !Path::new("/etc/resolv.conf").exists() {
+        // Binding needs a file to cover; a read-only tree without one
+        // stays as it is rather than be written to.
+        if is_link || existing.is_none() || !Path::new("/etc/resolv.conf").exists() {
             return Ok(());
         }
         root.bind(Path::new("/etc/resolv.conf"), Path::new("etc/resolv.conf"), Kind::File, false, true)

@@ -135,11 +135,7 @@ pub fn commit(store: &Store, machine: &str, name: &str) -> Result<ImageRecord, S
         added: now,
         layers,
     };
-    store.save_image(&rec)?;
-    store.update_refs(|refs| {
-        refs.insert(name.clone(), rec.id.clone());
-        Ok(())
-    })?;
+    store.publish_image(&rec, vec![name])?;
     Ok(rec)
 }
 

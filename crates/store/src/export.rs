@@ -170,23 +170,7 @@ pub fn write_oci_archive<W: Write>(store: &Store, rec: &ImageRecord, tag: &str, 
 /// Writes the tree at `root` as a tarball (GNU tar: numeric owners, xattrs,
 /// sorted names), compressed as `format` says, to `out`.
 pub fn write_tree_tar<W: Write>(root: &Path, format: ExportFormat, out: W) -> Result<(), StoreError> {
-    let mut child = std::process::Command::new("tar")
-        .args([
-            "--create",
-            "--file=-",
-            "--numeric-owner",
-            "--xattrs",
-            "--xattrs-include=*",
-            "--sort=name",
-            "--format=pax",
-            "-C",
-        ])
-        .arg(root)
-        .arg(".")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| StoreError::io("running tar", e))?;
+    let mut child = crate::import::spawn_tar(root)?;
     let mut stdout = child.stdout.take().ok_or_else(|| err("tar has no stdout".into()))?;
     let io = |e: io::Error| StoreError::io("writing the tarball", e);
     match format {

@@ -117,6 +117,19 @@ impl Store {
         write_atomic(&self.image_path(&rec.id), &body)
     }
 
+    /// Makes an image visible: its record first, then its names, so a
+    /// crash in between leaves an unnamed record for gc, never a name
+    /// without an image.
+    pub fn publish_image(&self, rec: &ImageRecord, names: Vec<String>) -> Result<(), StoreError> {
+        self.save_image(rec)?;
+        self.update_refs(|refs| {
+            for n in names {
+                refs.insert(n, rec.id.clone());
+            }
+            Ok(())
+        })
+    }
+
     /// Every image record, newest first.
     pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
         let dir = self.root().join("images");

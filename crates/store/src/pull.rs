@@ -173,13 +173,7 @@ pub fn pull_from(
         added: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         layers: records,
     };
-    store.save_image(&rec)?;
-    store.update_refs(|refs| {
-        for n in names {
-            refs.insert(n, rec.id.clone());
-        }
-        Ok(())
-    })?;
+    store.publish_image(&rec, names)?;
     Ok(rec)
 }
 

@@ -92,6 +92,9 @@ pub struct Ctx {
     /// The repository name: the default hostname of `run IMAGE`.
     pub repo: String,
     mounts_before: BTreeMap<PathBuf, usize>,
+    /// Cgroup dirs under `berth/` when the `Ctx` was made: stale ones left
+    /// by other programs, which a reused PID could make look like ours.
+    cgroups_before: Vec<PathBuf>,
     in_flight: AtomicUsize,
 }
 
@@ -109,8 +112,9 @@ impl Ctx {
         let image = reg.reference(&repo, "latest");
         let berth = Berth::new();
         berth.pull(&image, &["-q"]).success();
-        let mounts_before = host_mounts(berth.dir());
-        Ctx { berth, reg, image, repo, mounts_before, in_flight: AtomicUsize::new(0) }
+        let mounts_before = host_mounts();
+        let cgroups_before = all_container_cgroups();
+        Ctx { berth, reg, image, repo, mounts_before, cgroups_before, in_flight: AtomicUsize::new(0) }
     }
 
     /// Pushes `image` as `REPO:tag` and pulls it; returns the reference.
@@ -206,8 +210,16 @@ impl Ctx {
     }
 
     fn spawn_with(&self, args: &[&str], stdin: bool) -> Running<'_> {
-        let (mut cmd, token) = self.command(args);
-        let desc = format!("berth run {}", args.join(" "));
+        let (cmd, token) = self.command(args);
+        self.spawn_command(cmd, token, format!("berth run {}", args.join(" ")), stdin)
+    }
+
+    /// Starts a prepared command (from `command`, possibly wrapped), so
+    /// that its run is checked like any other. `token` is the run's.
+    pub fn spawn_command(&self, mut cmd: Command, token: String, desc: String, stdin: bool) -> Running<'_> {
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let roots = host_paths_in(&args);
+        let cgroups_before = all_container_cgroups();
         cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         self.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -247,26 +259,40 @@ impl Ctx {
             t_out: Some(t_out),
             t_err: Some(t_err),
             started: Instant::now(),
+            roots,
+            cgroups_before,
             done: false,
         }
     }
 
-    fn host_mounts(&self) -> BTreeMap<PathBuf, usize> {
-        host_mounts(self.berth.dir())
-    }
-
     /// Asserts that the run of berth `pid` (token `token`) left nothing.
     pub fn assert_no_leftovers(&self, pid: u32, token: &str, what: &str) {
+        self.assert_no_leftovers_near(pid, token, what, &[], &self.cgroups_before);
+    }
+
+    /// Like `assert_no_leftovers`; mounts are compared under the test's
+    /// dir, the host paths the run named (`roots`) and the system's own
+    /// directories — not elsewhere, where other programs on this host
+    /// (parallel tests, debootstrap, podman) mount and unmount at will.
+    /// `cgroups_before`: cgroup dirs that existed before the run started.
+    pub fn assert_no_leftovers_near(
+        &self,
+        pid: u32,
+        token: &str,
+        what: &str,
+        roots: &[PathBuf],
+        cgroups_before: &[PathBuf],
+    ) {
         let mut problems = Vec::new();
-        // Mounts: the host table is as it was.
-        let now = self.host_mounts();
-        for (p, n) in &now {
+        let relevant = |p: &Path| relevant_mount(p, self.berth.dir(), roots);
+        let now = host_mounts();
+        for (p, n) in now.iter().filter(|(p, _)| relevant(p)) {
             let before = self.mounts_before.get(p).copied().unwrap_or(0);
             if *n > before {
                 problems.push(format!("mount left on the host: {} ({} now, {} before)", p.display(), n, before));
             }
         }
-        for (p, n) in &self.mounts_before {
+        for (p, n) in self.mounts_before.iter().filter(|(p, _)| relevant(p)) {
             if now.get(p).copied().unwrap_or(0) < *n {
                 problems.push(format!("host mount disappeared: {}", p.display()));
             }
@@ -279,7 +305,7 @@ impl Ctx {
             }
         }
         // Cgroups: no `berth/<name>-<pid>` in any hierarchy.
-        for d in container_cgroups(pid) {
+        for d in container_cgroups(pid).into_iter().filter(|d| !cgroups_before.contains(d)) {
             problems.push(format!("cgroup left: {}", d.display()));
         }
         // Processes: none carrying the token (a short grace for exit).
@@ -331,6 +357,10 @@ pub struct Running<'a> {
     t_out: Option<std::thread::JoinHandle<Vec<u8>>>,
     t_err: Option<std::thread::JoinHandle<Vec<u8>>>,
     started: Instant,
+    /// Host paths the run was given (where its mounts could show up).
+    roots: Vec<PathBuf>,
+    /// Cgroup dirs that existed before berth started (not ours).
+    cgroups_before: Vec<PathBuf>,
     done: bool,
 }
 
@@ -342,12 +372,21 @@ impl Running<'_> {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.chunks.recv_timeout(left) {
                 Ok(c) => self.seen.extend_from_slice(&c),
-                Err(_) => {
+                Err(e) => {
                     let _ = self.child.kill();
+                    let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    let stderr = self.t_err.take().map(|t| t.join().unwrap_or_default()).unwrap_or_default();
+                    self.finish_flight();
                     panic!(
-                        "{}: {needle:?} did not appear on stdout within {timeout:?}; stdout so far: {:?}",
+                        "{}: {needle:?} did not appear on stdout ({}); berth: {status}\nstdout: {:?}\nstderr: {}",
                         self.desc,
-                        String::from_utf8_lossy(&self.seen)
+                        if matches!(e, mpsc::RecvTimeoutError::Timeout) {
+                            format!("not within {timeout:?}")
+                        } else {
+                            "stdout closed".into()
+                        },
+                        String::from_utf8_lossy(&self.seen),
+                        String::from_utf8_lossy(&stderr)
                     );
                 }
             }
@@ -362,7 +401,7 @@ impl Running<'_> {
 
     /// The cgroup directories of this run (`berth/<name>-<pid>`).
     pub fn cgroups(&self) -> Vec<PathBuf> {
-        container_cgroups(self.pid)
+        container_cgroups(self.pid).into_iter().filter(|d| !self.cgroups_before.contains(d)).collect()
     }
 
     /// Waits for berth to exit (killing it after `COMMAND_TIMEOUT`), then
@@ -394,8 +433,16 @@ impl Running<'_> {
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
             elapsed,
         };
-        self.ctx.assert_no_leftovers(self.pid, &self.token, &out.describe());
+        self.ctx.assert_no_leftovers_near(self.pid, &self.token, &out.describe(), &self.roots, &self.cgroups_before);
         out
+    }
+
+    /// Kills berth with SIGKILL and reaps it, without the leftover check
+    /// (a SIGKILLed supervisor cannot clean up after itself).
+    pub fn kill_unchecked(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.finish_flight();
     }
 
     fn finish_flight(&mut self) {
@@ -489,7 +536,9 @@ impl Outcome {
     /// The value of `KEY=` / `KEY:` lines in stdout (first match).
     pub fn field(&self, key: &str) -> Option<String> {
         self.out().lines().find_map(|l| {
-            l.strip_prefix(&format!("{key}=")).or_else(|| l.strip_prefix(&format!("{key}:"))).map(|v| v.trim().to_string())
+            l.strip_prefix(&format!("{key}="))
+                .or_else(|| l.strip_prefix(&format!("{key}:")))
+                .map(|v| v.trim().to_string())
         })
     }
 }
@@ -520,7 +569,9 @@ pub fn berth_cgroup_parents() -> Vec<PathBuf> {
             "cgroup2" => own.iter().find(|(c, _)| c.is_empty()).map(|(_, p)| p.clone()),
             "cgroup" => {
                 let opts: Vec<&str> = r[2].split(',').collect();
-                own.iter().find(|(c, _)| !c.is_empty() && c.iter().all(|x| opts.contains(&x.as_str()))).map(|(_, p)| p.clone())
+                own.iter()
+                    .find(|(c, _)| !c.is_empty() && c.iter().all(|x| opts.contains(&x.as_str())))
+                    .map(|(_, p)| p.clone())
             }
             _ => continue,
         };
@@ -538,11 +589,19 @@ pub fn berth_cgroup_parents() -> Vec<PathBuf> {
 /// Cgroup directories named `*-<pid>` under any `berth` parent.
 pub fn container_cgroups(pid: u32) -> Vec<PathBuf> {
     let suffix = format!("-{pid}");
+    all_container_cgroups()
+        .into_iter()
+        .filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy().ends_with(&suffix)))
+        .collect()
+}
+
+/// Every cgroup directory under any `berth` parent.
+pub fn all_container_cgroups() -> Vec<PathBuf> {
     let mut v = Vec::new();
     for parent in berth_cgroup_parents() {
         let Ok(rd) = fs::read_dir(&parent) else { continue };
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().ends_with(&suffix) && e.path().is_dir() {
+            if e.path().is_dir() {
                 v.push(e.path());
             }
         }
@@ -598,22 +657,45 @@ pub fn s(p: &Path) -> String {
     p.to_str().expect("utf-8 path").to_string()
 }
 
-/// Host mount points (with multiplicity), leaving out other tests' dirs.
-fn host_mounts(own: &Path) -> BTreeMap<PathBuf, usize> {
-        let tmp = std::env::temp_dir();
-        let mut m = BTreeMap::new();
-        for p in mount_points() {
-            let foreign_test_dir = p
-                .strip_prefix(&tmp)
-                .ok()
-                .and_then(|r| r.components().next())
-                .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with("berth-"))
-                && !p.starts_with(&own);
-            if foreign_test_dir || p.starts_with("/var/cache/berth-test") || p.starts_with("/var/cache/berth-bench") {
-                continue;
-            }
-            *m.entry(p).or_insert(0) += 1;
-        }
-        m
+/// Host mount points, with multiplicity.
+fn host_mounts() -> BTreeMap<PathBuf, usize> {
+    let mut m = BTreeMap::new();
+    for p in mount_points() {
+        *m.entry(p).or_insert(0) += 1;
     }
+    m
+}
 
+/// Whether a host mount point is one a berth run could plausibly leak or
+/// remove: under the test's own dir, under a host path the run was given,
+/// or one of the system's own directories (and /proc, /sys, /dev, /etc
+/// below them).
+fn relevant_mount(p: &Path, own: &Path, roots: &[PathBuf]) -> bool {
+    const SYSTEM: &[&str] = &["/", "/run", "/tmp", "/usr", "/var", "/srv", "/mnt", "/home", "/root", "/opt", "/boot"];
+    const SYSTEM_TREES: &[&str] =
+        &["/proc", "/sys", "/dev", "/etc", "/bin", "/sbin", "/lib", "/usr/bin", "/var/lib/berth"];
+    p.starts_with(own)
+        || roots.iter().any(|r| p.starts_with(r))
+        || SYSTEM.iter().any(|s| p == Path::new(s))
+        || SYSTEM_TREES.iter().any(|s| p.starts_with(s))
+}
+
+/// Host paths named in a run's arguments (`/a`, `/a:/b:ro`, …) that exist.
+pub fn host_paths_in(args: &[String]) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for a in args {
+        for part in a.split(':') {
+            let p = Path::new(part);
+            if part.starts_with('/') && part.len() > 1 && p.exists() {
+                if let Ok(c) = fs::canonicalize(p) {
+                    if c != Path::new("/") {
+                        v.push(c);
+                    }
+                }
+            }
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}

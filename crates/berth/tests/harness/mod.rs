@@ -16,8 +16,8 @@ pub mod push;
 pub mod registry;
 mod selfcheck;
 pub mod tarball;
-pub mod tree;
 pub mod tmux;
+pub mod tree;
 pub mod umoci;
 
 pub use self::berth::{Berth, Listing, Run};

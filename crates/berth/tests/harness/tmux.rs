@@ -53,6 +53,14 @@ impl Tmux {
         assert!(out.status.success(), "tmux send-keys Enter failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// Sends key names (`C-c`, `Enter`) as tmux understands them.
+    pub fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", self.session.as_str()];
+        args.extend_from_slice(keys);
+        let out = self.tmux(&args);
+        assert!(out.status.success(), "tmux send-keys {keys:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// The visible screen plus scrollback, as text.
     pub fn screen(&self) -> String {
         let out = self.tmux(&["capture-pane", "-p", "-J", "-S", "-200", "-t", &self.session]);
@@ -82,8 +90,7 @@ impl Tmux {
 
     /// Resizes the window.
     pub fn resize(&self, cols: u16, rows: u16) {
-        let out =
-            self.tmux(&["resize-window", "-t", &self.session, "-x", &cols.to_string(), "-y", &rows.to_string()]);
+        let out = self.tmux(&["resize-window", "-t", &self.session, "-x", &cols.to_string(), "-y", &rows.to_string()]);
         assert!(out.status.success(), "tmux resize-window failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 }

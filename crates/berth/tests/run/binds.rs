@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use super::{mount_at, parse_mountinfo};
+use super::{assert_tree_unchanged, mount_at, parse_mountinfo};
 use crate::harness::container::{s, Ctx};
 use crate::harness::listing::Listing;
 
@@ -47,7 +47,10 @@ fn bind_ro_refuses_writes() {
     let c = Ctx::busybox();
     let host = c.dir("ro-src");
     fs::write(host.join("f"), "original\n").unwrap();
-    for opts in [vec!["--bind-ro".to_string(), format!("{}:/ro", s(&host))], vec!["--bind".to_string(), format!("{}:/ro:ro", s(&host))]] {
+    for opts in [
+        vec!["--bind-ro".to_string(), format!("{}:/ro", s(&host))],
+        vec!["--bind".to_string(), format!("{}:/ro:ro", s(&host))],
+    ] {
         let mut args: Vec<&str> = opts.iter().map(String::as_str).collect();
         args.push(&c.image);
         args.extend_from_slice(&[
@@ -119,7 +122,7 @@ fn overlay_with_an_empty_upper_discards_writes() {
         .success();
     assert!(o.out().starts_with("lower content\n"), "{}", o.describe());
     assert_eq!(o.field("new").as_deref(), Some("new"), "writes work inside: {}", o.describe());
-    before.assert_unchanged(&Listing::of(&lower), "--overlay LOWER::DST");
+    assert_tree_unchanged(&before, &lower, "--overlay LOWER::DST");
 }
 
 #[test]
@@ -131,7 +134,7 @@ fn overlay_with_an_upper_keeps_writes_there_and_leaves_the_lower_alone() {
     let before = Listing::of(&lower);
     let spec = format!("{}:{}:/ovl", s(&lower), s(&upper));
     c.sh(&["--overlay", &spec], "echo changed > /ovl/f; echo new > /ovl/new").success();
-    before.assert_unchanged(&Listing::of(&lower), "--overlay LOWER:UPPER:DST (lower)");
+    assert_tree_unchanged(&before, &lower, "--overlay LOWER:UPPER:DST (lower)");
     assert_eq!(fs::read_to_string(upper.join("f")).ok().as_deref(), Some("changed\n"));
     assert_eq!(fs::read_to_string(upper.join("new")).ok().as_deref(), Some("new\n"));
 }
@@ -145,8 +148,48 @@ fn overlay_ro_refuses_writes() {
     fs::write(upper.join("g"), "upper\n").unwrap();
     let spec = format!("{}:{}:/ovl", s(&lower), s(&upper));
     let o = c
-        .sh(&["--overlay-ro", &spec], "cat /ovl/f /ovl/g; if touch /ovl/x; then echo write=ok; else echo write=refused; fi")
+        .sh(
+            &["--overlay-ro", &spec],
+            "cat /ovl/f /ovl/g; if touch /ovl/x; then echo write=ok; else echo write=refused; fi",
+        )
         .success();
     assert!(o.out().starts_with("lower\nupper\n"), "both layers visible: {}", o.describe());
     assert_eq!(o.field("write").as_deref(), Some("refused"), "{}", o.describe());
+}
+
+#[test]
+fn overlay_lowers_stack_left_to_right_as_in_systemd_nspawn() {
+    let c = Ctx::busybox();
+    let l1 = c.dir("stack-l1");
+    let l2 = c.dir("stack-l2");
+    fs::write(l1.join("f"), "l1\n").unwrap();
+    fs::write(l1.join("only1"), "1\n").unwrap();
+    fs::write(l2.join("f"), "l2\n").unwrap();
+    let spec = format!("{}:{}::/ovl", s(&l1), s(&l2));
+    let o = c.sh(&["--overlay", &spec], "cat /ovl/f /ovl/only1").success();
+    assert_eq!(o.out(), "l2\n1\n", "the second-to-last path is the top layer: {}", o.describe());
+}
+
+#[test]
+fn mounts_made_inside_do_not_propagate_to_the_host() {
+    let c = Ctx::busybox();
+    let host = c.dir("propagation");
+    let bind = format!("{}:/b", s(&host));
+    let mut r = c.spawn(&[
+        "--bind",
+        &bind,
+        &c.image,
+        "/bin/sh",
+        "-c",
+        "mkdir -p /b/sub && mount -t tmpfs inner /b/sub && echo x > /b/sub/inside && \
+         mount -t tmpfs other /srv && echo ready && sleep 30",
+    ]);
+    r.wait_for_output("ready", std::time::Duration::from_secs(10));
+    let sub = host.join("sub");
+    let mounted = crate::harness::mounts::is_mounted(&sub);
+    let leaked = sub.join("inside").exists();
+    r.signal(rustix::process::Signal::TERM);
+    r.wait().status(143);
+    assert!(!mounted, "a tmpfs mounted inside the container on a bind appeared on the host at {}", sub.display());
+    assert!(!leaked, "a file written on the container's own tmpfs appeared in the host directory");
 }

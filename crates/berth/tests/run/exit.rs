@@ -78,3 +78,26 @@ fn bad_flags_fail_with_a_short_message() {
     c.run_image(&["-E", "=novalue"], &["true"]).failure().stderr_mentions(&["=novalue"]);
     c.run(&[]).failure();
 }
+
+#[test]
+fn command_killed_by_sigint_gives_130() {
+    let c = Ctx::busybox();
+    c.sh(&[], "kill -INT $$; sleep 5").status(130);
+}
+
+#[test]
+fn rlimits_are_inherited_from_berths_caller() {
+    let c = Ctx::busybox();
+    let (cmd, token) = c.command(&[&c.image, "/bin/sh", "-c", "echo soft=$(ulimit -n); echo hard=$(ulimit -Hn)"]);
+    let mut wrapped = std::process::Command::new("prlimit");
+    wrapped.arg("--nofile=512:1024").arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    let o = c.spawn_command(wrapped, token, "prlimit --nofile=512:1024 berth run".into(), false).wait().success();
+    assert_eq!(o.field("soft").as_deref(), Some("512"), "{}", o.describe());
+    assert_eq!(o.field("hard").as_deref(), Some("1024"), "{}", o.describe());
+}

@@ -15,7 +15,9 @@ fn stdin_is_piped_into_the_container() {
     assert_eq!(o.out(), "hi\n", "{}", o.describe());
     let o = c.run_input(&["-i", &c.image, "cat"], b"with -i\n").success();
     assert_eq!(o.out(), "with -i\n", "{}", o.describe());
-    let o = c.run_input(&[&c.image, "sh", "-c", "read a b; echo \"$b $a\"; test -t 0 || echo no-tty"], b"one two\n").success();
+    let o = c
+        .run_input(&[&c.image, "sh", "-c", "read a b; echo \"$b $a\"; test -t 0 || echo no-tty"], b"one two\n")
+        .success();
     assert_eq!(o.out(), "two one\nno-tty\n", "{}", o.describe());
 }
 
@@ -102,6 +104,60 @@ fn tty_session_in_tmux_has_a_pty_window_size_input_and_exit_status() {
     c.assert_no_leftovers(berth_pid, &token, "berth run -t in tmux");
 }
 
+#[test]
+fn ctrl_c_in_a_tty_session_interrupts_the_foreground_command_only() {
+    let c = Ctx::busybox();
+    let dir = c.dir(&format!("tmux-{}", crate::harness::berth::unique()));
+    let exit_file = dir.join("exit");
+    let (cmd, token) = c.command(&["-t", &c.image, "/bin/sh"]);
+    let mut line: Vec<String> = vec![quote(cmd.get_program().to_str().unwrap())];
+    line.extend(cmd.get_args().map(|a| quote(a.to_str().unwrap())));
+    let shell = format!("{}; echo EXIT=$? > {}", line.join(" "), quote(exit_file.to_str().unwrap()));
+    let tmux = Tmux::start(&dir, &shell, 80, 24);
+    let deadline = Instant::now() + Duration::from_secs(12);
+    tmux.type_line("echo MARK-$((6*7))");
+    tmux.wait_line("the shell's prompt answer", deadline, |l| l.trim() == "MARK-42");
+    let berth_pid = outer_berth(&token);
+    tmux.type_line("sleep 100; echo SLEEP-RC=$?");
+    // Wait until the sleep runs, then press Ctrl-C.
+    loop {
+        if !crate::harness::container::processes_with_argv(&["sleep", "100"]).is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sleep 100 never started; screen:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tmux.keys(&["C-c"]);
+    tmux.type_line("echo ALIVE-$((1+1))");
+    tmux.wait_line("the shell to survive Ctrl-C", deadline, |l| l.trim() == "ALIVE-2");
+    assert!(
+        !tmux.screen().contains("SLEEP-RC=0"),
+        "Ctrl-C must interrupt sleep (not let it finish): {}",
+        tmux.screen()
+    );
+    tmux.type_line("exit 3");
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&exit_file) {
+            assert_eq!(s.trim(), "EXIT=3", "berth's exit status under -t");
+            break;
+        }
+        assert!(Instant::now() < deadline, "berth -t did not exit; screen:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(tmux);
+    c.assert_no_leftovers(berth_pid, &token, "berth run -t in tmux (Ctrl-C)");
+}
+
+#[test]
+fn tty_without_a_terminal_still_gives_the_command_a_pty() {
+    let c = Ctx::busybox();
+    let o = c.sh(&["-t"], "tty; echo rc=$?; echo TERM=$TERM").success();
+    let out = o.out().replace('\r', "");
+    assert!(out.starts_with("/dev/"), "`tty` under -t must name a device: {}", o.describe());
+    assert!(out.contains("rc=0\n"), "{}", o.describe());
+    assert!(!out.contains("TERM=\n"), "TERM must be set with -t: {}", o.describe());
+}
+
 /// The berth process carrying `token` whose parent does not carry it.
 fn outer_berth(token: &str) -> u32 {
     let procs = processes_with_token(token);
@@ -118,4 +174,16 @@ fn outer_berth(token: &str) -> u32 {
         .collect();
     assert_eq!(outer.len(), 1, "expected one berth process with {TOKEN_VAR}={token}: {procs:?}");
     outer[0]
+}
+
+#[test]
+fn command_exit_does_not_wait_for_stdin_to_close() {
+    let c = Ctx::busybox();
+    let mut r = c.spawn(&[&c.image, "echo", "done"]);
+    let held = r.stdin.take(); // kept open until after berth exits
+    let start = Instant::now();
+    let o = r.wait().success();
+    drop(held);
+    assert_eq!(o.out(), "done\n", "{}", o.describe());
+    assert!(start.elapsed() < Duration::from_secs(10), "berth waited for stdin: {}", o.describe());
 }

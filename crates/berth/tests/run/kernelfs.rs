@@ -40,16 +40,22 @@ fn mount_table_has_proc_sys_dev_pts_shm_mqueue_run_and_tmp() {
     assert!(pts.super_opts.iter().any(|o| o.starts_with("ptmxmode=")), "/dev/pts should be a new instance: {pts:?}");
     for m in &table {
         assert!(
-            !m.point.starts_with(&c.berth.dir().to_string_lossy().to_string()) && !m.point.starts_with("/var/lib/berth"),
+            !m.point.starts_with(&c.berth.dir().to_string_lossy().to_string())
+                && !m.point.starts_with("/var/lib/berth"),
             "host paths visible in the container's mount table: {m:?}"
         );
     }
-    // The root and the host's store are not shared through propagation.
-    let root = mount_at(&table, "/").unwrap();
-    assert!(
-        !root.opts.iter().any(|o| o.starts_with("shared:")),
-        "the root mount must not be shared with the host: {root:?}"
-    );
+    // No mount is in a peer group with the host's mounts, nor receives
+    // propagation from them.
+    let host = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+    let host_groups: Vec<&String> =
+        host.iter().flat_map(|m| m.tags.iter()).filter(|t| t.starts_with("shared:")).collect();
+    for m in &table {
+        for t in &m.tags {
+            assert!(!t.starts_with("master:"), "{} receives propagation from the host: {m:?}", m.point);
+            assert!(!host_groups.contains(&t), "{} shares a peer group with the host: {m:?}", m.point);
+        }
+    }
 }
 
 #[test]
@@ -68,7 +74,8 @@ fn dev_holds_null_zero_full_random_urandom_tty_and_nothing_of_the_hosts() {
         )
         .success();
     let text = o.out();
-    for (n, dev) in [("null", "1:3"), ("zero", "1:5"), ("full", "1:7"), ("random", "1:8"), ("urandom", "1:9"), ("tty", "5:0")]
+    for (n, dev) in
+        [("null", "1:3"), ("zero", "1:5"), ("full", "1:7"), ("random", "1:8"), ("urandom", "1:9"), ("tty", "5:0")]
     {
         let line = o
             .lines()
@@ -109,7 +116,10 @@ fn kernel_global_proc_files_are_masked() {
         if host_has && f != "kcore" {
             let host_len = std::fs::read(Path::new("/proc").join(f)).map(|b| b.len()).unwrap_or(0);
             if host_len > 0 {
-                assert_eq!(v, "0", "/proc/{f} exists on the host ({host_len} bytes): the container's copy must be empty");
+                assert_eq!(
+                    v, "0",
+                    "/proc/{f} exists on the host ({host_len} bytes): the container's copy must be empty"
+                );
             }
         }
     }

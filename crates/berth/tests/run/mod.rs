@@ -7,6 +7,7 @@
 mod binds;
 mod cgroups;
 mod exit;
+mod hostile;
 mod io;
 mod kernelfs;
 mod leftovers;
@@ -30,6 +31,8 @@ pub fn parse_env(out: &str) -> BTreeMap<String, String> {
 pub struct MountEntry {
     pub point: String,
     pub opts: Vec<String>,
+    /// Optional fields: `shared:N`, `master:N`, …
+    pub tags: Vec<String>,
     pub fstype: String,
     pub super_opts: Vec<String>,
 }
@@ -53,6 +56,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             Some(MountEntry {
                 point: f[4].replace("\\040", " "),
                 opts: f[5].split(',').map(str::to_string).collect(),
+                tags: f[6..].iter().map(|t| t.to_string()).collect(),
                 fstype: r[0].to_string(),
                 super_opts: r[2].split(',').map(str::to_string).collect(),
             })
@@ -120,4 +124,23 @@ pub fn cap_names(mask: u64) -> Vec<String> {
             NSPAWN_DEFAULT_CAPS.iter().find(|(n, _)| *n == b).map(|(_, s)| s.to_string()).unwrap_or(format!("bit{b}"))
         })
         .collect()
+}
+
+/// Panics with the differences unless `dir` still lists as `before`.
+pub fn assert_tree_unchanged(before: &crate::harness::Listing, dir: &std::path::Path, what: &str) {
+    let after = crate::harness::Listing::of(dir);
+    let mut d = Vec::new();
+    for (k, v) in &before.0 {
+        match after.0.get(k) {
+            None => d.push(format!("- {k} ({v}) was removed")),
+            Some(w) if w != v => d.push(format!("~ {k}: {v} → {w}")),
+            _ => {}
+        }
+    }
+    for (k, v) in &after.0 {
+        if !before.0.contains_key(k) {
+            d.push(format!("+ {k} ({v}) was added"));
+        }
+    }
+    assert!(d.is_empty(), "{what}: berth changed the host tree {}:\n{}", dir.display(), d.join("\n"));
 }

@@ -50,9 +50,7 @@ fn hostname_of_a_directory_tree_is_its_base_name() {
 #[test]
 fn command_is_pid_2_under_the_reaper_and_proc_shows_only_the_container() {
     let c = Ctx::busybox();
-    let o = c
-        .sh(&[], "echo pid=$$; echo ppid=$PPID; ls /proc; echo init=$(tr '\\0' ' ' < /proc/1/cmdline)")
-        .success();
+    let o = c.sh(&[], "echo pid=$$; echo ppid=$PPID; ls /proc; echo init=$(tr '\\0' ' ' < /proc/1/cmdline)").success();
     assert_eq!(o.field("pid").as_deref(), Some("2"), "the command must be PID 2: {}", o.describe());
     assert_eq!(o.field("ppid").as_deref(), Some("1"), "the command's parent must be PID 1: {}", o.describe());
     let pids: BTreeSet<u32> = o.lines().iter().filter_map(|l| l.parse().ok()).collect();
@@ -95,8 +93,11 @@ fn mount_pid_uts_ipc_and_cgroup_namespaces_are_new_and_the_network_is_the_hosts(
 #[test]
 fn host_network_is_shared_by_default() {
     let c = Ctx::busybox();
-    let mut host: Vec<String> =
-        fs::read_dir("/sys/class/net").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut host: Vec<String> = fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     host.sort();
     let o = c.run_image(&[], &["ls", "-1", "/sys/class/net"]).success();
     let mut inside = o.lines();

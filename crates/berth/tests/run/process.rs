@@ -96,3 +96,27 @@ fn unknown_user_name_fails_with_a_message_naming_it() {
     let c = Ctx::busybox();
     c.run_image(&["-u", "no-such-user"], &["id"]).failure().stderr_mentions(&["no-such-user"]);
 }
+
+#[test]
+fn image_user_applies_unless_overridden() {
+    let c = Ctx::busybox();
+    let base = crate::harness::container::run_image();
+    let mut config = base.config_json()["config"].clone();
+    config["User"] = serde_json::json!("1234:5678");
+    let img = c.add_image("user", &crate::harness::oci::Image::with_config("amd64", base.layers.clone(), config));
+    let o = c.run(&[&img, "/bin/sh", "-c", "echo uid=$(id -u) gid=$(id -g)"]).success();
+    assert_eq!(o.out().trim(), "uid=1234 gid=5678", "the image's User: {}", o.describe());
+    let o = c.run(&["-u", "0", &img, "/bin/sh", "-c", "echo uid=$(id -u) gid=$(id -g)"]).success();
+    assert_eq!(o.out().trim(), "uid=0 gid=0", "-u overrides the image's User: {}", o.describe());
+}
+
+#[test]
+fn image_without_entrypoint_or_cmd_needs_a_command() {
+    let c = Ctx::busybox();
+    let base = crate::harness::container::run_image();
+    let config = serde_json::json!({"Env": ["PATH=/bin"]});
+    let img = c.add_image("nocmd", &crate::harness::oci::Image::with_config("amd64", base.layers.clone(), config));
+    c.run(&[&img]).failure();
+    let o = c.run(&[&img, "echo", "given"]).success();
+    assert_eq!(o.out(), "given\n", "{}", o.describe());
+}

@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use super::{mount_at, parse_mountinfo};
+use super::{assert_tree_unchanged, mount_at, parse_mountinfo};
 use crate::harness::berth::unique;
 use crate::harness::container::{s, Ctx};
 use crate::harness::debootstrap;
@@ -17,9 +17,7 @@ const WRITE_EVERYWHERE: &str = "echo new > /etc/new-file; echo changed > /etc/im
 fn image_root_changes_are_thrown_away_without_name() {
     let c = Ctx::busybox();
     c.sh(&[], WRITE_EVERYWHERE).success();
-    let o = c
-        .sh(&[], "cat /etc/image-file /data/lower-file; test -e /etc/new-file && echo leaked; true")
-        .success();
+    let o = c.sh(&[], "cat /etc/image-file /data/lower-file; test -e /etc/new-file && echo leaked; true").success();
     assert_eq!(o.out(), "from the image\nlower\n", "a second run must see the pristine image: {}", o.describe());
 }
 
@@ -46,10 +44,17 @@ fn read_only_directory_tree_is_left_unchanged() {
     let tree = c.busybox_tree();
     let before = Listing::of(&tree);
     let o = c
-        .run(&["--read-only", "-D", &s(&tree), "/bin/sh", "-c", "if touch /x; then echo root=ok; else echo root=refused; fi"])
+        .run(&[
+            "--read-only",
+            "-D",
+            &s(&tree),
+            "/bin/sh",
+            "-c",
+            "if touch /x; then echo root=ok; else echo root=refused; fi",
+        ])
         .success();
     assert_eq!(o.field("root").as_deref(), Some("refused"), "{}", o.describe());
-    before.assert_unchanged(&Listing::of(&tree), "--read-only -D");
+    assert_tree_unchanged(&before, &tree, "--read-only -D");
 }
 
 #[test]
@@ -59,7 +64,7 @@ fn read_only_tree_without_resolv_conf_is_not_written() {
     fs::remove_file(tree.join("etc/resolv.conf")).unwrap();
     let before = Listing::of(&tree);
     c.run(&["--read-only", "-D", &s(&tree), "true"]).success();
-    before.assert_unchanged(&Listing::of(&tree), "--read-only -D on a tree without /etc/resolv.conf");
+    assert_tree_unchanged(&before, &tree, "--read-only -D on a tree without /etc/resolv.conf");
 }
 
 #[test]
@@ -80,7 +85,7 @@ fn discards_changes_to_a_tree(flags: &[&str]) {
     args.extend_from_slice(&["-D", &t, "/bin/sh", "-c", WRITE_EVERYWHERE]);
     let o = c.run(&args).success();
     assert_eq!(o.field("inside").as_deref(), Some("new"), "writes work inside: {}", o.describe());
-    before.assert_unchanged(&Listing::of(&tree), &format!("{flags:?} -D"));
+    assert_tree_unchanged(&before, &tree, &format!("{flags:?} -D"));
 }
 
 #[test]
@@ -115,7 +120,7 @@ fn volatile_state_makes_var_writable_and_the_root_read_only() {
     let table = parse_mountinfo(&o.out());
     assert_eq!(mount_at(&table, "/var").map(|m| m.fstype.as_str()), Some("tmpfs"), "/var: {}", o.describe());
     assert!(mount_at(&table, "/").is_some_and(|m| m.read_only()), "/ must be read-only: {}", o.describe());
-    before.assert_unchanged(&Listing::of(&tree), "--volatile=state -D");
+    assert_tree_unchanged(&before, &tree, "--volatile=state -D");
 }
 
 #[test]
@@ -181,7 +186,13 @@ fn named_machine_keeps_changes_for_a_later_run_m() {
     c.sh(&["--name", &name], "echo kept > /root/state; rm /data/lower-file").success();
     assert!(c.machine_exists(&name), "--name must leave machine {name} in the store");
     let o = c
-        .run(&["-M", &name, "/bin/sh", "-c", "cat /root/state; hostname; test -e /data/lower-file && echo undeleted; true"])
+        .run(&[
+            "-M",
+            &name,
+            "/bin/sh",
+            "-c",
+            "cat /root/state; hostname; test -e /data/lower-file && echo undeleted; true",
+        ])
         .success();
     assert_eq!(o.out(), format!("kept\n{name}\n"), "{}", o.describe());
     // A fresh run of the image is not affected.
@@ -221,4 +232,34 @@ fn rm_with_name_removes_the_machine_afterwards() {
     // Even when the command fails.
     c.sh(&["--rm", "--name", &name], "exit 9").status(9);
     assert!(!c.machine_exists(&name), "--rm --name left machine {name} after a failing command");
+}
+
+#[test]
+fn volatile_without_a_value_means_yes() {
+    let c = Ctx::busybox();
+    let tree = debootstrap::tree();
+    let o = c.run(&["--volatile", "-D", &s(&tree), "/bin/sh", "-c", "stat -f -c %T /"]).success();
+    assert_eq!(o.out().trim(), "tmpfs", "{}", o.describe());
+}
+
+#[test]
+fn running_machine_cannot_be_started_twice() {
+    let c = Ctx::busybox();
+    let name = format!("busy-{}", unique());
+    let mut r = c.spawn(&["--name", &name, &c.image, "/bin/sh", "-c", "echo ready; sleep 30"]);
+    r.wait_for_output("ready", std::time::Duration::from_secs(10));
+    c.run(&["-M", &name, "true"]).failure().stderr_mentions(&[&name]);
+    r.signal(rustix::process::Signal::TERM);
+    r.wait().status(143);
+    c.run(&["-M", &name, "true"]).success();
+}
+
+#[test]
+fn missing_directory_and_bad_machine_names_fail_with_a_message() {
+    let c = Ctx::busybox();
+    let missing = c.berth.dir().join("no-such-tree");
+    c.run(&["-D", &s(&missing), "true"]).failure().stderr_mentions(&["no-such-tree"]);
+    c.run_image(&["--name", "bad/name"], &["true"]).failure().stderr_mentions(&["bad/name"]);
+    c.run_image(&["--name", "-dash"], &["true"]).failure();
+    assert!(!c.store().join("machines").join("bad").exists());
 }

@@ -32,7 +32,11 @@ fn debian_image() -> Image {
 fn ids(c: &Ctx, root: &[&str], user: &str) -> (String, String, BTreeSet<String>, String, String) {
     let mut args: Vec<&str> = vec!["-u", user];
     args.extend_from_slice(root);
-    args.extend_from_slice(&["/bin/sh", "-c", "echo uid=$(id -u); echo gid=$(id -g); echo groups=$(id -G); echo home=$HOME; echo user=$USER"]);
+    args.extend_from_slice(&[
+        "/bin/sh",
+        "-c",
+        "echo uid=$(id -u); echo gid=$(id -g); echo groups=$(id -G); echo home=$HOME; echo user=$USER",
+    ]);
     let o = c.run(&args).success();
     let f = |k: &str| o.field(k).unwrap_or_else(|| panic!("no {k}= line: {}", o.describe()));
     (f("uid"), f("gid"), f("groups").split_whitespace().map(str::to_string).collect(), f("home"), f("user"))

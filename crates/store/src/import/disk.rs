@@ -107,6 +107,27 @@ pub fn find_root(
     Ok(None)
 }
 
+fn read_at(f: &mut std::fs::File, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut buf = vec![0u8; len];
+    f.seek(SeekFrom::Start(off))?;
+    f.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Opens `image` and finds its root partition (`None`: the whole image
+/// is one filesystem).
+fn locate_root(image: &Path) -> Result<(Option<Part>, std::fs::File), StoreError> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(image).map_err(|e| StoreError::io(format!("opening {}", image.display()), e))?;
+    let mut head = vec![0u8; 34 * SECTOR as usize];
+    let n = f.read(&mut head).map_err(|e| StoreError::io("reading the disk image", e))?;
+    head.truncate(n);
+    let part = find_root(&head, &mut |o, l| read_at(&mut f, o, l))
+        .map_err(|w| StoreError::Import(format!("{}: {w}", image.display())))?;
+    Ok((part, f))
+}
+
 /// The filesystem type a superblock (the first 72 KiB of a partition)
 /// announces: ext4, xfs, btrfs, squashfs or erofs.
 pub fn fs_type(h: &[u8]) -> Option<&'static str> {
@@ -141,19 +162,8 @@ impl Drop for Attached {
 
 /// Finds the root partition of `image` and attaches it to a loop device.
 pub fn attach_root(image: &Path, read_only: bool) -> Result<Attached, StoreError> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(image).map_err(|e| StoreError::io(format!("opening {}", image.display()), e))?;
-    let mut head = vec![0u8; 34 * SECTOR as usize];
-    let n = f.read(&mut head).map_err(|e| StoreError::io("reading the disk image", e))?;
-    head.truncate(n);
-    let mut read_at = |off: u64, len: usize| -> std::io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        f.seek(SeekFrom::Start(off))?;
-        f.read_exact(&mut buf)?;
-        Ok(buf)
-    };
-    let part = find_root(&head, &mut read_at).map_err(|w| StoreError::Import(format!("{}: {w}", image.display())))?;
-    let sb = read_at(part.map(|p| p.offset).unwrap_or(0), 72 << 10)
+    let (part, mut f) = locate_root(image)?;
+    let sb = read_at(&mut f, part.map(|p| p.offset).unwrap_or(0), 72 << 10)
         .map_err(|e| StoreError::io("reading the root partition's superblock", e))?;
     let fstype = fs_type(&sb).ok_or_else(|| {
         StoreError::Import(format!(
@@ -193,18 +203,7 @@ pub fn convert_to_raw(src: &Path, dst: &Path) -> Result<(), StoreError> {
 /// Copies the root filesystem of the raw image `image` into `dest`
 /// (which must not exist yet), using `mnt` as a scratch mount point.
 pub fn copy_root(image: &Path, dest: &Path, mnt: &Path) -> Result<(), StoreError> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(image).map_err(|e| StoreError::io(format!("opening {}", image.display()), e))?;
-    let mut head = vec![0u8; 34 * SECTOR as usize];
-    let n = f.read(&mut head).map_err(|e| StoreError::io("reading the disk image", e))?;
-    head.truncate(n);
-    let mut read_at = |off: u64, len: usize| -> std::io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        f.seek(SeekFrom::Start(off))?;
-        f.read_exact(&mut buf)?;
-        Ok(buf)
-    };
-    let part = find_root(&head, &mut read_at).map_err(|w| StoreError::Import(format!("{}: {w}", image.display())))?;
+    let (part, _) = locate_root(image)?;
     let mut losetup = Command::new("losetup");
     losetup.args(["--find", "--show", "--read-only"]);
     if let Some(p) = part {

@@ -389,10 +389,10 @@ fn restage_subdir(store: &Store, old: StagingDir, prefix: &str) -> Result<Stagin
     Ok(new)
 }
 
-/// Writes a tar of `root` to `blob` (GNU tar: numeric owners, xattrs,
-/// sorted names, PAX) and returns its digest and size.
-pub(crate) fn tar_tree(root: &Path, blob: &Path) -> Result<(Digest, u64), StoreError> {
-    let mut child = std::process::Command::new("tar")
+/// Starts GNU tar writing the tree at `root` to its stdout: numeric owners,
+/// xattrs, sorted names, PAX format (so the output is reproducible).
+pub(crate) fn spawn_tar(root: &Path) -> Result<std::process::Child, StoreError> {
+    std::process::Command::new("tar")
         .args([
             "--create",
             "--file=-",
@@ -408,7 +408,13 @@ pub(crate) fn tar_tree(root: &Path, blob: &Path) -> Result<(Digest, u64), StoreE
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| StoreError::io("running tar", e))?;
+        .map_err(|e| StoreError::io("running tar", e))
+}
+
+/// Writes a tar of `root` to `blob` (GNU tar: numeric owners, xattrs,
+/// sorted names, PAX) and returns its digest and size.
+pub(crate) fn tar_tree(root: &Path, blob: &Path) -> Result<(Digest, u64), StoreError> {
+    let mut child = spawn_tar(root)?;
     let stdout = child.stdout.take().ok_or_else(|| bad("tar has no stdout"))?;
     let mut hr = HashingReader::new(stdout);
     let mut f = std::fs::File::create(blob).map_err(|e| StoreError::io("creating the layer blob", e))?;
@@ -513,13 +519,7 @@ pub(crate) fn finish_rootfs(
             unpacked_size: unpacked,
         }],
     };
-    store.save_image(&rec)?;
-    store.update_refs(|refs| {
-        for n in names {
-            refs.insert(n, rec.id.clone());
-        }
-        Ok(())
-    })?;
+    store.publish_image(&rec, names)?;
     Ok(rec)
 }
 

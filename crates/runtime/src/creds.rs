@@ -1,0 +1,45 @@
+//! Becoming the container's user, between fork and exec: supplementary
+//! groups, gid, the bounding set, uid (which clears a non-root user's
+//! capabilities), root's capability set, no_new_privs, the seccomp filter.
+//! In this order, because each step needs the privilege the next one drops.
+
+use crate::{caps, sys};
+use std::io;
+
+/// Who the process becomes.
+#[derive(Debug, Clone)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl Creds {
+    pub fn root() -> Creds {
+        Creds { uid: 0, gid: 0, groups: vec![0] }
+    }
+}
+
+/// Applies `c`, keeping capabilities `mask` (for root), then
+/// no_new_privs when `nnp` and the seccomp filter when `seccomp`. Runs in a
+/// single-threaded child before exec.
+pub fn become_user(c: &Creds, mask: u64, nnp: bool, seccomp: bool) -> io::Result<()> {
+    let groups: Vec<rustix::process::Gid> = c.groups.iter().map(|g| rustix::process::Gid::from_raw(*g)).collect();
+    rustix::thread::set_thread_groups(&groups)?;
+    let g = rustix::process::Gid::from_raw(c.gid);
+    rustix::thread::set_thread_res_gid(g, g, g)?;
+    caps::drop_bounding(mask)?;
+    if c.uid != 0 {
+        let u = rustix::process::Uid::from_raw(c.uid);
+        rustix::thread::set_thread_res_uid(u, u, u)?;
+    } else {
+        caps::set(mask)?;
+    }
+    if nnp {
+        rustix::thread::set_no_new_privs(true)?;
+    }
+    if seccomp {
+        sys::install_seccomp(&crate::seccomp::FILTER)?;
+    }
+    Ok(())
+}
