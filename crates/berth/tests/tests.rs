@@ -10,5 +10,6 @@
 
 mod harness;
 mod images;
+mod machines;
 mod pull;
 mod run;

@@ -39,7 +39,7 @@ const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub fn commit(store: &Store, machine: &str, name: &str) -> Result<ImageRecord, StoreError> {
     let m = store.load_machine(machine)?;
     let name = local_name(name)?;
-    let _lock = store.lock_machine(machine)?;
+    let _lock = store.lock_machine_shared(machine)?;
     let _gc = store.lock_shared("gc")?;
     let base = match &m.image {
         Some(id) => Some(store.load_image(id)?),

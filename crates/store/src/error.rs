@@ -31,7 +31,7 @@ pub enum StoreError {
     Ambiguous { name: String, matches: String },
     #[error("image {id} has several names ({names}): remove them one by one or pass --force")]
     MultipleNames { id: String, names: String },
-    #[error("invalid image name {0:?}: {1}")]
+    #[error("invalid name {0:?}: {1}")]
     BadName(String, String),
     #[error("store record {path} is corrupt: {why}")]
     Corrupt { path: String, why: String },

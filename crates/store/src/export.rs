@@ -141,7 +141,13 @@ pub fn write_oci_layout(store: &Store, rec: &ImageRecord, tag: &str, dir: &Path)
 pub fn write_oci_archive<W: Write>(store: &Store, rec: &ImageRecord, tag: &str, out: W) -> Result<W, StoreError> {
     let items = layout_items(store, rec, tag)?;
     let mut b = tar::Builder::new(out);
-    let io = |e: io::Error| StoreError::io("writing the archive", e);
+    let io = |e: io::Error| {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            err("the output was closed before the archive was complete".into())
+        } else {
+            StoreError::io("writing the archive", e)
+        }
+    };
     let mut dir = tar::Header::new_ustar();
     dir.set_entry_type(tar::EntryType::Directory);
     dir.set_mode(0o755);
@@ -170,33 +176,46 @@ pub fn write_oci_archive<W: Write>(store: &Store, rec: &ImageRecord, tag: &str, 
 /// Writes the tree at `root` as a tarball (GNU tar: numeric owners, xattrs,
 /// sorted names), compressed as `format` says, to `out`.
 pub fn write_tree_tar<W: Write>(root: &Path, format: ExportFormat, out: W) -> Result<(), StoreError> {
+    if format.is_oci() {
+        return Err(err("an OCI format is not a tarball of a tree".into()));
+    }
     let mut child = crate::import::spawn_tar(root)?;
     let mut stdout = child.stdout.take().ok_or_else(|| err("tar has no stdout".into()))?;
-    let io = |e: io::Error| StoreError::io("writing the tarball", e);
-    match format {
-        ExportFormat::Tar => {
-            let mut out = out;
-            io::copy(&mut stdout, &mut out).map_err(io)?;
-            out.flush().map_err(io)?;
+    let copied = (|| -> io::Result<()> {
+        match format {
+            ExportFormat::TarGz => {
+                let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+                io::copy(&mut stdout, &mut enc)?;
+                enc.finish()?.flush()
+            }
+            ExportFormat::TarXz => {
+                let mut enc = liblzma::write::XzEncoder::new(out, 6);
+                io::copy(&mut stdout, &mut enc)?;
+                enc.finish()?.flush()
+            }
+            ExportFormat::TarZst => {
+                let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
+                io::copy(&mut stdout, &mut enc)?;
+                enc.finish()?.flush()
+            }
+            _ => {
+                let mut out = out;
+                io::copy(&mut stdout, &mut out)?;
+                out.flush()
+            }
         }
-        ExportFormat::TarGz => {
-            let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-            io::copy(&mut stdout, &mut enc).map_err(io)?;
-            enc.finish().map_err(io)?.flush().map_err(io)?;
-        }
-        ExportFormat::TarXz => {
-            let mut enc = liblzma::write::XzEncoder::new(out, 6);
-            io::copy(&mut stdout, &mut enc).map_err(io)?;
-            enc.finish().map_err(io)?.flush().map_err(io)?;
-        }
-        ExportFormat::TarZst => {
-            let mut enc = zstd::stream::write::Encoder::new(out, 3).map_err(io)?;
-            io::copy(&mut stdout, &mut enc).map_err(io)?;
-            enc.finish().map_err(io)?.flush().map_err(io)?;
-        }
-        ExportFormat::Oci | ExportFormat::OciArchive => {
-            return Err(err("an OCI format is not a tarball of a tree".into()))
-        }
+    })();
+    if let Err(e) = copied {
+        // Stop tar before the caller unmounts the tree it is reading.
+        let _ = child.kill();
+        let _ = child.wait();
+        // A reader that went away mid-stream got a truncated tarball: that
+        // is a failure here, not the quiet broken pipe of a listing.
+        return Err(if e.kind() == io::ErrorKind::BrokenPipe {
+            err("the output was closed before the tarball was complete".into())
+        } else {
+            StoreError::io("writing the tarball", e)
+        });
     }
     let o = child.wait_with_output().map_err(|e| StoreError::io("running tar", e))?;
     if !o.status.success() {

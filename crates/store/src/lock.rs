@@ -36,6 +36,11 @@ impl Store {
         self.lock(name, FlockOperation::NonBlockingLockExclusive)
     }
 
+    /// Shared lock on `name` without waiting; `WouldBlock` when held exclusively.
+    pub fn try_lock_shared(&self, name: &str) -> Result<LockGuard, StoreError> {
+        self.lock(name, FlockOperation::NonBlockingLockShared)
+    }
+
     /// Exclusive lock on `name`.
     pub fn lock_exclusive(&self, name: &str) -> Result<LockGuard, StoreError> {
         self.lock(name, FlockOperation::LockExclusive)

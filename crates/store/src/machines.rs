@@ -139,6 +139,18 @@ impl Store {
         })
     }
 
+    /// Takes the machine's lock shared, without waiting: for reading it
+    /// (clone, commit, export) while no run holds it; readers don't
+    /// exclude each other.
+    pub fn lock_machine_shared(&self, name: &str) -> Result<LockGuard, StoreError> {
+        self.try_lock_shared(&format!("machine-{name}")).map_err(|e| match e {
+            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::MachineRunning(name.into())
+            }
+            e => e,
+        })
+    }
+
     /// Removes a machine that is not running.
     pub fn remove_machine(&self, name: &str) -> Result<(), StoreError> {
         self.load_machine(name)?;
@@ -258,7 +270,7 @@ impl Store {
     pub fn clone_machine(&self, src: &str, dst: &str) -> Result<MachineRecord, StoreError> {
         validate_name(dst)?;
         let mut rec = self.load_machine(src)?;
-        let _lock = self.lock_machine(src)?;
+        let _lock = self.lock_machine_shared(src)?;
         if self.machine_dir(dst).exists() {
             return Err(StoreError::MachineExists(dst.into()));
         }

@@ -37,7 +37,7 @@ struct Scratch(PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = berth_store::mount::unmount(&self.0);
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
         let _ = std::fs::remove_dir(&self.0);
     }
 }
@@ -65,7 +65,7 @@ pub fn export(cli: &Cli, name: &str, file: &str, format: Option<&str>) -> Result
     }
     let machine = store.load_machine(name).ok();
     if let Some(m) = machine {
-        let _lock = store.lock_machine(name)?;
+        let _lock = store.lock_machine_shared(name)?;
         let upper = store.machine_dir(name).join("upper");
         if format.is_oci() {
             drop(_lock);

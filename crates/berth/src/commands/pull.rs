@@ -54,6 +54,14 @@ pub fn push(cli: &Cli, a: &crate::cli::PushArgs) -> Result<i32> {
     opts.actions = "pull,push".into();
     let client = Client::new(&reference, &opts)?;
     client.ping()?;
+    // A repository on the same registry that has the image: blobs can be
+    // mounted from it instead of uploaded.
+    let refs = store.load_refs()?;
+    let from = berth_store::Store::names_of(&refs, &rec.id)
+        .into_iter()
+        .filter_map(|n| n.parse::<Reference>().ok())
+        .find(|r| r.registry == reference.registry && r.repository != reference.repository)
+        .map(|r| r.repository);
     let blobs =
         std::iter::once((rec.id.clone(), None)).chain(rec.layers.iter().map(|l| (l.digest.clone(), Some(l.size))));
     for (digest, _) in blobs {
@@ -68,6 +76,14 @@ pub fn push(cli: &Cli, a: &crate::cli::PushArgs) -> Result<i32> {
                 eprintln!("Blob {} already present", digest.short());
             }
             continue;
+        }
+        if let Some(f) = &from {
+            if client.mount_blob(&digest, f).unwrap_or(false) {
+                if !a.quiet {
+                    eprintln!("Blob {} mounted from {f}", digest.short());
+                }
+                continue;
+            }
         }
         if !a.quiet {
             eprintln!("Uploading blob {} ({})", digest.short(), crate::output::human_size(size));

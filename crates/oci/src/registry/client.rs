@@ -301,6 +301,17 @@ impl Client {
         }
     }
 
+    /// Asks the registry to mount `digest` from repository `from` (same
+    /// registry) instead of uploading it; `false` when it would rather
+    /// have the bytes.
+    pub fn mount_blob(&self, digest: &Digest, from: &str) -> Result<bool, RegistryError> {
+        let i = self.origin();
+        let repo = self.inner.endpoints[i].repository.clone();
+        let url = self.origin_url(&format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}"))?;
+        let resp = self.inner.send_authed(i, "POST", &url, &[("Content-Length", "0".into())], None)?;
+        Ok(resp.status() == 201)
+    }
+
     /// Uploads a blob in one PUT (POST for a session, then PUT ?digest=).
     pub fn upload_blob(&self, digest: &Digest, size: u64, body: BodyFn<'_>) -> Result<(), RegistryError> {
         let i = self.origin();

@@ -123,8 +123,7 @@ fn locate_root(image: &Path) -> Result<(Option<Part>, std::fs::File), StoreError
     let mut head = vec![0u8; 34 * SECTOR as usize];
     let n = f.read(&mut head).map_err(|e| StoreError::io("reading the disk image", e))?;
     head.truncate(n);
-    let part = find_root(&head, &mut |o, l| read_at(&mut f, o, l))
-        .map_err(|w| StoreError::Import(format!("{}: {w}", image.display())))?;
+    let part = find_root(&head, &mut |o, l| read_at(&mut f, o, l)).map_err(StoreError::Import)?;
     Ok((part, f))
 }
 
@@ -192,9 +191,9 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, StoreError> {
 }
 
 /// Converts a qcow2 or vmdk image to raw with qemu-img.
-pub fn convert_to_raw(src: &Path, dst: &Path) -> Result<(), StoreError> {
+pub fn convert_to_raw(src: &Path, dst: &Path, format: &str) -> Result<(), StoreError> {
     run(
-        Command::new("qemu-img").args(["convert", "-O", "raw"]).arg(src).arg(dst),
+        Command::new("qemu-img").args(["convert", "-f", format, "-O", "raw"]).arg(src).arg(dst),
         "qemu-img convert (install qemu-utils)",
     )?;
     Ok(())
@@ -203,7 +202,13 @@ pub fn convert_to_raw(src: &Path, dst: &Path) -> Result<(), StoreError> {
 /// Copies the root filesystem of the raw image `image` into `dest`
 /// (which must not exist yet), using `mnt` as a scratch mount point.
 pub fn copy_root(image: &Path, dest: &Path, mnt: &Path) -> Result<(), StoreError> {
-    let (part, _) = locate_root(image)?;
+    let (part, mut f) = locate_root(image)?;
+    let sb = read_at(&mut f, part.map(|p| p.offset).unwrap_or(0), 72 << 10).unwrap_or_default();
+    if fs_type(&sb).is_none() {
+        return Err(StoreError::Import(
+            "the root partition holds no ext4, xfs, btrfs, squashfs or erofs filesystem".into(),
+        ));
+    }
     let mut losetup = Command::new("losetup");
     losetup.args(["--find", "--show", "--read-only"]);
     if let Some(p) = part {

@@ -223,6 +223,8 @@ pub fn import_stream<R: Read + Send>(
         return import_disk(store, inner, &img, kind, label, opts);
     }
     let format = match opts.format {
+        // --strip-prefix says it is a root tarball, whatever else it holds.
+        Format::Auto if opts.strip_prefix.is_some() => Format::Tar,
         Format::Auto if looks_oci => Format::OciArchive,
         Format::Auto if looks_docker => Format::DockerArchive,
         Format::Auto if looks_aci => Format::Aci,
@@ -346,14 +348,14 @@ fn import_disk(
 ) -> Result<ImageRecord, StoreError> {
     let raw = if matches!(kind, "qcow2" | "vmdk") {
         let raw = staging.path.join("disk.raw");
-        disk::convert_to_raw(img, &raw)?;
+        disk::convert_to_raw(img, &raw, kind)?;
         let _ = std::fs::remove_file(img);
         raw
     } else {
         img.to_path_buf()
     };
     let root = staging.path.join("root");
-    disk::copy_root(&raw, &root, &staging.path.join("mnt"))?;
+    disk::copy_root(&raw, &root, &staging.path.join("mnt")).map_err(|e| bad(format!("{label}: {e}")))?;
     let _ = std::fs::remove_file(&raw);
     let (diff, size) = tar_tree(&root, &staging.path.join("blob"))?;
     let name = local_name(&opts.name.clone().unwrap_or_else(|| default_name(label)))?;

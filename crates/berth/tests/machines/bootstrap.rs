@@ -1,0 +1,55 @@
+//! `berth bootstrap debian bookworm NAME --variant minbase --image`: a
+//! real debootstrap from the Debian mirror APT uses (about a minute; the
+//! only test that needs the mirror).
+
+use std::time::Duration;
+
+use super::{image_id, machine, machines, run_long};
+use crate::harness::debootstrap::mirror;
+use crate::harness::Berth;
+
+#[test]
+fn bootstrap_debian_bookworm_minbase_with_an_image() {
+    let berth = Berth::new();
+    let mirror = mirror();
+    let cmd = berth.command([
+        "bootstrap",
+        "debian",
+        "bookworm",
+        "deb",
+        "--variant",
+        "minbase",
+        "--image",
+        "--mirror",
+        mirror.as_str(),
+    ]);
+    let run = run_long(cmd, Duration::from_secs(600));
+    assert!(run.status.success(), "bootstrap failed: {run:?}");
+
+    let o = berth.run(["run", "-M", "deb", "cat", "/etc/debian_version"]).success();
+    assert!(o.stdout.trim().starts_with("12."), "not bookworm: {o:?}");
+    let o =
+        berth.run(["run", "-M", "deb", "/bin/sh", "-c", "dpkg-query -W -f '${Package}\\n' | wc -l; id -un"]).success();
+    let mut l = o.stdout.lines();
+    let pkgs: u32 = l.next().unwrap_or("0").trim().parse().unwrap_or(0);
+    assert!(pkgs > 50, "minbase has ~90 packages, dpkg knows {pkgs}: {o:?}");
+    assert_eq!(l.next(), Some("root"));
+
+    // --image: the image exists and the machine is built on it.
+    let id = image_id(&berth, "localhost/deb:latest");
+    let list = machines(&berth);
+    let m = machine(&list, "deb").unwrap_or_else(|| panic!("no machine deb: {list:?}"));
+    let img = m["image"].as_str().unwrap_or("");
+    assert!(img == id || img == "localhost/deb:latest", "machine deb is not on image {id}: {m}");
+    let usage = m["usage"].as_u64().unwrap_or(u64::MAX);
+    assert!(usage < 16 << 20, "the machine holds its own copy of the tree ({usage} bytes), not an overlay: {m}");
+    let o = berth.run(["run", "localhost/deb", "cat", "/etc/debian_version"]).success();
+    assert!(o.stdout.trim().starts_with("12."), "{o:?}");
+    // A second machine from the image is cheap and independent.
+    berth.run(["create", "deb", "deb2"]).success();
+    berth.run(["run", "-M", "deb2", "/bin/sh", "-c", "echo x > /etc/only-deb2"]).success();
+    let o = berth.run(["run", "-M", "deb", "/bin/sh", "-c", "test -e /etc/only-deb2 && echo leaked; true"]).success();
+    assert_eq!(o.stdout, "");
+    // Nothing of debootstrap's /proc or /sys mounts stays behind.
+    super::assert_nothing_attached(&berth, "bootstrap");
+}
