@@ -311,6 +311,9 @@ pub struct ImportArgs {
     /// Which image of an OCI layout (tag) or docker-archive (name) to import
     #[arg(long, value_name = "TAG")]
     pub image: Option<String>,
+    /// Also make a machine of the image, named NAME (as machinectl import does)
+    #[arg(long)]
+    pub machine: bool,
     /// Verify TLS for URLs
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "true")]
     pub tls_verify: bool,

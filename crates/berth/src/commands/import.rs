@@ -76,6 +76,10 @@ pub fn run(cli: &Cli, a: &ImportArgs) -> Result<i32> {
             import_stream(&store, input, src, &opts, progress)?
         }
     };
+    if a.machine {
+        let name = a.name.clone().unwrap_or_else(|| berth_store::import::default_name(src));
+        store.create_machine(&name, Some(&rec.id))?;
+    }
     crate::output::print(&format!("{}\n", rec.id))?;
     Ok(0)
 }
