@@ -21,6 +21,8 @@ use std::path::Path;
 pub struct Outcome {
     pub status: i32,
     pub message: Option<String>,
+    /// A booted init asked for a reboot (a supervisor starts it again).
+    pub rebooted: bool,
 }
 
 /// Told when the container's command (or init) is running.
@@ -125,11 +127,11 @@ fn run_in(
     if message.is_empty() {
         hooks.started(child);
     }
-    // A booted init powers off cleanly on SIGRTMIN+4, as machinectl
-    // poweroff asks systemd to; plain commands get the signal itself.
+    // A booted init shuts down cleanly on its own signal (SIGRTMIN+3 for
+    // systemd); plain commands get the signal itself.
     let map = |sig: libc::c_int| -> libc::c_int {
         if spec.boot && matches!(sig, libc::SIGTERM | libc::SIGINT | libc::SIGHUP) {
-            sys::sigrtmin_plus(4)
+            sys::poweroff_signal(child)
         } else {
             sig
         }
@@ -140,6 +142,7 @@ fn run_in(
     };
     // The kernel ends a PID namespace's init that called reboot(2) with
     // SIGINT (power off, halt) or SIGHUP (reboot): both are a clean end.
+    let rebooted = spec.boot && matches!(exit, Ok(Exit::Signal(libc::SIGHUP)));
     let exit = match exit {
         Ok(Exit::Signal(libc::SIGINT | libc::SIGHUP)) if spec.boot => Ok(Exit::Code(0)),
         e => e,
@@ -150,7 +153,7 @@ fn run_in(
     if status == SETUP_FAILED && message.is_some() {
         return Err(RuntimeError::Setup(message.unwrap_or_default()));
     }
-    Ok(Outcome { status, message })
+    Ok(Outcome { status, message, rebooted })
 }
 
 /// Forwards signals to the container until its PID 1 exits.

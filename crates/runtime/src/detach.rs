@@ -16,6 +16,8 @@ struct Started<'a> {
     name: &'a str,
     boot: bool,
     root: String,
+    image: Option<String>,
+    command: Vec<String>,
     report: std::cell::RefCell<Option<std::fs::File>>,
 }
 
@@ -32,6 +34,8 @@ impl Hooks for Started<'_> {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             root: self.root.clone(),
+            image: self.image.clone(),
+            command: self.command.clone(),
         };
         let msg = match state.save() {
             Ok(()) => {
@@ -54,7 +58,13 @@ fn redirect(fd: i32, file: &std::fs::File) {
 
 /// Starts `spec` detached as machine `name`; returns once its init runs.
 /// `run_dir` then belongs to the supervisor, which removes it at the end.
-pub fn start_detached(spec: &RunSpec, run_dir: &Path, name: &str, root: &str) -> Result<State, RuntimeError> {
+pub fn start_detached(
+    spec: &RunSpec,
+    run_dir: &Path,
+    name: &str,
+    root: &str,
+    image: Option<String>,
+) -> Result<State, RuntimeError> {
     let dir = State::dir(name);
     std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::sys(format!("creating {}", dir.display()), e))?;
     let log = std::fs::OpenOptions::new()
@@ -90,13 +100,23 @@ pub fn start_detached(spec: &RunSpec, run_dir: &Path, name: &str, root: &str) ->
             }
             redirect(1, &log);
             redirect(2, &log);
+            let command =
+                if spec.args.is_empty() && spec.boot { vec!["(init)".to_string()] } else { spec.args.clone() };
             let hooks = Started {
                 name,
                 boot: spec.boot,
                 root: root.to_string(),
+                image,
+                command,
                 report: std::cell::RefCell::new(Some(std::fs::File::from(w))),
             };
-            let code = match run_hooked(spec, run_dir, &hooks) {
+            let mut result = run_hooked(spec, run_dir, &hooks);
+            // A reboot inside ends the init with SIGHUP: boot it again.
+            while matches!(&result, Ok(o) if o.rebooted) {
+                eprintln!("berth: machine {name} rebooted; starting it again");
+                result = run_hooked(spec, run_dir, &hooks);
+            }
+            let code = match result {
                 Ok(o) => {
                     if let Some(m) = &o.message {
                         eprintln!("berth: {m}");

@@ -25,6 +25,12 @@ pub struct State {
     /// Unix time the machine started.
     pub started: u64,
     pub root: String,
+    /// The image the machine is built on, if any.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// How it was started: the init or command and its arguments.
+    #[serde(default)]
+    pub command: Vec<String>,
 }
 
 impl State {
@@ -147,9 +153,10 @@ pub fn signal(pid: i32, sig: i32) -> Result<(), RuntimeError> {
     sys::kill(pid, sig).map_err(|e| RuntimeError::sys(format!("signalling pid {pid}"), e))
 }
 
-/// Asks a booted systemd to power off (SIGRTMIN+4).
+/// Asks a booted init to shut down cleanly (SIGRTMIN+3 for systemd,
+/// SIGUSR2 for busybox init).
 pub fn poweroff(leader: i32) -> Result<(), RuntimeError> {
-    signal(leader, sys::sigrtmin_plus(4))
+    signal(leader, sys::poweroff_signal(leader))
 }
 
 /// Registers a running machine with systemd-machined over D-Bus (through

@@ -166,6 +166,7 @@ pub fn setup(spec: &RunSpec, run_dir: &Path, console: Option<&Path>) -> Result<(
         let t = root.target(Path::new(dst), Kind::Dir)?;
         mount_fs("tmpfs", &t.path(), "tmpfs", F::NOSUID | F::NODEV, &format!("mode={mode}"))?;
     }
+    run_host(&root)?;
     let ro_root = spec.read_only || spec.volatile == Volatile::State;
     resolv_conf(&root, spec.resolv_conf, ro_root)?;
     for mnt in &spec.mounts {
@@ -270,6 +271,21 @@ fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path) -> Result<(), Runtime
             Ok(())
         }
     }
+}
+
+/// `/run/host/`: what the container may know of its host, as systemd
+/// defines it — the manager's name and the host's os-release.
+fn run_host(root: &Root) -> Result<(), RuntimeError> {
+    let host = root.target(Path::new("run/host"), Kind::Dir)?;
+    let dir = host.path();
+    std::fs::write(dir.join("container-manager"), b"berth\n")
+        .map_err(|e| RuntimeError::sys("writing /run/host/container-manager", e))?;
+    let os = ["/etc/os-release", "/usr/lib/os-release"].into_iter().map(Path::new).find(|p| p.exists());
+    if let Some(os) = os {
+        drop(host);
+        root.bind(os, Path::new("run/host/os-release"), Kind::File, false, true)?;
+    }
+    Ok(())
 }
 
 fn mount_proc(root: &Root) -> Result<(), RuntimeError> {

@@ -230,9 +230,24 @@ pub fn owned_fd(fd: i32) -> std::os::fd::OwnedFd {
     unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
 }
 
-/// The signal systemd takes as "power off" (SIGRTMIN+4).
+/// SIGRTMIN+n.
 pub fn sigrtmin_plus(n: i32) -> libc::c_int {
     libc::SIGRTMIN() + n
+}
+
+/// The signal that shuts the init `pid` down cleanly: SIGRTMIN+3 for
+/// systemd (its "halt" for containers, what systemd-nspawn sends), SIGUSR2
+/// for busybox init (its poweroff), SIGTERM for anything else.
+pub fn poweroff_signal(pid: i32) -> libc::c_int {
+    let exe =
+        std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    if exe.ends_with("/systemd") {
+        sigrtmin_plus(3)
+    } else if exe.ends_with("/busybox") {
+        libc::SIGUSR2
+    } else {
+        libc::SIGTERM
+    }
 }
 
 /// setns(2) into the namespace `fd` refers to.

@@ -204,10 +204,17 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     if a.cpus.is_some_and(|c| c.is_nan() || c <= 0.0) {
         bail!("--cpus must be a positive number");
     }
+    let mut env = process::env(config, tty, &a.setenv).map_err(|e| anyhow!(e))?;
+    if a.boot && !env.iter().any(|(k, _)| k == "container_uuid") {
+        // systemd takes its machine ID from here when /etc/machine-id is
+        // empty: stable per machine, as systemd-nspawn derives it.
+        let id = berth_oci::Digest::of(hostname.as_bytes());
+        env.push(("container_uuid".into(), id.hex()[..32].to_string()));
+    }
     let spec = RunSpec {
         rootfs: Some(rootfs),
         args,
-        env: process::env(config, tty, &a.setenv).map_err(|e| anyhow!(e))?,
+        env,
         user: a.user.clone().or_else(|| process::field(config, "User").map(str::to_string)),
         cwd: a.chdir.clone().or_else(|| process::field(config, "WorkingDir").map(str::to_string)),
         hostname: a.hostname.clone().unwrap_or(hostname.clone()),
@@ -235,7 +242,12 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
             Some(Rootfs::Dir(d)) => d.display().to_string(),
             _ => format!("machine {name}"),
         };
-        berth_runtime::detach::start_detached(&spec, &run_dir.0, name, &root)?;
+        let image = match (&image_name, store.load_machine(name).ok().and_then(|m| m.image)) {
+            (Some(i), _) => Some(i.clone()),
+            (None, Some(id)) => Some(id.short().to_string()),
+            _ => None,
+        };
+        berth_runtime::detach::start_detached(&spec, &run_dir.0, name, &root, image)?;
         // The supervisor owns the scratch dir and the machine lock now.
         std::mem::forget(run_dir);
         std::mem::forget(_lock);

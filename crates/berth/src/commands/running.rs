@@ -103,6 +103,48 @@ fn processes(s: &State) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// PRETTY_NAME from the machine's own os-release.
+fn os_name(leader: i32) -> Option<String> {
+    let root = format!("/proc/{leader}/root");
+    let text = ["etc/os-release", "usr/lib/os-release"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(format!("{root}/{p}")).ok())?;
+    text.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim_matches('"').to_string())
+}
+
+/// The leader's cgroup in the unified tree (or the first hierarchy).
+fn leader_cgroup(leader: i32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{leader}/cgroup")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("0::")).or_else(|| text.lines().next())?;
+    line.splitn(3, ':').nth(2).map(str::to_string)
+}
+
+/// Resident memory and CPU seconds of the machine's processes, summed.
+fn usage(procs: &[(i32, String)]) -> (u64, f64) {
+    let mut rss = 0u64;
+    let mut ticks = 0u64;
+    for (pid, _) in procs {
+        if let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kb) = st
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            {
+                rss += kb * 1024;
+            }
+        }
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                // utime and stime are fields 14 and 15 of stat: 11 and 12 here.
+                ticks += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                ticks += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    (rss, ticks as f64 / 100.0)
+}
+
 fn tail(path: &std::path::Path, lines: usize) -> Vec<String> {
     let text = std::fs::read(path).unwrap_or_default();
     let text = String::from_utf8_lossy(&text).replace('\r', "");
@@ -114,9 +156,18 @@ pub fn status(name: &str) -> Result<i32> {
     let s = running(name)?;
     let mut out = String::new();
     out += &format!("{name}\n");
-    out += &format!("    Leader: {} ({})\n", s.leader, if s.boot { "init" } else { "command" });
+    out += &format!("    Leader: {} ({})\n", s.leader, s.command.join(" "));
+    if let Some(os) = os_name(s.leader) {
+        out += &format!("        OS: {os}\n");
+    }
+    if let Some(i) = &s.image {
+        out += &format!("     Image: {i}\n");
+    }
     out += &format!("      Root: {}\n", s.root);
-    out += &format!("        Up: {}\n", uptime(&s));
+    out += &format!("     Since: {} ago\n", uptime(&s));
+    if let Some(cg) = leader_cgroup(s.leader) {
+        out += &format!("    CGroup: {cg}\n");
+    }
     if s.boot {
         let exe = std::env::current_exe()?;
         let st = std::process::Command::new(exe).args(["exec", name, "systemctl", "is-system-running"]).output();
@@ -128,6 +179,9 @@ pub fn status(name: &str) -> Result<i32> {
         }
     }
     let procs = processes(&s);
+    let (rss, cpu) = usage(&procs);
+    out += &format!("    Memory: {}\n", human_size(rss));
+    out += &format!("       CPU: {:.2}s\n", cpu);
     out += &format!("     Tasks: {}\n", procs.len());
     for (pid, cmd) in procs.iter().take(30) {
         out += &format!("            {pid} {cmd}\n");
