@@ -23,7 +23,7 @@ umoci new --image "$work/oci:busybox" >/dev/null
 umoci unpack --image "$work/oci:busybox" "$work/bundle" >/dev/null
 mkdir -p "$work/bundle/rootfs/bin" "$work/bundle/rootfs/etc"
 cp /bin/busybox "$work/bundle/rootfs/bin/"
-for a in $(/bin/busybox --list); do ln -sf busybox "$work/bundle/rootfs/bin/$a"; done
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$work/bundle/rootfs/bin/$a"; done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$work/bundle/rootfs/etc/passwd"
 umoci repack --image "$work/oci:busybox" "$work/bundle" >/dev/null
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -37,3 +37,7 @@ mkdir "$work/mnt"
 "$berth" --root "$work/store" mount "127.0.0.1:$port/demo/busybox" "$work/mnt"
 ls "$work/mnt/bin" | head -5
 "$berth" --root "$work/store" unmount "$work/mnt"
+echo hello | "$berth" --root "$work/store" run "127.0.0.1:$port/demo/busybox" sh -c 'cat; hostname; id; ps'
+"$berth" --root "$work/store" run --name demo "127.0.0.1:$port/demo/busybox" sh -c 'echo kept > /state'
+"$berth" --root "$work/store" run -M demo cat /state
+"$berth" --root "$work/store" machines
