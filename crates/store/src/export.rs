@@ -195,6 +195,9 @@ pub fn write_tree_tar<W: Write>(root: &Path, format: ExportFormat, out: W) -> Re
             }
             ExportFormat::TarZst => {
                 let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
+                // One worker thread beside this one, as `zstd -T1` runs:
+                // reading tar's output overlaps with compressing.
+                enc.multithread(1)?;
                 io::copy(&mut stdout, &mut enc)?;
                 enc.finish()?.flush()
             }
