@@ -154,14 +154,28 @@ pub fn import_stream<R: Read + Send>(
     opts: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImageRecord, StoreError> {
-    let br = BufReader::with_capacity(256 << 10, reader);
-    let (_, decoded) = decompress::decompress(br).map_err(|e| StoreError::io(format!("reading {label}"), e))?;
+    // A gzip or zstd source is a valid layer blob as it is: keep those
+    // bytes (smaller than the tar); anything else stores the tar.
+    let mut reader = reader;
+    let magic = read_head(&mut reader, 8).map_err(|e| StoreError::io(format!("reading {label}"), e))?;
+    let keep = match decompress::sniff(&magic) {
+        decompress::Compression::Gzip => Some("application/vnd.oci.image.layer.v1.tar+gzip"),
+        decompress::Compression::Zstd => Some("application/vnd.oci.image.layer.v1.tar+zstd"),
+        _ => None,
+    };
+    let _gc = store.lock_shared("gc")?;
+    let staging = StagingDir::new(store, "import")?;
+    let blob_path = staging.path.join("blob");
+    let blob_file = std::fs::File::create(&blob_path).map_err(|e| StoreError::io("creating the staged blob", e))?;
+    let blob_out = Some(io::BufWriter::with_capacity(256 << 10, blob_file));
+    let (raw_tap, diff_tap) = if keep.is_some() { (Tap::new(blob_out), Tap::new(None)) } else { (Tap::new(None), Tap::new(blob_out)) };
+    let raw = Tapped { inner: io::Cursor::new(magic).chain(reader), tap: raw_tap.clone() };
+    let (_, decoded) = decompress::decompress(BufReader::with_capacity(256 << 10, raw))
+        .map_err(|e| StoreError::io(format!("reading {label}"), e))?;
     let mut decoded = decoded;
     let head = read_head(&mut decoded, 72 << 10).map_err(|e| StoreError::io(format!("reading {label}"), e))?;
     // Put the peeked bytes back in front of the rest.
     let mut decoded = io::Cursor::new(head.clone()).chain(decoded);
-    let _gc = store.lock_shared("gc")?;
-    let staging = StagingDir::new(store, "import")?;
     let disk = match opts.format {
         Format::Raw => Some("raw"),
         Format::Qcow2 => Some("qcow2"),
@@ -172,23 +186,41 @@ pub fn import_stream<R: Read + Send>(
     if let Some(kind) = disk {
         let img = staging.path.join("disk.img");
         write_sparse(&mut decoded, &img).map_err(|e| StoreError::io(format!("reading {label}"), e))?;
+        drop(decoded);
+        let _ = std::fs::remove_file(&blob_path);
         return import_disk(store, staging, &img, kind, label, opts);
     }
     let root = staging.path.join("root");
     std::fs::create_dir(&root).map_err(|e| StoreError::io("creating the staging root", e))?;
-    let blob_path = staging.path.join("blob");
-    let blob = std::fs::File::create(&blob_path).map_err(|e| StoreError::io("creating the staged blob", e))?;
-    let mut tee = TeeWriter { inner: HashingReader::new(decoded), out: io::BufWriter::with_capacity(256 << 10, blob) };
+    let diff_reader = Tapped { inner: decoded, tap: diff_tap.clone() };
     let uopts = UnpackOptions { layer: label.to_string(), has_lowers: false, max_bytes: opts.pull.max_layer_bytes };
     let no_lowers = || Ok(Vec::new());
-    unpack_layer(&mut tee, &root, &uopts, &no_lowers)?;
-    io::copy(&mut tee, &mut io::sink()).map_err(|e| StoreError::io(format!("reading {label}"), e))?;
-    let TeeWriter { inner, out } = tee;
-    out.into_inner()
-        .map_err(|e| StoreError::io("writing the staged blob", e.into_error()))?
-        .sync_all()
-        .map_err(|e| StoreError::io("syncing", e))?;
-    let (diff, size) = inner.finish();
+    // Decompress and hash on one thread, unpack on this one, like
+    // `zstd -dc | tar -x`.
+    let (unpacked, copied) = std::thread::scope(|s| -> Result<_, StoreError> {
+        let (mut pr, mut pw) = io::pipe().map_err(|e| StoreError::io("creating a pipe", e))?;
+        let producer = s.spawn(move || {
+            let mut r = diff_reader;
+            let copied = io::copy(&mut r, &mut pw);
+            drop(pw);
+            copied
+        });
+        let res = unpack_layer(&mut pr, &root, &uopts, &no_lowers).and_then(|stats| {
+            io::copy(&mut pr, &mut io::sink()).map_err(|e| StoreError::io(format!("reading {label}"), e))?;
+            Ok(stats)
+        });
+        drop(pr);
+        let copied = producer.join().unwrap_or_else(|_| std::process::abort());
+        Ok((res, copied))
+    })?;
+    unpacked?;
+    copied.map_err(|e| StoreError::io(format!("reading {label}"), e))?;
+    let (raw_digest, raw_size) = raw_tap.finish()?;
+    let (diff, size) = diff_tap.finish()?;
+    let blob = match keep {
+        Some(media_type) => StagedBlob { digest: raw_digest, size: raw_size, media_type },
+        None => StagedBlob { digest: diff.clone(), size, media_type: TAR },
+    };
     if std::fs::read_dir(&root).map(|mut d| d.next().is_none()).unwrap_or(true) {
         return Err(bad(format!("{label} holds no files: is it a tarball, an archive or a disk image?")));
     }
@@ -252,7 +284,7 @@ pub fn import_stream<R: Read + Send>(
         _ => {
             let name = local_name(&opts.name.clone().unwrap_or_else(|| default_name(label)))?;
             match &opts.strip_prefix {
-                None => finish_rootfs(store, staging, diff, size, None, vec![name]),
+                None => finish_rootfs_blob(store, staging, diff, blob, None, vec![name]),
                 Some(prefix) => {
                     let staging = restage_subdir(store, staging, prefix)?;
                     let (diff, size) = tar_tree(&staging.path.join("root"), &staging.path.join("blob"))?;
@@ -362,16 +394,57 @@ fn import_disk(
     finish_rootfs(store, staging, diff, size, None, vec![name])
 }
 
-/// Reads through, writing what it reads to `out` and hashing it.
-struct TeeWriter<R> {
-    inner: HashingReader<R>,
-    out: io::BufWriter<std::fs::File>,
+/// Where a stream's bytes are hashed, counted and (maybe) written, shared
+/// so the hash can be read after the stream moved into a decoder and a
+/// thread.
+#[derive(Clone)]
+struct Tap(std::sync::Arc<std::sync::Mutex<TapState>>);
+
+struct TapState {
+    hasher: sha2::Sha256,
+    count: u64,
+    out: Option<io::BufWriter<std::fs::File>>,
 }
 
-impl<R: Read> Read for TeeWriter<R> {
+impl Tap {
+    fn new(out: Option<io::BufWriter<std::fs::File>>) -> Tap {
+        use sha2::Digest as _;
+        Tap(std::sync::Arc::new(std::sync::Mutex::new(TapState { hasher: sha2::Sha256::new(), count: 0, out })))
+    }
+
+    /// The digest and size of everything that passed, with the written
+    /// copy flushed to disk.
+    fn finish(&self) -> Result<(Digest, u64), StoreError> {
+        use sha2::Digest as _;
+        let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(out) = st.out.take() {
+            out.into_inner()
+                .map_err(|e| StoreError::io("writing the staged blob", e.into_error()))?
+                .sync_all()
+                .map_err(|e| StoreError::io("syncing the staged blob", e))?;
+        }
+        let hash = std::mem::take(&mut st.hasher).finalize();
+        let d = Digest::from_hex(&hex::encode(hash)).map_err(|e| bad(e.to_string()))?;
+        Ok((d, st.count))
+    }
+}
+
+/// A reader whose bytes go through a [`Tap`].
+struct Tapped<R> {
+    inner: R,
+    tap: Tap,
+}
+
+impl<R: Read> Read for Tapped<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest as _;
         let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
+        let mut st = self.tap.0.lock().unwrap_or_else(|p| p.into_inner());
+        st.hasher.update(&buf[..n]);
+        st.count += n as u64;
+        if let Some(out) = &mut st.out {
+            out.write_all(&buf[..n])?;
+        }
         Ok(n)
     }
 }
@@ -479,15 +552,37 @@ pub(crate) fn finish_rootfs(
     config: Option<serde_json::Value>,
     names: Vec<String>,
 ) -> Result<ImageRecord, StoreError> {
+    let blob = StagedBlob { digest: diff.clone(), size, media_type: TAR };
+    finish_rootfs_blob(store, staging, diff, blob, config, names)
+}
+
+const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// The layer blob staged beside `root/`: the uncompressed tar, or the
+/// source's own gzip or zstd stream.
+struct StagedBlob {
+    digest: Digest,
+    size: u64,
+    media_type: &'static str,
+}
+
+fn finish_rootfs_blob(
+    store: &Store,
+    staging: StagingDir,
+    diff: Digest,
+    blob: StagedBlob,
+    config: Option<serde_json::Value>,
+    names: Vec<String>,
+) -> Result<ImageRecord, StoreError> {
+    let StagedBlob { digest, size, media_type: media } = blob;
     let config = config.unwrap_or_else(|| default_config(&diff_list(&diff)));
     let config_body = serde_json::to_vec(&config).map_err(|e| bad(e.to_string()))?;
     let config_digest = Digest::of(&config_body);
-    let media = "application/vnd.oci.image.layer.v1.tar";
     let manifest_body = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": berth_oci::manifest::OCI_MANIFEST,
         "config": { "mediaType": berth_oci::manifest::OCI_CONFIG, "digest": config_digest.to_string(), "size": config_body.len() },
-        "layers": [{ "mediaType": media, "digest": diff.to_string(), "size": size }],
+        "layers": [{ "mediaType": media, "digest": digest.to_string(), "size": size }],
     }))
     .map_err(|e| bad(e.to_string()))?;
     let manifest_digest = Digest::of(&manifest_body);
@@ -496,7 +591,7 @@ pub(crate) fn finish_rootfs(
         &staging.path.join("meta.json"),
         format!("{{\"unpacked_size\":{unpacked}}}").as_bytes(),
     )?;
-    let blob_dest = store.blob_path(&diff);
+    let blob_dest = store.blob_path(&digest);
     if !blob_dest.exists() {
         std::fs::rename(staging.path.join("blob"), &blob_dest)
             .map_err(|e| StoreError::io("storing the layer blob", e))?;
@@ -514,7 +609,7 @@ pub(crate) fn finish_rootfs(
         created: config.get("created").and_then(|c| c.as_str()).map(str::to_string),
         added: now(),
         layers: vec![LayerRecord {
-            digest: diff.clone(),
+            digest,
             diff_id: diff,
             size,
             media_type: media.into(),
