@@ -8,6 +8,7 @@
 //! filter, e.g. `-- pull::hostile`; `harness::selfcheck` tests only the
 //! harness, so run it first when a berth test fails for no clear reason.
 
+mod boot;
 mod harness;
 mod images;
 mod machines;

@@ -84,8 +84,8 @@ fn own_path(key: &str) -> String {
     "/".into()
 }
 
-/// Removes cgroups left by a berth that was killed: named `NAME-PID`,
-/// empty, and PID no longer alive.
+/// Removes cgroups left by a berth that was killed: named `NAME-PID`
+/// with PID no longer alive.
 fn sweep_stale(slice: &Path) {
     let Ok(rd) = std::fs::read_dir(slice) else { return };
     for e in rd.flatten() {
@@ -94,11 +94,10 @@ fn sweep_stale(slice: &Path) {
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        let empty =
-            std::fs::read_to_string(e.path().join("cgroup.procs")).map(|s| s.trim().is_empty()).unwrap_or(false);
-        if empty {
-            let _ = std::fs::remove_dir(e.path());
-        }
+        // Its berth is gone, and with it (PDEATHSIG) the container: remove
+        // what is left, including what an init made below.
+        remove_children(&e.path());
+        remove_killing(&e.path());
     }
 }
 

@@ -29,6 +29,11 @@ pub fn become_user(c: &Creds, mask: u64, nnp: bool, seccomp: bool) -> io::Result
     let g = rustix::process::Gid::from_raw(c.gid);
     rustix::thread::set_thread_res_gid(g, g, g)?;
     caps::drop_bounding(mask)?;
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it
+    // while still root.
+    if seccomp && !nnp {
+        sys::install_seccomp(&crate::seccomp::FILTER)?;
+    }
     if c.uid != 0 {
         let u = rustix::process::Uid::from_raw(c.uid);
         rustix::thread::set_thread_res_uid(u, u, u)?;
@@ -38,7 +43,7 @@ pub fn become_user(c: &Creds, mask: u64, nnp: bool, seccomp: bool) -> io::Result
     if nnp {
         rustix::thread::set_no_new_privs(true)?;
     }
-    if seccomp {
+    if seccomp && nnp {
         sys::install_seccomp(&crate::seccomp::FILTER)?;
     }
     Ok(())

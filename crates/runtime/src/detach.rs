@@ -56,6 +56,38 @@ fn redirect(fd: i32, file: &std::fs::File) {
     std::mem::forget(target);
 }
 
+/// Runs machine `name` in the foreground with state under
+/// `/run/berth/NAME/`, so ps, exec, status and stop reach it (this is how
+/// the `berth@.service` unit runs a machine). A reboot inside boots it
+/// again unless a stop was asked.
+pub fn run_managed(
+    spec: &RunSpec,
+    run_dir: &Path,
+    name: &str,
+    root: &str,
+    image: Option<String>,
+) -> Result<crate::Outcome, RuntimeError> {
+    let dir = State::dir(name);
+    std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::sys(format!("creating {}", dir.display()), e))?;
+    let _ = std::fs::remove_file(dir.join("stopping"));
+    let command = if spec.args.is_empty() && spec.boot { vec!["(init)".to_string()] } else { spec.args.clone() };
+    let hooks = Started {
+        name,
+        boot: spec.boot,
+        root: root.to_string(),
+        image,
+        command,
+        report: std::cell::RefCell::new(None),
+    };
+    let mut result = run_hooked(spec, run_dir, &hooks);
+    while matches!(&result, Ok(o) if o.rebooted) && !dir.join("stopping").exists() {
+        result = run_hooked(spec, run_dir, &hooks);
+    }
+    let _ = std::fs::remove_file(dir.join("state.json"));
+    let _ = std::fs::remove_file(dir.join("stopping"));
+    result
+}
+
 /// Starts `spec` detached as machine `name`; returns once its init runs.
 /// `run_dir` then belongs to the supervisor, which removes it at the end.
 pub fn start_detached(
@@ -67,6 +99,7 @@ pub fn start_detached(
 ) -> Result<State, RuntimeError> {
     let dir = State::dir(name);
     std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::sys(format!("creating {}", dir.display()), e))?;
+    let _ = std::fs::remove_file(dir.join("stopping"));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -112,7 +145,7 @@ pub fn start_detached(
             };
             let mut result = run_hooked(spec, run_dir, &hooks);
             // A reboot inside ends the init with SIGHUP: boot it again.
-            while matches!(&result, Ok(o) if o.rebooted) {
+            while matches!(&result, Ok(o) if o.rebooted) && !State::dir(name).join("stopping").exists() {
                 eprintln!("berth: machine {name} rebooted; starting it again");
                 result = run_hooked(spec, run_dir, &hooks);
             }

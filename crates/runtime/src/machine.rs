@@ -153,6 +153,12 @@ pub fn signal(pid: i32, sig: i32) -> Result<(), RuntimeError> {
     sys::kill(pid, sig).map_err(|e| RuntimeError::sys(format!("signalling pid {pid}"), e))
 }
 
+/// Marks machine `name` as stopping: its supervisor will not boot it
+/// again if the init reboots instead of powering off.
+pub fn mark_stopping(name: &str) {
+    let _ = std::fs::write(State::dir(name).join("stopping"), b"");
+}
+
 /// Asks a booted init to shut down cleanly (SIGRTMIN+3 for systemd,
 /// SIGUSR2 for busybox init).
 pub fn poweroff(leader: i32) -> Result<(), RuntimeError> {

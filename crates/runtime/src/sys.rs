@@ -242,8 +242,13 @@ pub fn poweroff_signal(pid: i32) -> libc::c_int {
     let exe =
         std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     if exe.ends_with("/systemd") {
-        sigrtmin_plus(3)
-    } else if exe.ends_with("/busybox") {
+        return sigrtmin_plus(3);
+    }
+    // busybox may be installed under any name (/sbin/init as a copy): look
+    // for its banner in the binary itself.
+    let is_busybox = exe.ends_with("/busybox")
+        || std::fs::read(format!("/proc/{pid}/exe")).map(|b| b.windows(7).any(|w| w == b"BusyBox")).unwrap_or(false);
+    if is_busybox {
         libc::SIGUSR2
     } else {
         libc::SIGTERM

@@ -39,13 +39,15 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Commit { machine, image } => export::commit(&cli, machine, image),
         Command::Start { name } => running::start(&cli, name),
         Command::Ps(a) => running::ps(a.json),
-        Command::Status { name } => running::status(name),
-        Command::Shell { name, user, command } => running::shell(name, user.clone(), command),
-        Command::Exec { name, tty, user, setenv, command } => running::exec(name, *tty, user.clone(), setenv, command),
-        Command::Stop { name, timeout } => running::stop(name, *timeout),
-        Command::Kill { name, signal } => running::kill(name, signal),
-        Command::Terminate { name } => running::terminate(name),
-        Command::Logs { name, follow } => running::logs(name, *follow),
+        Command::Status { name } => running::status(&cli, name),
+        Command::Shell { name, user, command } => running::shell(&cli, name, user.clone(), command),
+        Command::Exec { name, tty, user, setenv, command } => {
+            running::exec(&cli, name, *tty, user.clone(), setenv, command)
+        }
+        Command::Stop { name, timeout } => running::stop(&cli, name, *timeout),
+        Command::Kill { name, signal } => running::kill(&cli, name, signal),
+        Command::Terminate { name } => running::terminate(&cli, name),
+        Command::Logs { name, follow } => running::logs(&cli, name, *follow),
         Command::Enable { name } => units::enable(&cli, name),
         Command::Disable { name } => units::disable(&cli, name),
         Command::Create { image, name } => machines::create(&cli, image, name),

@@ -253,7 +253,18 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         std::mem::forget(_lock);
         return Ok(0);
     }
-    let outcome = berth_runtime::run(&spec, &run_dir.0);
+    // A run with a machine name is a running machine: ps, exec, status and
+    // stop reach it.
+    let outcome = match a.machine.as_ref().or(a.name.as_ref()) {
+        Some(name) => {
+            let root = match &spec.rootfs {
+                Some(Rootfs::Dir(d)) => d.display().to_string(),
+                _ => format!("machine {name}"),
+            };
+            berth_runtime::detach::run_managed(&spec, &run_dir.0, name, &root, image_name.clone())
+        }
+        None => berth_runtime::run(&spec, &run_dir.0),
+    };
     drop(_lock);
     if a.rm {
         if let Some(name) = &a.name {

@@ -152,7 +152,19 @@ fn tail(path: &std::path::Path, lines: usize) -> Vec<String> {
     all[all.len().saturating_sub(lines)..].iter().map(|s| s.to_string()).collect()
 }
 
-pub fn status(name: &str) -> Result<i32> {
+/// Fails with "not found" for a name that is neither running nor a
+/// machine in the store, so the advice to `start` it is only given when
+/// it can work.
+fn known(cli: &Cli, name: &str) -> Result<()> {
+    if State::load(name).is_some() {
+        return Ok(());
+    }
+    super::open_store(cli)?.load_machine(name)?;
+    Ok(())
+}
+
+pub fn status(cli: &Cli, name: &str) -> Result<i32> {
+    known(cli, name)?;
     let s = running(name)?;
     let mut out = String::new();
     out += &format!("{name}\n");
@@ -196,13 +208,22 @@ pub fn status(name: &str) -> Result<i32> {
     Ok(0)
 }
 
-pub fn shell(name: &str, user: Option<String>, command: &[String]) -> Result<i32> {
+pub fn shell(cli: &Cli, name: &str, user: Option<String>, command: &[String]) -> Result<i32> {
+    known(cli, name)?;
     let spec =
         ExecSpec { args: command.to_vec(), env: Vec::new(), user, tty: std::io::stdin().is_terminal(), login: true };
     Ok(berth_runtime::exec::exec(name, &spec)?)
 }
 
-pub fn exec(name: &str, tty: bool, user: Option<String>, setenv: &[String], command: &[String]) -> Result<i32> {
+pub fn exec(
+    cli: &Cli,
+    name: &str,
+    tty: bool,
+    user: Option<String>,
+    setenv: &[String],
+    command: &[String],
+) -> Result<i32> {
+    known(cli, name)?;
     let env = crate::process::env(None, tty, setenv).map_err(|e| anyhow!(e))?;
     let env = env.into_iter().filter(|(k, _)| k != "container").collect();
     let spec = ExecSpec { args: command.to_vec(), env, user, tty, login: false };
@@ -228,8 +249,10 @@ fn wait_gone(s: &State, timeout: Duration) -> bool {
     false
 }
 
-pub fn stop(name: &str, timeout: u64) -> Result<i32> {
+pub fn stop(cli: &Cli, name: &str, timeout: u64) -> Result<i32> {
+    known(cli, name)?;
     let s = running(name)?;
+    berth_runtime::machine::mark_stopping(name);
     if s.boot {
         // systemd powers off on SIGRTMIN+4, as `machinectl poweroff` asks.
         berth_runtime::machine::poweroff(s.leader)?;
@@ -275,15 +298,18 @@ fn parse_signal(s: &str) -> Result<i32> {
     Ok(n)
 }
 
-pub fn kill(name: &str, sig: &str) -> Result<i32> {
+pub fn kill(cli: &Cli, name: &str, sig: &str) -> Result<i32> {
+    known(cli, name)?;
     let s = running(name)?;
     let n = parse_signal(sig)?;
     berth_runtime::machine::signal(s.leader, n)?;
     Ok(0)
 }
 
-pub fn terminate(name: &str) -> Result<i32> {
+pub fn terminate(cli: &Cli, name: &str) -> Result<i32> {
+    known(cli, name)?;
     let s = running(name)?;
+    berth_runtime::machine::mark_stopping(name);
     berth_runtime::machine::signal(s.leader, 9)?;
     if !wait_gone(&s, Duration::from_secs(5)) {
         bail!("machine {name} did not go away after SIGKILL");
@@ -291,7 +317,8 @@ pub fn terminate(name: &str) -> Result<i32> {
     Ok(0)
 }
 
-pub fn logs(name: &str, follow: bool) -> Result<i32> {
+pub fn logs(cli: &Cli, name: &str, follow: bool) -> Result<i32> {
+    known(cli, name)?;
     let path = State::console_log(name);
     let mut f = std::fs::File::open(&path)
         .map_err(|_| anyhow!("no console log for machine {name:?}: it has not run detached"))?;
