@@ -168,7 +168,8 @@ pub fn import_stream<R: Read + Send>(
     let blob_path = staging.path.join("blob");
     let blob_file = std::fs::File::create(&blob_path).map_err(|e| StoreError::io("creating the staged blob", e))?;
     let blob_out = Some(io::BufWriter::with_capacity(256 << 10, blob_file));
-    let (raw_tap, diff_tap) = if keep.is_some() { (Tap::new(blob_out), Tap::new(None)) } else { (Tap::new(None), Tap::new(blob_out)) };
+    let (raw_tap, diff_tap) =
+        if keep.is_some() { (Tap::new(blob_out), Tap::new(None)) } else { (Tap::new(None), Tap::new(blob_out)) };
     let raw = Tapped { inner: io::Cursor::new(magic).chain(reader), tap: raw_tap.clone() };
     let (_, decoded) = decompress::decompress(BufReader::with_capacity(256 << 10, raw))
         .map_err(|e| StoreError::io(format!("reading {label}"), e))?;
@@ -608,13 +609,7 @@ fn finish_rootfs_blob(
         platform: Platform { os: "linux".into(), ..p },
         created: config.get("created").and_then(|c| c.as_str()).map(str::to_string),
         added: now(),
-        layers: vec![LayerRecord {
-            digest,
-            diff_id: diff,
-            size,
-            media_type: media.into(),
-            unpacked_size: unpacked,
-        }],
+        layers: vec![LayerRecord { digest, diff_id: diff, size, media_type: media.into(), unpacked_size: unpacked }],
     };
     store.publish_image(&rec, names)?;
     Ok(rec)
