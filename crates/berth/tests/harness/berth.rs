@@ -250,6 +250,11 @@ pub fn run_command(mut cmd: Command) -> Run {
 
 /// Waits for a spawned child (piped output), killing it after the timeout.
 pub fn wait_with_timeout(child: &mut Child, args: String) -> Run {
+    wait_for(child, args, COMMAND_TIMEOUT)
+}
+
+/// Waits for a spawned child (piped output), killing it after `timeout`.
+pub fn wait_for(child: &mut Child, args: String, timeout: Duration) -> Run {
     let mut out = child.stdout.take().expect("piped stdout");
     let mut err = child.stderr.take().expect("piped stderr");
     let t_out = std::thread::spawn(move || {
@@ -262,7 +267,7 @@ pub fn wait_with_timeout(child: &mut Child, args: String) -> Run {
         let _ = err.read_to_end(&mut s);
         s
     });
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(st) = child.try_wait().expect("wait for berth") {
             break st;
@@ -270,7 +275,7 @@ pub fn wait_with_timeout(child: &mut Child, args: String) -> Run {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{args} did not finish within {COMMAND_TIMEOUT:?}");
+            panic!("{args} did not finish within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     };

@@ -139,36 +139,7 @@ pub fn run_long(mut cmd: Command, timeout: Duration) -> Run {
     let args = format!("{cmd:?}");
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {args}: {e}"));
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        args,
-        status,
-        stdout: String::from_utf8_lossy(&t_out.join().expect("stdout reader")).into_owned(),
-        stderr: String::from_utf8_lossy(&t_err.join().expect("stderr reader")).into_owned(),
-    }
+    crate::harness::berth::wait_for(&mut child, args, timeout)
 }
 
 /// `berth ARGS…` with the file `input` on stdin.
