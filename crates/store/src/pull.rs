@@ -207,8 +207,18 @@ fn fetch_config(
 
 /// A layer ready to publish: already in the store, or staged and verified.
 enum Staged {
-    Cached { diff_id: Digest, unpacked: u64 },
-    Fresh { dir: StagingDir, diff_id: Digest, unpacked: u64 },
+    /// The layer is unpacked already; `blob` holds its compressed blob
+    /// when the store lacked that one (another image brought the layer).
+    Cached {
+        diff_id: Digest,
+        unpacked: u64,
+        blob: Option<StagingDir>,
+    },
+    Fresh {
+        dir: StagingDir,
+        diff_id: Digest,
+        unpacked: u64,
+    },
 }
 
 impl Staged {
@@ -217,7 +227,16 @@ impl Staged {
             StoreError::Layer { layer: desc.digest().to_string(), what: e.to_string() }
         })?;
         let (diff_id, unpacked) = match self {
-            Staged::Cached { diff_id, unpacked } => (diff_id, unpacked),
+            Staged::Cached { diff_id, unpacked, blob } => {
+                if let Some(dir) = blob {
+                    let dest = store.blob_path(&digest);
+                    if !dest.exists() {
+                        std::fs::rename(dir.path.join("blob"), &dest)
+                            .map_err(|e| StoreError::io(format!("storing blob {digest}"), e))?;
+                    }
+                }
+                (diff_id, unpacked)
+            }
             Staged::Fresh { dir, diff_id, unpacked } => {
                 let blob = dir.path.join("blob");
                 let dest = store.blob_path(&digest);
@@ -520,9 +539,13 @@ fn fetch_one(
     LayerCompression::from_media_type(desc.media_type().as_ref())?;
     let layer_dir = store.layer_path(diff_id);
     if layer_dir.join("root").is_dir() {
+        // The unpacked layer is here; its blob may not be (another image
+        // brought the same diff_id compressed differently): fetch just the
+        // blob, verified, so export and push of this image work.
+        let blob = if store.has_blob(&digest) { None } else { Some(fetch_blob_only(store, client, desc, &digest)?) };
         progress.layer_done(&digest, true);
         let unpacked = read_meta(&layer_dir).unwrap_or(0);
-        return Ok(Staged::Cached { diff_id: diff_id.clone(), unpacked });
+        return Ok(Staged::Cached { diff_id: diff_id.clone(), unpacked, blob });
     }
     let dir = StagingDir::new(store, "layer")?;
     let root = dir.path.join("root");
@@ -602,6 +625,31 @@ fn fetch_one(
     )?;
     progress.layer_done(&digest, false);
     Ok(Staged::Fresh { dir, diff_id: diff_id.clone(), unpacked: stats.bytes })
+}
+
+/// Downloads a blob into staging and verifies its digest and size.
+fn fetch_blob_only(
+    store: &Store,
+    client: &dyn Source,
+    desc: &Descriptor,
+    digest: &Digest,
+) -> Result<StagingDir, StoreError> {
+    let dir = StagingDir::new(store, "blob")?;
+    let path = dir.path.join("blob");
+    let mut file =
+        std::fs::File::create(&path).map_err(|e| StoreError::io(format!("creating {}", path.display()), e))?;
+    let blob = client.blob(digest)?;
+    let mut hr = HashingReader::new(blob.reader.take(desc.size() + 1));
+    io::copy(&mut hr, &mut file).map_err(|e| StoreError::io(format!("reading blob {digest}"), e))?;
+    file.sync_all().map_err(|e| StoreError::io(format!("writing blob {digest}"), e))?;
+    let (got, count) = hr.finish();
+    if count < desc.size() {
+        return Err(StoreError::Truncated { digest: digest.to_string(), got: count, want: desc.size() });
+    }
+    if &got != digest || count != desc.size() {
+        return Err(StoreError::DigestMismatch { digest: digest.to_string(), got: got.to_string() });
+    }
+    Ok(dir)
 }
 
 fn read_meta(layer_dir: &Path) -> Option<u64> {

@@ -117,3 +117,29 @@ fn tmp_entries(berth: &Berth) -> Vec<String> {
         .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default()
 }
+
+/// Two images with the same layer content, compressed differently: the
+/// layer is unpacked once, and each image's own compressed blob is kept,
+/// so the second image can still be exported (regression: its blob was
+/// never fetched because the layer was already there).
+#[test]
+fn same_layer_compressed_differently_keeps_both_blobs() {
+    use crate::harness::oci::Compression;
+    let reg = Registry::start();
+    let gz = fixtures::compressed(Compression::Gzip);
+    let plain = fixtures::compressed(Compression::None);
+    reg.push_image("gz", "latest", &gz);
+    reg.push_image("plain", "latest", &plain);
+    let berth = Berth::new();
+    berth.pull(&reg.reference("gz", "latest"), &[]).success();
+    berth.pull(&reg.reference("plain", "latest"), &[]).success();
+    assert_eq!(berth.layer_dirs().len(), gz.layers.len(), "each layer is unpacked once");
+    let blobs = berth.blob_files();
+    for l in gz.layers.iter().chain(plain.layers.iter()) {
+        assert!(blobs.contains(&l.blob.hex().to_string()), "blob {} missing from the store", l.blob.digest);
+    }
+    let out = tempfile::tempdir().expect("tempdir");
+    let layout = out.path().join("layout");
+    let reference = reg.reference("plain", "latest");
+    berth.run(["export", reference.as_str(), layout.to_str().expect("utf-8"), "--format", "oci"]).success();
+}
