@@ -38,8 +38,6 @@ use crate::harness::berth::{run_command, unique, Run};
 use crate::harness::mounts::mount_points;
 use crate::harness::Berth;
 
-/// Where the systemd tree is cached between test runs.
-pub const SYSTEMD_TREE: &str = "/var/cache/berth-test/bookworm-systemd";
 /// A tree the developer built the same way; copied when present (quicker).
 const DEV_TREE: &str = "/var/cache/berth-dev/bookworm-systemd";
 /// How long a booted systemd may take to reach running/degraded.
@@ -52,63 +50,12 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(30);
 /// lock, so parallel tests (and test processes) build it once. Shared and
 /// read-only: tests import it, never boot it in place.
 pub fn systemd_tree() -> PathBuf {
-    let dest = PathBuf::from(SYSTEMD_TREE);
-    if systemd_tree_complete(&dest) {
-        return dest;
-    }
-    let cache = dest.parent().expect("cache dir");
-    fs::create_dir_all(cache).expect("create the test cache dir");
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(cache.join(".bookworm-systemd.lock"))
-        .expect("open the systemd tree lock");
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("lock the systemd tree");
-    if systemd_tree_complete(&dest) {
-        return dest;
-    }
-    // Half-built trees of crashed builds.
-    if let Ok(rd) = fs::read_dir(cache) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".build-systemd-") {
-                detach_mounts_under(&e.path());
-                let _ = fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    let tmp = cache.join(format!(".build-systemd-{}", std::process::id()));
-    let started = Instant::now();
-    let how = if systemd_tree_complete(Path::new(DEV_TREE)) {
-        let st = Command::new("cp").args(["-a", "--reflink=auto", DEV_TREE]).arg(&tmp).status().expect("run cp");
-        assert!(st.success(), "cp -a {DEV_TREE} {} failed", tmp.display());
-        format!("copied from {DEV_TREE}")
-    } else {
-        let mirror = crate::harness::debootstrap::mirror();
-        let out = Command::new("debootstrap")
-            .args(["--variant=minbase", "--include=systemd,systemd-sysv,dbus", "bookworm"])
-            .arg(&tmp)
-            .arg(&mirror)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run debootstrap (apt-get install debootstrap)");
-        if !out.status.success() {
-            detach_mounts_under(&tmp);
-            let _ = fs::remove_dir_all(&tmp);
-            panic!(
-                "debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm {} {mirror} failed:\n{}{}",
-                tmp.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        format!("debootstrap from {mirror}")
-    };
-    detach_mounts_under(&tmp);
-    assert!(systemd_tree_complete(&tmp), "the new tree at {} has no systemd, /sbin/init or dbus", tmp.display());
-    fs::rename(&tmp, &dest).expect("rename the systemd tree into place");
-    eprintln!("berth tests: bookworm-systemd tree {how} in {:.1}s", started.elapsed().as_secs_f64());
-    dest
+    crate::harness::debootstrap::cached_tree(
+        "bookworm-systemd",
+        &["systemd", "systemd-sysv", "dbus"],
+        DEV_TREE,
+        systemd_tree_complete,
+    )
 }
 
 fn systemd_tree_complete(dir: &Path) -> bool {
@@ -117,14 +64,6 @@ fn systemd_tree_complete(dir: &Path) -> bool {
         && dir.join("usr/bin/dbus-daemon").is_file()
         && dir.join("usr/bin/systemctl").is_file()
         && dir.join("etc/passwd").is_file()
-}
-
-fn detach_mounts_under(dir: &Path) {
-    let mut ms: Vec<PathBuf> = mount_points().into_iter().filter(|m| m.starts_with(dir)).collect();
-    ms.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
-    for m in ms {
-        let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
-    }
 }
 
 /// Output lines of busybox init's inittab actions (they run in the

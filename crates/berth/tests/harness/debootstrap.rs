@@ -35,9 +35,18 @@ fn lock() -> CacheLock {
     CacheLock(f)
 }
 
-/// The cached tree, built first if missing.
+/// The cached minbase tree, built first if missing.
 pub fn tree() -> PathBuf {
-    let dest = Path::new(CACHE).join("bookworm-minbase");
+    cached_tree("bookworm-minbase", &[], BENCH_TREE, complete)
+}
+
+/// A bookworm minbase tree with `include` packages, cached as
+/// `CACHE/NAME` and built once under the cache lock: copied from `seed`
+/// when that is a complete tree, else run through debootstrap
+/// (`BERTH_TEST_DEBOOTSTRAP=1` forces that). `complete` tells a finished
+/// tree from a missing or half-built one.
+pub fn cached_tree(name: &str, include: &[&str], seed: &str, complete: fn(&Path) -> bool) -> PathBuf {
+    let dest = Path::new(CACHE).join(name);
     if complete(&dest) {
         return dest;
     }
@@ -46,17 +55,22 @@ pub fn tree() -> PathBuf {
         return dest;
     }
     remove_stale_builds();
-    let tmp = Path::new(CACHE).join(format!(".build-{}", std::process::id()));
+    let tmp = Path::new(CACHE).join(format!(".build-{name}-{}", std::process::id()));
     let started = Instant::now();
     let force = std::env::var_os("BERTH_TEST_DEBOOTSTRAP").is_some_and(|v| v == "1");
-    let how = if !force && complete(Path::new(BENCH_TREE)) {
-        let st = Command::new("cp").args(["-a", "--reflink=auto", BENCH_TREE]).arg(&tmp).status().expect("run cp");
-        assert!(st.success(), "copying {BENCH_TREE} failed");
-        format!("copied from {BENCH_TREE}")
+    let how = if !force && complete(Path::new(seed)) {
+        let st = Command::new("cp").args(["-a", "--reflink=auto", seed]).arg(&tmp).status().expect("run cp");
+        assert!(st.success(), "copying {seed} failed");
+        format!("copied from {seed}")
     } else {
         let mirror = mirror();
+        let mut args = vec!["--variant=minbase".to_string()];
+        if !include.is_empty() {
+            args.push(format!("--include={}", include.join(",")));
+        }
+        args.push("bookworm".into());
         let out = Command::new("debootstrap")
-            .args(["--variant=minbase", "bookworm"])
+            .args(&args)
             .arg(&tmp)
             .arg(&mirror)
             .stdin(Stdio::null())
@@ -66,7 +80,8 @@ pub fn tree() -> PathBuf {
             detach_mounts_under(&tmp);
             let _ = fs::remove_dir_all(&tmp);
             panic!(
-                "debootstrap --variant=minbase bookworm {} {mirror} failed:\n{}{}",
+                "debootstrap {} {} {mirror} failed:\n{}{}",
+                args.join(" "),
                 tmp.display(),
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
@@ -75,11 +90,11 @@ pub fn tree() -> PathBuf {
         format!("debootstrap from {mirror}")
     };
     detach_mounts_under(&tmp);
-    assert!(complete(&tmp), "the new tree at {} lacks usr/bin/id or etc/passwd", tmp.display());
+    assert!(complete(&tmp), "the new tree at {} is incomplete", tmp.display());
     fs::rename(&tmp, &dest).expect("rename the tree into place");
     let note = format!("{how} in {:.1}s\n", started.elapsed().as_secs_f64());
-    let _ = fs::write(Path::new(CACHE).join("bookworm-minbase.built"), &note);
-    eprintln!("berth tests: bookworm-minbase tree {note}");
+    let _ = fs::write(Path::new(CACHE).join(format!("{name}.built")), &note);
+    eprintln!("berth tests: {name} tree {note}");
     dest
 }
 
@@ -99,7 +114,7 @@ fn remove_stale_builds() {
 }
 
 /// Detaches every mount under `dir` (debootstrap mounts /proc and /sys).
-fn detach_mounts_under(dir: &Path) {
+pub fn detach_mounts_under(dir: &Path) {
     let mut ms: Vec<PathBuf> = super::mounts::mount_points().into_iter().filter(|m| m.starts_with(dir)).collect();
     ms.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
     for m in ms {

@@ -23,7 +23,8 @@ pub const CAP_NET_RAW_V2: [u8; 20] = [
 
 /// A busybox-static rootfs in one gzip layer: `/bin/busybox`, one symlink
 /// per applet, passwd/group, and the usual top-level dirs.
-pub fn busybox() -> Image {
+/// The entries of a busybox-static root: applet symlinks, passwd, group.
+pub fn busybox_entries() -> Vec<Entry> {
     let bin = fs::read("/bin/busybox").expect("read /bin/busybox (apt-get install busybox-static)");
     let out = Command::new("/bin/busybox").arg("--list").output().expect("busybox --list");
     assert!(out.status.success(), "busybox --list failed");
@@ -47,6 +48,11 @@ pub fn busybox() -> Image {
     }
     e.push(Entry::file("etc/passwd", PASSWD));
     e.push(Entry::file("etc/group", GROUP));
+    e
+}
+
+pub fn busybox() -> Image {
+    let e = busybox_entries();
     Image::new("amd64", vec![Layer::new(tar(&e), Compression::Gzip)])
 }
 

@@ -173,7 +173,7 @@ pub fn printed_id(run: &Run) -> String {
 /// user xattr, an empty file, dangling and absolute symlinks, a nested dir.
 pub fn rich_entries() -> Vec<Entry> {
     let mut e = vec![Entry::dir("./").mode(0o755)];
-    e.extend(busybox_entries());
+    e.extend(crate::harness::fixtures::busybox_entries());
     e.extend([
         Entry::file("etc/os-release", "ID=berth-machines-test\nVERSION_ID=1\n"),
         Entry::dir("srv"),
@@ -196,36 +196,6 @@ pub fn rich_entries() -> Vec<Entry> {
         Entry::dir("somedir/sub"),
         Entry::file("somedir/sub/deep", "deep\n"),
     ]);
-    e
-}
-
-/// A busybox root like `fixtures::busybox()`'s, as entries.
-fn busybox_entries() -> Vec<Entry> {
-    let bin = fs::read("/bin/busybox").expect("read /bin/busybox (apt-get install busybox-static)");
-    let out = Command::new("/bin/busybox").arg("--list").output().expect("busybox --list");
-    let mut e = vec![
-        Entry::dir("bin"),
-        Entry::dir("dev"),
-        Entry::dir("etc"),
-        Entry::dir("proc").mode(0o555),
-        Entry::dir("root").mode(0o700),
-        Entry::dir("sys").mode(0o555),
-        Entry::dir("tmp").mode(0o1777),
-        Entry::dir("usr"),
-        Entry::dir("var"),
-        Entry::file("bin/busybox", &bin).mode(0o755),
-    ];
-    for applet in String::from_utf8_lossy(&out.stdout).lines() {
-        let applet = applet.trim();
-        if !applet.is_empty() && applet != "busybox" {
-            e.push(Entry::symlink(format!("bin/{applet}"), "busybox"));
-        }
-    }
-    e.push(Entry::file(
-        "etc/passwd",
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-    ));
-    e.push(Entry::file("etc/group", "root:x:0:\nnogroup:x:65534:\n"));
     e
 }
 
