@@ -33,6 +33,7 @@
 #   MIRROR=URL          Debian mirror for debootstrap (default: from apt sources)
 #   KEEP_TMP=1          keep the scratch dir
 set -Eeuo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap 'printf "[bench] internal error: line %s exited %s\n" "$LINENO" "$?" >&2' ERR
 
 RUNS=${RUNS:-5}
@@ -49,9 +50,6 @@ ALL_TOOLS="berth nspawn"
 TOOLS=${TOOLS:-$ALL_TOOLS}
 SUITE=bookworm
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 2; }
-has_tool() { [[ " $TOOLS " == *" $1 "* ]]; }
 
 if [[ $(id -u) != 0 ]]; then die "run as root (containers need it)"; fi
 [[ $RUNS =~ ^[1-9][0-9]*$ && $WARMUP =~ ^[0-9]+$ && $PS_MACHINES =~ ^[0-9]+$ && $PS_RUNS =~ ^[1-9][0-9]*$ \
@@ -143,20 +141,6 @@ fi
 
 # ---------------------------------------------------------------- fixture: a bootable tree
 tree_ok() { [[ -x $1/usr/lib/systemd/systemd && -e $1/usr/bin/dbus-daemon && -x $1/usr/bin/systemctl && -L $1/sbin/init ]]; }
-find_mirror() {
-    local f url
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [[ -f $f ]] || continue
-        url=$(awk '/^URIs:/ {print $2}' "$f" | grep -E '/debian/?$' | head -n1 || true)
-        [[ -n $url ]] && { echo "$url"; return; }
-    done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [[ -f $f ]] || continue
-        url=$(awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' "$f" | grep -E '/debian/?$' | head -n1 || true)
-        [[ -n $url ]] && { echo "$url"; return; }
-    done
-    echo http://deb.debian.org/debian
-}
 if [[ -z ${BOOT_TREE:-} ]]; then
     for c in /var/cache/berth-test/bookworm-systemd /var/cache/berth-dev/bookworm-systemd "$BENCH_CACHE/rootfs-$SUITE-systemd"; do
         if tree_ok "$c"; then BOOT_TREE=$c; break; fi

@@ -26,6 +26,7 @@
 #   KEEP_TMP=1          keep the scratch dir (hyperfine JSON, logs); the btrfs
 #                       loop is still unmounted and detached
 set -Eeuo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap 'printf "[bench] internal error: line %s exited %s\n" "$LINENO" "$?" >&2' ERR
 
 RUNS=${RUNS:-3}
@@ -46,9 +47,6 @@ ROOTFS=$BENCH_CACHE/rootfs-$SUITE-minbase
 IMAGE=bench # berth import ROOTFS bench -> localhost/bench:latest
 TINY=tiny   # a one-file image: create must cost the same
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 2; }
-has_tool() { [[ " $TOOLS " == *" $1 "* ]]; }
 has_any() { local t; for t; do has_tool "$t" && return 0; done; return 1; }
 
 if [[ $(id -u) != 0 ]]; then die "run as root (berth's store, mount, losetup and btrfs need it)"; fi

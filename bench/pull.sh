@@ -18,6 +18,7 @@
 #   MIRROR=URL          Debian mirror for debootstrap (default: from apt sources)
 #   KEEP_TMP=1          keep the scratch dir
 set -Eeuo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap 'printf "[bench] internal error: line %s exited %s\n" "$LINENO" "$?" >&2' ERR
 
 RUNS=${RUNS:-3}
@@ -35,8 +36,6 @@ LAYOUT=$BENCH_CACHE/oci-$SUITE-minbase
 IMAGE_PATH=bench/$SUITE
 REGCONF=/etc/containers/registries.conf.d/berth-bench.conf
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 2; }
 
 if [[ $(id -u) != 0 ]]; then die "run as root (debootstrap, umoci unpack and podman need it)"; fi
 
@@ -76,20 +75,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- fixture: debootstrap tree
-find_mirror() {
-    local f url
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [[ -f $f ]] || continue
-        url=$(awk '/^URIs:/ {print $2}' "$f" | grep -E '/debian/?$' | head -n1 || true)
-        [[ -n $url ]] && { echo "$url"; return; }
-    done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [[ -f $f ]] || continue
-        url=$(awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' "$f" | grep -E '/debian/?$' | head -n1 || true)
-        [[ -n $url ]] && { echo "$url"; return; }
-    done
-    echo http://deb.debian.org/debian
-}
 
 mkdir -p "$BENCH_CACHE"
 if [[ ! -d $ROOTFS ]]; then
@@ -152,28 +137,7 @@ tar_mb=$(awk -v b="$(cat "$BENCH_CACHE/oci-$SUITE-minbase.tar-size" 2>/dev/null 
 nfiles=$(find "$ROOTFS" -xdev | wc -l)
 
 # ---------------------------------------------------------------- registry
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$WORK/registry"
-cat >"$WORK/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: 127.0.0.1:$PORT
-EOF
-docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do
-    curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break
-    kill -0 "$REG_PID" 2>/dev/null || { cat "$WORK/registry.log" >&2; die "docker-registry exited"; }
-    sleep 0.1
-done
-curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null || die "docker-registry did not answer on 127.0.0.1:$PORT"
+start_registry
 REF=127.0.0.1:$PORT/$IMAGE_PATH:latest
 log "registry on 127.0.0.1:$PORT; pushing $REF"
 skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$LAYOUT:$SUITE" "docker://$REF" \

@@ -20,6 +20,7 @@
 #   TOOLS="..."         subset of: berth-image berth-dir runc crun nspawn podman floor
 #   KEEP_TMP=1          keep the scratch dir
 set -Eeuo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap 'printf "[bench] internal error: line %s exited %s\n" "$LINENO" "$?" >&2' ERR
 
 RUNS=${RUNS:-30}
@@ -39,9 +40,6 @@ LAYOUT=$BENCH_CACHE/oci-$SUITE-minbase
 IMAGE_PATH=bench/$SUITE
 IMAGE=bench-$SUITE # the name berth's store gives the image (pull --name)
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 2; }
-has_tool() { [[ " $TOOLS " == *" $1 "* ]]; }
 
 if [[ $(id -u) != 0 ]]; then die "run as root (containers need it)"; fi
 [[ $RUNS =~ ^[1-9][0-9]*$ && $ROUNDS =~ ^[1-9][0-9]*$ && $WARMUP =~ ^[0-9]+$ && $PARALLEL =~ ^[1-9][0-9]*$ ]] \
@@ -170,28 +168,7 @@ tree_mb=$(du -sm "$TREE" | cut -f1)
 STORE=$WORK/store
 REF=
 if (has_tool berth-image && ((berth_ok))) || has_tool podman; then
-    PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    mkdir -p "$WORK/registry"
-    cat >"$WORK/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: 127.0.0.1:$PORT
-EOF
-    docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
-    REG_PID=$!
-    for _ in $(seq 100); do
-        curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break
-        kill -0 "$REG_PID" 2>/dev/null || { cat "$WORK/registry.log" >&2; die "docker-registry exited"; }
-        sleep 0.1
-    done
-    curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null || die "docker-registry did not answer on 127.0.0.1:$PORT"
+    start_registry
     REF=127.0.0.1:$PORT/$IMAGE_PATH:latest
     log "registry on 127.0.0.1:$PORT; pushing $REF"
     skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$LAYOUT:$SUITE" "docker://$REF" || die "skopeo push failed"
