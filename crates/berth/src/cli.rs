@@ -261,6 +261,10 @@ pub struct RunArgs {
     /// Keep stdin open (it is passed through unless -t)
     #[arg(long)]
     pub interactive: bool,
+    /// interactive (-t), read-only, passive, pipe, or autopipe (default: a
+    /// pty in place of each terminal among stdin/stdout/stderr)
+    #[arg(long, value_name = "MODE")]
+    pub console: Option<String>,
     /// A network namespace with only lo, up
     #[arg(long)]
     pub private_network: bool,

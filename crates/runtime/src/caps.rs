@@ -1,4 +1,5 @@
-//! Capabilities: names, systemd-nspawn's default set for containers, and
+//! Capabilities: names, the default set for containers (systemd-nspawn's
+//! without CAP_SYS_PTRACE), and
 //! applying a set (bounding set dropped to it; permitted, effective and
 //! inheritable set to it for root). Capabilities the host's bounding set
 //! lacks (here CAP_SYS_RESOURCE) are left out quietly rather than failing.
@@ -50,7 +51,10 @@ pub const NAMES: &[&str] = &[
     "checkpoint_restore",
 ];
 
-/// systemd-nspawn's default set for a container.
+/// systemd-nspawn's default set for a container, without CAP_SYS_PTRACE:
+/// with it, container root could ptrace any process of the container
+/// however it protects itself (non-dumpable), PID 1 and an entering
+/// `berth exec` among them, while they still hold host privileges.
 pub const DEFAULT: &[&str] = &[
     "audit_control",
     "audit_write",
@@ -75,7 +79,6 @@ pub const DEFAULT: &[&str] = &[
     "sys_boot",
     "sys_chroot",
     "sys_nice",
-    "sys_ptrace",
     "sys_resource",
     "sys_tty_config",
 ];

@@ -6,7 +6,7 @@
 use crate::cgroup::Cgroup;
 use crate::init::{child_main, ChildContext, SETUP_FAILED};
 use crate::pty::{pass_winsize, Pty, RawMode};
-use crate::spec::RunSpec;
+use crate::spec::{Console, ConsolePlan, Relay, RunSpec};
 use crate::sys::{self, Exit};
 use crate::{caps, RuntimeError};
 use rustix::event::{poll, PollFd, PollFlags};
@@ -25,9 +25,17 @@ pub struct Outcome {
     pub rebooted: bool,
 }
 
+/// What a container runs with, for those who enter it later.
+#[derive(Debug, Clone, Copy)]
+pub struct Privileges {
+    /// The capability mask of its processes.
+    pub caps: u64,
+    pub seccomp: bool,
+}
+
 /// Told when the container's command (or init) is running.
 pub trait Hooks {
-    fn started(&self, _leader: libc::pid_t) {}
+    fn started(&self, _leader: libc::pid_t, _privileges: Privileges) {}
 }
 
 struct NoHooks;
@@ -76,8 +84,18 @@ fn run_in(
     let pipe = || pipe_with(PipeFlags::CLOEXEC).map_err(|e| RuntimeError::sys("creating a pipe", e));
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    // A booted init writes to /dev/console, so it always gets one.
-    let pty = if spec.tty || spec.boot { Some(Pty::open()?) } else { None };
+    // The caller's terminal never reaches the container (TIOCSTI would
+    // type into the caller's shell): a terminal among stdin, stdout and
+    // stderr is replaced by a pty of the container's own, which berth
+    // relays. A booted init writes to /dev/console, so it always gets one.
+    let terminals = [0, 1, 2].map(|fd| rustix::termios::isatty(sys::borrowed_std_fd(fd)));
+    let mode = match (spec.tty, spec.boot, spec.console) {
+        (true, _, _) => Console::Interactive,
+        (false, true, Console::Pipe | Console::Autopipe) => Console::Interactive,
+        (false, _, m) => m,
+    };
+    let plan = ConsolePlan::new(mode, terminals);
+    let pty = if plan.uses_pty() { Some(Pty::open()?) } else { None };
     // Block the signals we relay before cloning, so none is lost between
     // the clone and the relay loop; the child inherits the mask.
     let sfd = sys::signalfd(sys::FORWARDED).map_err(|e| RuntimeError::sys("creating a signalfd", e))?;
@@ -97,6 +115,7 @@ fn run_in(
                 run_dir: run_dir.to_path_buf(),
                 console: pty.as_ref().map(|p| p.slave_path.clone()),
                 tty: pty.map(|p| p.slave),
+                tty_fds: plan.pty,
                 sync: sync_r,
                 errors: err_w,
                 caps: mask,
@@ -125,7 +144,7 @@ fn run_in(
     let mut message = String::new();
     let _ = std::fs::File::from(err_r).read_to_string(&mut message);
     if message.is_empty() {
-        hooks.started(child);
+        hooks.started(child, Privileges { caps: mask, seccomp: !spec.no_seccomp });
     }
     // A booted init shuts down cleanly on its own signal (SIGRTMIN+3 for
     // systemd); plain commands get the signal itself.
@@ -137,7 +156,7 @@ fn run_in(
         }
     };
     let exit = match &master {
-        Some(m) if message.is_empty() => relay_tty(child, m, &sfd, &map),
+        Some(m) if message.is_empty() => relay_tty(child, m, &sfd, &map, plan.input, plan.output),
         _ => wait_forwarding(child, &sfd, &map),
     };
     // The kernel ends a PID namespace's init that called reboot(2) with
@@ -175,18 +194,25 @@ pub(crate) fn wait_forwarding(
     }
 }
 
-/// Relays stdin → pty and pty → stdout, window sizes and signals.
+/// Relays stdin → pty (when `input`) and pty → `output`, window sizes and
+/// signals.
 pub(crate) fn relay_tty(
     child: libc::pid_t,
     master: &OwnedFd,
     sfd: &OwnedFd,
     map: &dyn Fn(libc::c_int) -> libc::c_int,
+    input: bool,
+    output: Relay,
 ) -> std::io::Result<Exit> {
-    let _raw = RawMode::enter();
+    let _raw = if input { Some(RawMode::enter()) } else { None };
     pass_winsize(master);
     let stdin = std::io::stdin();
-    let mut stdout = std::io::stdout();
-    let mut stdin_open = true;
+    let mut stdout: Box<dyn Write> = match output {
+        Relay::Stdout => Box::new(std::io::stdout()),
+        Relay::Stderr => Box::new(std::io::stderr()),
+        Relay::Discard => Box::new(std::io::sink()),
+    };
+    let mut stdin_open = input;
     let mut master_open = true;
     let mut buf = vec![0u8; 32 << 10];
     loop {

@@ -22,7 +22,7 @@ struct Started<'a> {
 }
 
 impl Hooks for Started<'_> {
-    fn started(&self, leader: libc::pid_t) {
+    fn started(&self, leader: libc::pid_t, privileges: crate::Privileges) {
         let state = State {
             name: self.name.to_string(),
             leader,
@@ -36,6 +36,8 @@ impl Hooks for Started<'_> {
             root: self.root.clone(),
             image: self.image.clone(),
             command: self.command.clone(),
+            caps: Some(privileges.caps),
+            seccomp: privileges.seccomp,
         };
         let msg = match state.save() {
             Ok(()) => {

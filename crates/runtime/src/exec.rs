@@ -7,6 +7,7 @@
 use crate::container::{relay_tty, wait_forwarding};
 use crate::machine::{enter, running};
 use crate::pty::Pty;
+use crate::spec::{Console, ConsolePlan};
 use crate::{caps, sys, users, RuntimeError};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -24,12 +25,27 @@ pub struct ExecSpec {
 /// Runs `spec` in machine `name`; returns the exit status.
 pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
     let st = running(name)?;
-    let mask = caps::compute(&[], &[], &[]).map_err(RuntimeError::Invalid)? & caps::host_bounding();
+    // The machine's own capability set, never more: a machine started
+    // with --drop-capability must not get it back through exec.
+    let mask = match st.caps {
+        Some(m) => m,
+        None => caps::compute(&[], &[], &[]).map_err(RuntimeError::Invalid)?,
+    } & caps::host_bounding();
+    let seccomp = st.seccomp;
+    // From here this process joins the machine; its child is visible
+    // inside until it execs. Neither may be ptraced, nor its memory or
+    // /proc/PID/exe (the host's berth binary) opened from inside (the
+    // CVE-2019-5736 class); the child's exec resets this for the command.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| RuntimeError::sys("making berth non-dumpable", e))?;
     let sfd = sys::signalfd(sys::FORWARDED).map_err(|e| RuntimeError::sys("creating a signalfd", e))?;
-    enter(st.leader)?;
+    enter(&st)?;
     // The pty comes from the machine's own devpts, so ttyname() and
-    // login(1) inside find it.
-    let pty = if spec.tty { Some(Pty::open()?) } else { None };
+    // login(1) inside find it. The caller's terminal never reaches the
+    // machine: a terminal among stdin/stdout/stderr is replaced by it.
+    let terminals = [0, 1, 2].map(|fd| rustix::termios::isatty(sys::borrowed_std_fd(fd)));
+    let plan = ConsolePlan::new(if spec.tty { Console::Interactive } else { Console::Autopipe }, terminals);
+    let pty = if plan.uses_pty() { Some(Pty::open()?) } else { None };
     // Root by default; its passwd entry still gives the shell and home.
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
@@ -69,23 +85,33 @@ pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
     cmd.args(&args[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v))).current_dir(&cwd);
     if let Some(p) = &pty {
         let io = || p.slave.try_clone().map(Stdio::from).map_err(|e| RuntimeError::sys("the pty", e));
-        cmd.stdin(io()?).stdout(io()?).stderr(io()?);
+        if plan.pty[0] {
+            cmd.stdin(io()?);
+        }
+        if plan.pty[1] {
+            cmd.stdout(io()?);
+        }
+        if plan.pty[2] {
+            cmd.stderr(io()?);
+        }
     }
+    let ctty_fd = plan.pty.iter().position(|b| *b).unwrap_or(0) as i32;
     let creds = user
         .as_ref()
         .map(|u| crate::creds::Creds { uid: u.uid, gid: u.gid, groups: u.groups.clone() })
         .unwrap_or_else(crate::creds::Creds::root);
-    let (is_tty, nnp) = (spec.tty, !spec.login);
+    let (is_tty, nnp) = (pty.is_some(), !spec.login);
     // SAFETY of the closure: between fork and exec, single-threaded child,
     // system calls only.
     unsafe {
         cmd.pre_exec(move || {
             sys::unblock_all();
+            sys::cloexec_from(3)?;
             rustix::process::setsid()?;
             if is_tty {
-                sys::set_controlling_tty(0)?;
+                sys::set_controlling_tty(ctty_fd)?;
             }
-            crate::creds::become_user(&creds, mask, nnp, true)?;
+            crate::creds::become_user(&creds, mask, nnp, seccomp)?;
             Ok(())
         });
     }
@@ -109,7 +135,7 @@ pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
     let exit = match pty {
         Some(p) => {
             drop(p.slave);
-            relay_tty(child, &p.master, &sfd, &same)
+            relay_tty(child, &p.master, &sfd, &same, plan.input, plan.output)
         }
         None => wait_forwarding(child, &sfd, &same),
     };

@@ -21,6 +21,8 @@ pub struct ChildContext {
     pub run_dir: PathBuf,
     pub console: Option<PathBuf>,
     pub tty: Option<OwnedFd>,
+    /// Which of 0, 1, 2 the command gets as `tty` (the others: berth's own).
+    pub tty_fds: [bool; 3],
     pub sync: OwnedFd,
     pub errors: OwnedFd,
     /// The capability mask to grant, already cut to the host's bounding set.
@@ -42,11 +44,38 @@ pub fn child_main(mut ctx: ChildContext) -> ! {
             Err(_) => sys::exit_now(SETUP_FAILED),
         },
     );
+    // Nothing the caller or berth had open reaches the container: not the
+    // caller's descriptors (a directory fd on the host root is a way out,
+    // the runc CVE-2024-21626 class) and not berth's own pipes (a
+    // supervisor's report pipe held here kept `run -d` waiting).
+    let keep = [
+        ctx.sync.as_raw_fd(),
+        ctx.errors.as_raw_fd(),
+        errors.as_raw_fd(),
+        ctx.tty.as_ref().map_or(-1, |t| t.as_raw_fd()),
+    ];
+    if sys::close_fds_except(&keep).is_err() {
+        sys::exit_now(SETUP_FAILED);
+    }
+    // PID 1 is a fork of host berth until it execs or drops its
+    // privileges: nothing in the container may ptrace it, read its memory
+    // (the caller's environment is in there) or open its /proc/1/exe, the
+    // host's berth binary (the CVE-2019-5736 class). A child inherits this
+    // until its own exec.
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let mut errors = std::fs::File::from(errors);
     let code = match prepare_and_spawn(&ctx) {
-        Ok(pid) => {
+        Ok((pid, root)) => {
             drop(errors); // EOF tells the parent the command started
+            let keep = ctx.caps & (1 << caps::number("kill").unwrap_or(5));
             drop(ctx);
+            if let Err(e) = bare_reaper(root, keep) {
+                // The command runs already: a reaper that cannot shed its
+                // privileges must not stay beside it.
+                let _ = sys::kill(pid, libc::SIGKILL);
+                let _ = writeln!(std::io::stderr(), "berth: cannot drop the init's privileges: {e}");
+                sys::exit_now(SETUP_FAILED);
+            }
             reap(pid)
         }
         Err((code, msg)) => {
@@ -61,7 +90,28 @@ fn fail(e: RuntimeError) -> (i32, String) {
     (SETUP_FAILED, e.to_string())
 }
 
-fn prepare_and_spawn(ctx: &ChildContext) -> Result<libc::pid_t, (i32, String)> {
+/// PID 1 after the command started: it already has the command's user,
+/// capabilities, no_new_privs and filter (see `prepare_and_spawn`); a root
+/// PID 1 now drops every capability but `keep` (CAP_KILL when the command
+/// has it, to forward signals), and it lets go of the caller's stdio.
+fn bare_reaper(root: bool, keep: u64) -> std::io::Result<()> {
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    for fd in 0..3 {
+        let mut target = sys::owned_fd(fd);
+        let r = rustix::io::dup2(&null, &mut target);
+        std::mem::forget(target);
+        r?;
+    }
+    drop(null);
+    if root {
+        // The bounding set shrinks only while CAP_SETPCAP is held.
+        let _ = caps::drop_bounding(keep);
+        caps::set(keep)?;
+    }
+    Ok(())
+}
+
+fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, String)> {
     let spec = &ctx.spec;
     // Wait until the parent has put us in our cgroup.
     let mut b = [0u8; 1];
@@ -113,28 +163,46 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<libc::pid_t, (i32, String)> {
     cmd.args(&spec.args[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v))).current_dir(&cwd);
     if let Some(tty) = &ctx.tty {
         let io = |what| tty.try_clone().map(Stdio::from).map_err(|e| fail(RuntimeError::sys(what, e)));
-        cmd.stdin(io("console")?).stdout(io("console")?).stderr(io("console")?);
+        if ctx.tty_fds[0] {
+            cmd.stdin(io("console")?);
+        }
+        if ctx.tty_fds[1] {
+            cmd.stdout(io("console")?);
+        }
+        if ctx.tty_fds[2] {
+            cmd.stderr(io("console")?);
+        }
     }
+    let ctty_fd = ctx.tty_fds.iter().position(|b| *b).unwrap_or(0) as i32;
     let creds = user
         .as_ref()
         .map(|u| crate::creds::Creds { uid: u.uid, gid: u.gid, groups: u.groups.clone() })
         .unwrap_or_else(crate::creds::Creds::root);
     let (mask, is_tty, seccomp) = (ctx.caps, ctx.tty.is_some(), !spec.no_seccomp);
+    // PID 1 takes the command's user, groups, capabilities, no_new_privs
+    // and seccomp filter itself, then forks the command, which inherits
+    // them: at no moment does PID 1 hold more than the command, and the
+    // command has nothing to gain from it. Its argv and environment (the
+    // caller's, host paths and tokens) are gone before the command starts.
+    let _ = rustix::thread::set_name(c"berth-init");
+    sys::scrub_cmdline_and_environ(b"berth-init");
+    crate::creds::become_user(&creds, mask, true, seccomp)
+        .map_err(|e| fail(RuntimeError::sys("taking the container's user and privileges", e)))?;
     // SAFETY of the closure: it runs between fork and exec in a
     // single-threaded child and only makes system calls (no allocation).
     unsafe {
         cmd.pre_exec(move || {
             sys::unblock_all();
+            sys::cloexec_from(3)?;
             if is_tty {
                 rustix::process::setsid()?;
-                sys::set_controlling_tty(0)?;
+                sys::set_controlling_tty(ctty_fd)?;
             }
-            crate::creds::become_user(&creds, mask, true, seccomp)?;
             Ok(())
         });
     }
     match cmd.spawn() {
-        Ok(child) => Ok(child.id() as libc::pid_t),
+        Ok(child) => Ok((child.id() as libc::pid_t, creds.uid == 0)),
         Err(e) => Err(match e.kind() {
             std::io::ErrorKind::NotFound => (127, format!("command {arg0:?} not found in the container")),
             std::io::ErrorKind::PermissionDenied => {
@@ -199,6 +267,9 @@ fn boot(ctx: &ChildContext) -> (i32, String) {
         }
     }
     sys::unblock_all();
+    if let Err(e) = sys::cloexec_from(3) {
+        return (SETUP_FAILED, format!("closing descriptors: {e}"));
+    }
     let e = sys::execve(&argv, &env);
     (127, format!("cannot execute the init {init}: {e}"))
 }

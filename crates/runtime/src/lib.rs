@@ -23,14 +23,14 @@ pub mod spec;
 mod sys;
 pub mod users;
 
-pub use container::{run, run_hooked, Hooks, Outcome};
+pub use container::{run, run_hooked, Hooks, Outcome, Privileges};
 
 /// Moves berth into a private mount namespace, so what it mounts (e.g. for
 /// `export`) vanishes with it, whatever way it exits.
 pub fn private_mount_namespace() -> Result<(), RuntimeError> {
     sys::private_mount_namespace().map_err(|e| RuntimeError::sys("entering a private mount namespace", e))
 }
-pub use spec::{BindMount, Rootfs, RunSpec, Volatile};
+pub use spec::{BindMount, Console, ConsolePlan, Rootfs, RunSpec, Volatile};
 
 /// Errors from preparing or running a container.
 #[derive(Debug, thiserror::Error)]

@@ -31,6 +31,17 @@ pub struct State {
     /// How it was started: the init or command and its arguments.
     #[serde(default)]
     pub command: Vec<String>,
+    /// The capability mask its processes run with: `exec` and `shell`
+    /// get the same, never more (absent in state from older berths).
+    #[serde(default)]
+    pub caps: Option<u64>,
+    /// Whether it runs under the seccomp filter.
+    #[serde(default = "yes")]
+    pub seccomp: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl State {
@@ -94,30 +105,27 @@ pub fn running(name: &str) -> Result<State, RuntimeError> {
 }
 
 /// Joins the leader's cgroup and namespaces (cgroup, ipc, uts, net, pid,
-/// mount). The pid namespace applies to children: fork after this.
-pub fn enter(leader: i32) -> Result<(), RuntimeError> {
-    let ns = |n: &str| -> Result<std::os::fd::OwnedFd, RuntimeError> {
-        let p = format!("/proc/{leader}/ns/{n}");
-        rustix::fs::open(
-            p.as_str(),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|e| RuntimeError::sys(format!("opening {p}"), e))
-    };
-    let fds = [
-        (ns("cgroup")?, libc::CLONE_NEWCGROUP),
-        (ns("ipc")?, libc::CLONE_NEWIPC),
-        (ns("uts")?, libc::CLONE_NEWUTS),
-        (ns("net")?, libc::CLONE_NEWNET),
-        (ns("pid")?, libc::CLONE_NEWPID),
-        (ns("mnt")?, libc::CLONE_NEWNS),
-    ];
-    join_cgroup(leader)?;
-    for (fd, t) in &fds {
-        sys::setns(fd, *t).map_err(|e| RuntimeError::sys("entering the machine's namespaces", e))?;
+/// mount), all at once through a pidfd: a pid reused after the leader died
+/// cannot redirect us into another process's namespaces. The pid
+/// namespace applies to children: fork after this.
+pub fn enter(st: &State) -> Result<(), RuntimeError> {
+    let pid = rustix::process::Pid::from_raw(st.leader)
+        .ok_or_else(|| RuntimeError::Invalid(format!("machine {:?} has no leader", st.name)))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| RuntimeError::sys(format!("opening machine {:?}'s leader", st.name), e))?;
+    // The pidfd now pins whatever process has that pid: make sure it is
+    // still the leader the state file names.
+    if !st.alive() {
+        return Err(RuntimeError::Invalid(format!("machine {:?} stopped while entering it", st.name)));
     }
-    Ok(())
+    join_cgroup(st.leader)?;
+    let all = libc::CLONE_NEWCGROUP
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNS;
+    sys::setns_pidfd(&pidfd, all).map_err(|e| RuntimeError::sys("entering the machine's namespaces", e))
 }
 
 /// Writes our pid into every cgroup the leader is in (host view).
@@ -136,8 +144,11 @@ fn join_cgroup(leader: i32) -> Result<(), RuntimeError> {
         };
         let Some(mount) = mount else { continue };
         let procs = mount.join(path.trim_start_matches('/')).join("cgroup.procs");
+        // Outside the machine's cgroup, a process escapes its limits and
+        // outlives its stop: not entering is an error.
         if Path::new(&procs).exists() {
-            let _ = std::fs::write(&procs, &me);
+            std::fs::write(&procs, &me)
+                .map_err(|e| RuntimeError::sys(format!("joining the machine's cgroup {}", procs.display()), e))?;
         }
     }
     Ok(())

@@ -39,9 +39,13 @@ impl Pty {
     }
 }
 
-/// Copies the host terminal's window size to the pty.
+/// Copies the host terminal's window size (of whichever of stdin, stdout
+/// and stderr is one) to the pty.
 pub fn pass_winsize(master: &OwnedFd) {
-    if let Ok(ws) = termios::tcgetwinsize(std::io::stdin()) {
+    let ws = termios::tcgetwinsize(std::io::stdin())
+        .or_else(|_| termios::tcgetwinsize(std::io::stdout()))
+        .or_else(|_| termios::tcgetwinsize(std::io::stderr()));
+    if let Ok(ws) = ws {
         let _ = termios::tcsetwinsize(master, ws);
     }
 }

@@ -7,7 +7,7 @@
 //! aim a mount or a write at the host.
 
 use crate::spec::{BindMount, ResolvConf, Rootfs, RunSpec, Volatile};
-use crate::RuntimeError;
+use crate::{sys, RuntimeError};
 use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -126,9 +126,12 @@ impl Root {
         let r = if recursive { m::mount_bind_recursive(src, t.path()) } else { m::mount_bind(src, t.path()) };
         r.map_err(err(format!("binding {} to {}", src.display(), rel.display())))?;
         if readonly {
+            // Read-only all the way down: a mount below the source stays
+            // writable under a plain remount of the top.
             let t = self.target(rel, kind)?;
-            m::mount_remount(t.path(), F::BIND | F::RDONLY | F::NOSUID | F::NODEV, "")
-                .map_err(err(format!("making {} read-only", rel.display())))?;
+            let attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+            sys::mount_setattr_recursive(&t.path(), attrs)
+                .map_err(|e| RuntimeError::sys(format!("making {} read-only", rel.display()), e))?;
         }
         Ok(())
     }
@@ -193,8 +196,11 @@ fn overlay(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -> 
     if let Some((u, w)) = upper {
         opts += &format!(",upperdir={},workdir={}", esc(u), esc(w));
     }
+    // nodev: a device node shipped in an image or made with mknod in the
+    // container never opens a host device; the nodes berth allows live in
+    // the container's /dev.
     if opts.len() < 4000 {
-        return mount_fs("overlay", target, "overlay", F::empty(), &opts);
+        return mount_fs("overlay", target, "overlay", F::NODEV, &opts);
     }
     // Too long for one page: the new mount API takes one lower at a time.
     use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
@@ -209,7 +215,7 @@ fn overlay(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -> 
             m::fsconfig_set_string(&fs, "workdir", w)?;
         }
         m::fsconfig_create(&fs)?;
-        let mnt = m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+        let mnt = m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_NODEV)?;
         m::move_mount(&mnt, "", rfs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
     };
     run().map_err(e)
@@ -222,13 +228,14 @@ fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path) -> Result<(), Runtime
         match rootfs {
             Rootfs::Dir(d) => {
                 m::mount_bind_recursive(d, target).map_err(err(format!("binding {}", d.display())))?;
-                Ok(())
+                sys::mount_setattr_recursive(target, sys::MOUNT_ATTR_NODEV)
+                    .map_err(|e| RuntimeError::sys(format!("making {} nodev", d.display()), e))
             }
             Rootfs::Overlay { lowers, upper, work } => {
                 overlay(lowers, if writable { Some((upper.as_path(), work.as_path())) } else { None }, target)
             }
             Rootfs::Block { device, fstype, read_only } => {
-                let flags = if *read_only || !writable { F::RDONLY } else { F::empty() };
+                let flags = if *read_only || !writable { F::RDONLY | F::NODEV } else { F::NODEV };
                 m::mount(device.as_path(), target, fstype.as_str(), flags, None::<&std::ffi::CStr>)
                     .map_err(err(format!("mounting {} ({fstype})", device.display())))
             }
@@ -243,7 +250,7 @@ fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path) -> Result<(), Runtime
                 std::fs::create_dir_all(d).map_err(|e| RuntimeError::sys("creating volatile dirs", e))?;
             }
             base(&lower, false)?;
-            mount_fs("tmpfs", &vol, "tmpfs", F::empty(), "mode=0755")?;
+            mount_fs("tmpfs", &vol, "tmpfs", F::NODEV, "mode=0755")?;
             for d in ["upper", "work"] {
                 std::fs::create_dir(vol.join(d)).map_err(|e| RuntimeError::sys("creating volatile dirs", e))?;
             }
@@ -253,7 +260,7 @@ fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path) -> Result<(), Runtime
             let lower = run_dir.join("lower");
             std::fs::create_dir_all(&lower).map_err(|e| RuntimeError::sys("creating volatile dirs", e))?;
             base(&lower, false)?;
-            mount_fs("tmpfs", root, "tmpfs", F::empty(), "mode=0755")?;
+            mount_fs("tmpfs", root, "tmpfs", F::NODEV, "mode=0755")?;
             let usr = root.join("usr");
             std::fs::create_dir(&usr).map_err(|e| RuntimeError::sys("creating /usr", e))?;
             let src = lower.join("usr");
@@ -337,31 +344,21 @@ fn mount_sys(root: &Root) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// The device nodes every container gets (besides its pty and console).
+const ALLOWED_DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
 fn mount_dev(root: &Root, console: Option<&Path>) -> Result<(), RuntimeError> {
     let t = root.target(Path::new("dev"), Kind::Dir)?;
-    mount_fs("tmpfs", &t.path(), "tmpfs", F::NOSUID | F::STRICTATIME, "mode=0755,size=4m,nr_inodes=64k")?;
+    // The tmpfs is nodev, so a node made here with mknod opens nothing;
+    // the allowed nodes are the host's own, bound one by one (a bind keeps
+    // the flags of the host's /dev, where devices open).
+    mount_fs("tmpfs", &t.path(), "tmpfs", F::NOSUID | F::NODEV | F::STRICTATIME, "mode=0755,size=4m,nr_inodes=64k")?;
     let base = root.target(Path::new("dev"), Kind::Dir)?;
     let dev = base.path();
-    for (name, major, minor) in
-        [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-    {
+    for name in ALLOWED_DEVICES {
         let p = dev.join(name);
-        match rfs::mknodat(
-            rfs::CWD,
-            &p,
-            rfs::FileType::CharacterDevice,
-            Mode::from_raw_mode(0o666),
-            rfs::makedev(major, minor),
-        ) {
-            Ok(()) => {
-                // mknod honours the umask; the mode must be exact.
-                rfs::chmod(&p, Mode::from_raw_mode(0o666)).map_err(err(format!("chmod /dev/{name}")))?;
-            }
-            Err(_) => {
-                std::fs::write(&p, b"").map_err(|e| RuntimeError::sys(format!("creating /dev/{name}"), e))?;
-                m::mount_bind(Path::new("/dev").join(name), &p).map_err(err(format!("binding /dev/{name}")))?;
-            }
-        }
+        std::fs::write(&p, b"").map_err(|e| RuntimeError::sys(format!("creating /dev/{name}"), e))?;
+        m::mount_bind(Path::new("/dev").join(name), &p).map_err(err(format!("binding /dev/{name}")))?;
     }
     let pts = dev.join("pts");
     std::fs::create_dir(&pts).map_err(|e| RuntimeError::sys("creating /dev/pts", e))?;

@@ -5,7 +5,8 @@
 //! A deny list in the spirit of systemd-nspawn's and docker's defaults:
 //! calls that reach kernel-global state no namespace isolates (modules,
 //! kexec, swap, the clock, the keyring, BPF, perf, raw I/O ports, the
-//! syslog) fail with `EPERM`. Calls from a foreign ABI (i386 or x32 on
+//! syslog, io_uring) fail with `EPERM`, and so do the ioctls that push
+//! input into a terminal (TIOCSTI, TIOCLINUX). Calls from a foreign ABI (i386 or x32 on
 //! x86_64) fail with `ENOSYS`, since the deny list names native numbers
 //! only. Written by hand: libseccomp would add a C dependency and a run-time
 //! compile step, which is what this avoids.
@@ -68,12 +69,25 @@ const COMMON: &[u32] = nrs![
     SYS_userfaultfd,
     SYS_syslog,
     SYS_nfsservctl,
+    // io_uring runs I/O outside the filter's sight (moby blocks it too).
+    SYS_io_uring_setup,
+    SYS_io_uring_enter,
+    SYS_io_uring_register,
 ];
 
+/// ioctls refused whatever the descriptor: pushing input into a terminal
+/// (TIOCSTI) or console (TIOCLINUX) is how a process that holds a
+/// terminal types commands into the shell that owns it.
+const IOCTL_DENY: [u32; 2] = [libc::TIOCSTI as u32, 0x541C /* TIOCLINUX */];
+
 const N: usize = COMMON.len() + ARCH_ONLY.len();
+/// Where the denied calls' compares start.
+const LIST: usize = 10;
 /// Instructions: arch load + check + foreign-ABI return, nr load, x32
-/// check, one compare per denied call, allow, deny.
-pub const LEN: usize = N + 7;
+/// check, the ioctl block (5), one compare per denied call, allow, deny.
+pub const LEN: usize = N + LIST + 2;
+/// `seccomp_data.args[1]`, low word (little-endian).
+const OFFSET_ARG1: u32 = 24;
 
 const fn stmt(code: u16, k: u32) -> SockFilter {
     SockFilter { code, jt: 0, jf: 0, k }
@@ -91,10 +105,16 @@ const fn build() -> [SockFilter; LEN] {
     f[3] = stmt(LD_W_ABS, OFFSET_NR);
     // deny is at LEN-1; from instruction k a jump of j lands at k+1+j.
     f[4] = jump(JGE_K, X32_BIT, (LEN - 1 - 5) as u8, 0);
+    // ioctl: the request number decides; the kernel reads it as 32 bits.
+    f[5] = jump(JEQ_K, libc::SYS_ioctl as u32, 0, (LIST - 6) as u8);
+    f[6] = stmt(LD_W_ABS, OFFSET_ARG1);
+    f[7] = jump(JEQ_K, IOCTL_DENY[0], (LEN - 1 - 8) as u8, 0);
+    f[8] = jump(JEQ_K, IOCTL_DENY[1], (LEN - 1 - 9) as u8, 0);
+    f[9] = stmt(RET_K, RET_ALLOW);
     let mut i = 0;
     while i < N {
         let nr = if i < COMMON.len() { COMMON[i] } else { ARCH_ONLY[i - COMMON.len()] };
-        let k = 5 + i;
+        let k = LIST + i;
         f[k] = jump(JEQ_K, nr, (LEN - 1 - (k + 1)) as u8, 0);
         i += 1;
     }
@@ -115,12 +135,23 @@ mod tests {
 
     /// Runs the filter on (arch, nr) like the kernel would.
     fn eval(arch: u32, nr: u32) -> u32 {
+        eval_args(arch, nr, 0)
+    }
+
+    fn eval_args(arch: u32, nr: u32, arg1: u32) -> u32 {
         let mut acc = 0u32;
         let mut pc = 0usize;
         loop {
             let ins = FILTER[pc];
             match ins.code {
-                LD_W_ABS => acc = if ins.k == OFFSET_ARCH { arch } else { nr },
+                LD_W_ABS => {
+                    acc = match ins.k {
+                        OFFSET_ARCH => arch,
+                        OFFSET_NR => nr,
+                        OFFSET_ARG1 => arg1,
+                        k => panic!("load of offset {k}"),
+                    }
+                }
                 JEQ_K => {
                     pc += if acc == ins.k { ins.jt as usize } else { ins.jf as usize };
                 }
@@ -144,5 +175,18 @@ mod tests {
         assert_eq!(eval(AUDIT_ARCH, libc::SYS_mount as u32), RET_ALLOW);
         assert_eq!(eval(AUDIT_ARCH, X32_BIT | 1), RET_ERRNO | libc::EPERM as u32);
         assert_eq!(eval(0x4000_0003, 1), RET_ERRNO | libc::ENOSYS as u32);
+        assert_eq!(eval(AUDIT_ARCH, libc::SYS_io_uring_setup as u32), RET_ERRNO | libc::EPERM as u32);
+    }
+
+    #[test]
+    fn terminal_injection_ioctls_are_refused_and_others_pass() {
+        let ioctl = libc::SYS_ioctl as u32;
+        let deny = RET_ERRNO | libc::EPERM as u32;
+        assert_eq!(eval_args(AUDIT_ARCH, ioctl, libc::TIOCSTI as u32), deny);
+        assert_eq!(eval_args(AUDIT_ARCH, ioctl, 0x541C), deny);
+        assert_eq!(eval_args(AUDIT_ARCH, ioctl, libc::TIOCGWINSZ as u32), RET_ALLOW);
+        assert_eq!(eval_args(AUDIT_ARCH, ioctl, libc::TCGETS as u32), RET_ALLOW);
+        // The request number is the syscall's second argument, not its nr.
+        assert_eq!(eval_args(AUDIT_ARCH, libc::SYS_read as u32, libc::TIOCSTI as u32), RET_ALLOW);
     }
 }

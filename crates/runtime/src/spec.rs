@@ -77,6 +77,86 @@ impl std::str::FromStr for ResolvConf {
     }
 }
 
+/// `--console`, with systemd-nspawn's meaning. Whatever the mode but
+/// `pipe`, the container never holds the caller's terminal: it gets a pty
+/// of its own that berth relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Console {
+    /// A pty, relayed both ways (`-t`).
+    Interactive,
+    /// A pty whose output is relayed; input is not.
+    ReadOnly,
+    /// A pty, nothing relayed.
+    Passive,
+    /// The caller's stdio handed over as it is (terminal included).
+    Pipe,
+    /// A pty in place of each of stdin, stdout and stderr that is a
+    /// terminal; pipes and files are handed over as they are.
+    #[default]
+    Autopipe,
+}
+
+impl std::str::FromStr for Console {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "interactive" => Console::Interactive,
+            "read-only" => Console::ReadOnly,
+            "passive" => Console::Passive,
+            "pipe" => Console::Pipe,
+            "autopipe" => Console::Autopipe,
+            _ => return Err(format!("invalid --console={s}: use interactive, read-only, passive, pipe or autopipe")),
+        })
+    }
+}
+
+/// Where the pty's output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    Stdout,
+    Stderr,
+    Discard,
+}
+
+/// How a run's stdio is wired, from the mode and which of the caller's
+/// stdin, stdout and stderr are terminals (pure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsolePlan {
+    /// Which of 0, 1, 2 the container gets as the pty (none: no pty).
+    pub pty: [bool; 3],
+    /// Whether berth copies its stdin into the pty.
+    pub input: bool,
+    pub output: Relay,
+}
+
+impl ConsolePlan {
+    pub fn new(mode: Console, terminals: [bool; 3]) -> ConsolePlan {
+        let all = [true; 3];
+        let out_to = if terminals[1] {
+            Relay::Stdout
+        } else if terminals[2] {
+            Relay::Stderr
+        } else {
+            Relay::Stdout
+        };
+        match mode {
+            Console::Interactive => ConsolePlan { pty: all, input: true, output: Relay::Stdout },
+            Console::ReadOnly => ConsolePlan { pty: all, input: false, output: Relay::Stdout },
+            Console::Passive => ConsolePlan { pty: all, input: false, output: Relay::Discard },
+            Console::Pipe => ConsolePlan { pty: [false; 3], input: false, output: Relay::Discard },
+            Console::Autopipe => ConsolePlan {
+                pty: terminals,
+                input: terminals[0],
+                output: if terminals[1] || terminals[2] { out_to } else { Relay::Discard },
+            },
+        }
+    }
+
+    pub fn uses_pty(&self) -> bool {
+        self.pty.iter().any(|b| *b)
+    }
+}
+
 /// Resource limits for the container's cgroup.
 #[derive(Debug, Clone, Default)]
 pub struct Limits {
@@ -104,7 +184,9 @@ pub struct RunSpec {
     pub private_network: bool,
     pub mounts: Vec<BindMount>,
     pub resolv_conf: ResolvConf,
+    /// `-t`: a pty relayed both ways (the same as `console: Interactive`).
     pub tty: bool,
+    pub console: Console,
     pub capabilities_add: Vec<String>,
     pub capabilities_drop: Vec<String>,
     pub limits: Limits,
@@ -205,5 +287,20 @@ mod tests {
         assert!(matches!(parse_overlay("/l::/d", false).unwrap(), BindMount::Overlay { upper: None, .. }));
         assert!("state".parse::<Volatile>().is_ok());
         assert!("bogus".parse::<ResolvConf>().is_err());
+    }
+
+    #[test]
+    fn console_plans() {
+        let p = ConsolePlan::new(Console::Autopipe, [true, true, true]);
+        assert_eq!((p.pty, p.input, p.output), ([true; 3], true, Relay::Stdout));
+        // `berth run … | less`: only stdin and stderr are the terminal.
+        let p = ConsolePlan::new(Console::Autopipe, [true, false, true]);
+        assert_eq!((p.pty, p.input, p.output), ([true, false, true], true, Relay::Stderr));
+        let p = ConsolePlan::new(Console::Autopipe, [false; 3]);
+        assert!(!p.uses_pty());
+        let p = ConsolePlan::new(Console::ReadOnly, [false; 3]);
+        assert_eq!((p.pty, p.input), ([true; 3], false));
+        assert!(!ConsolePlan::new(Console::Pipe, [true; 3]).uses_pty());
+        assert!("read-only".parse::<Console>().is_ok() && "tty".parse::<Console>().is_err());
     }
 }

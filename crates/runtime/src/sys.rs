@@ -255,13 +255,6 @@ pub fn poweroff_signal(pid: i32) -> libc::c_int {
     }
 }
 
-/// setns(2) into the namespace `fd` refers to.
-pub fn setns(fd: &std::os::fd::OwnedFd, nstype: libc::c_int) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setns takes an fd and a flag; it touches no memory of ours.
-    check(unsafe { libc::setns(fd.as_raw_fd(), nstype) } as libc::c_long).map(|_| ())
-}
-
 /// A process's start time in clock ticks since boot (/proc/PID/stat field
 /// 22): with the pid, it names one process even after pids are reused.
 pub fn start_time(pid: i32) -> Option<u64> {
@@ -269,4 +262,113 @@ pub fn start_time(pid: i32) -> Option<u64> {
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let rest = &s[s.rfind(')')? + 2..];
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Closes every descriptor except `keep` (and 0-2): what a forked child
+/// inherited by accident, the caller's and berth's own, never reaches the
+/// container (the runc CVE-2024-21626 class).
+pub fn close_fds_except(keep: &[i32]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep.iter().filter(|&&f| f > 2).map(|&f| f as u32).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 3u32;
+    for k in keep.into_iter().chain([u32::MAX]) {
+        if k > first {
+            // SAFETY: close_range takes plain integers and only closes fds;
+            // every fd in the range belongs to nothing this (forked) process
+            // still uses: the ones it uses are in `keep`.
+            check(unsafe { libc::syscall(libc::SYS_close_range, first, k - 1, 0u32) })?;
+        }
+        first = k.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// Marks every descriptor from `first` up close-on-exec, so an exec drops
+/// them while the code that runs until then keeps working (std's own
+/// exec-error pipe included).
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: CLOSE_RANGE_CLOEXEC only sets a flag on open descriptors.
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) }).map(|_| ())
+}
+
+/// The bounds of this process's argv and environment strings
+/// (`/proc/self/stat` fields 48-51).
+fn arg_env_bounds() -> Option<[usize; 4]> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    // Field 3 (state) is rest's first; fields 48-51 are rest's 45-48.
+    let f: Vec<usize> = rest.split_whitespace().skip(45).take(4).filter_map(|x| x.parse().ok()).collect();
+    (f.len() == 4).then(|| [f[0], f[1], f[2], f[3]])
+}
+
+/// Overwrites this process's argv with `name` and its environment with
+/// zeros, so `/proc/PID/cmdline` and `/proc/PID/environ` show nothing of
+/// the host berth was started from (paths, tokens). Moving the areas
+/// (PR_SET_MM) needs CAP_SYS_RESOURCE, which a host may lack; writing
+/// them in place needs nothing.
+pub fn scrub_cmdline_and_environ(name: &[u8]) {
+    let Some([arg_start, arg_end, env_start, env_end]) = arg_env_bounds() else { return };
+    if arg_end <= arg_start || env_end < env_start || name.len() + 1 > arg_end - arg_start {
+        return;
+    }
+    // SAFETY: the kernel reports these ranges as this process's argv and
+    // environment strings, which live in its own writable stack mapping.
+    // Nothing in this process holds a Rust reference into them (std copies
+    // argv and the environment when asked), and it is single-threaded, so
+    // overwriting the bytes cannot invalidate anything in use.
+    unsafe {
+        std::ptr::write_bytes(arg_start as *mut u8, 0, arg_end - arg_start);
+        std::ptr::copy_nonoverlapping(name.as_ptr(), arg_start as *mut u8, name.len());
+        std::ptr::write_bytes(env_start as *mut u8, 0, env_end - env_start);
+    }
+}
+
+/// `mount_setattr(path, AT_RECURSIVE)` setting `set` (MOUNT_ATTR_*)
+/// on the mount at `path` and every mount below it.
+pub fn mount_setattr_recursive(path: &std::path::Path, set: u64) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    // SAFETY: `c` is a NUL-terminated path and `attr` a mount_attr of the
+    // size passed; the kernel only reads both during the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(|_| ())
+}
+
+/// MOUNT_ATTR_RDONLY, NOSUID and NODEV for [`mount_setattr_recursive`].
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// setns(2) into several namespaces of the process `pidfd` refers to at
+/// once (a pidfd names one process, so a reused pid cannot redirect it).
+pub fn setns_pidfd(pidfd: &std::os::fd::OwnedFd, nstypes: libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns takes an fd and flags; it touches no memory of ours.
+    check(unsafe { libc::setns(pidfd.as_raw_fd(), nstypes) } as libc::c_long).map(|_| ())
+}
+
+/// Borrows standard descriptor `fd` (0-2) for a query such as isatty.
+pub fn borrowed_std_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: 0-2 stay open for the life of the process (berth never
+    // closes them; at worst they point at /dev/null), so the borrow
+    // cannot outlive the descriptor.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }

@@ -7,8 +7,9 @@ use crate::cli::{parse_size, Cli, RunArgs};
 use crate::process;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_runtime::spec::{self, Limits, ResolvConf};
-use berth_runtime::{Rootfs, RunSpec, Volatile};
+use berth_runtime::{Console, ConsolePlan, Rootfs, RunSpec, Volatile};
 use berth_store::{ImageRecord, Store};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 /// A scratch directory under the store's `tmp/`, removed on drop.
@@ -204,7 +205,17 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     if a.cpus.is_some_and(|c| c.is_nan() || c <= 0.0) {
         bail!("--cpus must be a positive number");
     }
-    let mut env = process::env(config, tty, &a.setenv).map_err(|e| anyhow!(e))?;
+    let console: Console = match &a.console {
+        Some(c) => c.parse().map_err(|e: String| anyhow!(e))?,
+        None => Console::Autopipe,
+    };
+    // TERM goes with a pty on the command's stdout.
+    let terminals = [std::io::stdin().is_terminal(), std::io::stdout().is_terminal(), std::io::stderr().is_terminal()];
+    let console_mode = if tty { Console::Interactive } else { console };
+    // (A booted init gets a console pty whatever the mode, and TERM only
+    // with -t, as nspawn gives it.)
+    let pty_out = tty || (!a.boot && ConsolePlan::new(console_mode, terminals).pty[1]);
+    let mut env = process::env(config, pty_out, &a.setenv).map_err(|e| anyhow!(e))?;
     if a.boot && !env.iter().any(|(k, _)| k == "container_uuid") {
         // systemd takes its machine ID from here when /etc/machine-id is
         // empty: stable per machine, as systemd-nspawn derives it.
@@ -225,6 +236,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         mounts,
         resolv_conf: a.resolv_conf.parse::<ResolvConf>().map_err(|e| anyhow!(e))?,
         tty,
+        console,
         capabilities_add: a.capability.clone(),
         capabilities_drop: a.drop_capability.clone(),
         limits,

@@ -12,6 +12,7 @@ pub mod hostile;
 pub mod listing;
 pub mod mounts;
 pub mod oci;
+pub mod probe;
 pub mod push;
 pub mod registry;
 mod selfcheck;

@@ -4,6 +4,7 @@
 //! `harness::container::Ctx`, which checks after each one that nothing is
 //! left on the host (mounts, scratch dirs, cgroups, processes).
 
+mod attacks;
 mod binds;
 mod cgroups;
 mod exit;
@@ -81,7 +82,8 @@ pub fn host_bounding_set() -> u64 {
     cap_mask(&std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status"), "CapBnd")
 }
 
-/// systemd-nspawn's default capabilities for a container, by number.
+/// systemd-nspawn's default capabilities for a container, by number, less
+/// CAP_SYS_PTRACE (berth leaves it out: it reaches PID 1).
 pub const NSPAWN_DEFAULT_CAPS: &[(u32, &str)] = &[
     (0, "chown"),
     (1, "dac_override"),
@@ -98,7 +100,6 @@ pub const NSPAWN_DEFAULT_CAPS: &[(u32, &str)] = &[
     (13, "net_raw"),
     (15, "ipc_owner"),
     (18, "sys_chroot"),
-    (19, "sys_ptrace"),
     (21, "sys_admin"),
     (22, "sys_boot"),
     (23, "sys_nice"),

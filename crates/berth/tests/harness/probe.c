@@ -1,0 +1,158 @@
+/* The attacker: a static probe run inside a berth container. Each argument
+ * names one attempt to reach the host; the probe prints one line per
+ * attempt, `NAME=ok` when the attempt worked (the container reached
+ * something it must not) or `NAME=blocked:ERRNO` when the kernel refused,
+ * and for the reading checks the data it found. The tests decide what each
+ * line must say.
+ *
+ *   fds              open descriptors above 2, as `fds=3,4` (or `fds=`)
+ *   open-rw:PATH     open PATH read-write
+ *   create:PATH      create a file at PATH
+ *   read:PATH        read PATH; prints `NAME=ok:` + the bytes, NULs as '|'
+ *   ptrace1          PTRACE_SEIZE PID 1
+ *   tiocsti:FD       push a character into the terminal on FD
+ *   tiocsti-tty      the same on a fresh open of /dev/tty
+ *   io_uring         io_uring_setup
+ *   keyctl           keyctl(KEYCTL_JOIN_SESSION_KEYRING)
+ *   bpf              bpf(BPF_PROG_LOAD) of nothing
+ *   personality      personality(READ_IMPLIES_EXEC)
+ *   mknod-open:PATH  make PATH a char device 10:237 (loop-control), open it
+ *   ttydev           the devices behind 0-2, as stat's %t:%T (`-` if none)
+ *   sleep:N          sleep N seconds (to be looked at from the host)
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/personality.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <termios.h>
+#include <unistd.h>
+
+static void result(const char *name, long r) {
+    if (r < 0)
+        printf("%s=blocked:%s\n", name, strerrorname_np(errno) ? strerrorname_np(errno) : "?");
+    else
+        printf("%s=ok\n", name);
+}
+
+static void fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) {
+        printf("fds=blocked:%s\n", strerrorname_np(errno));
+        return;
+    }
+    int self = dirfd(d);
+    struct dirent *e;
+    char list[4096] = "";
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        if (e->d_name[0] == '.' || fd <= 2 || fd == self)
+            continue;
+        char link[256] = "", path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n > 0)
+            link[n] = 0;
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d(%s)", list[0] ? "," : "", fd, link);
+    }
+    closedir(d);
+    printf("fds=%s\n", list);
+}
+
+static void readfile(const char *name, const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        result(name, -1);
+        return;
+    }
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    if (n < 0) {
+        result(name, -1);
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++)
+        if (buf[i] == 0 || buf[i] == '\n')
+            buf[i] = '|';
+    printf("%s=ok:%.*s\n", name, (int)n, buf);
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i], *arg = strchr(a, ':');
+        if (arg)
+            arg++;
+        errno = 0;
+        if (!strcmp(a, "fds"))
+            fds();
+        else if (!strncmp(a, "open-rw:", 8)) {
+            int fd = open(arg, O_RDWR | O_CLOEXEC);
+            result(a, fd);
+            if (fd >= 0)
+                close(fd);
+        } else if (!strncmp(a, "create:", 7)) {
+            int fd = open(arg, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            result(a, fd);
+            if (fd >= 0)
+                close(fd);
+        } else if (!strncmp(a, "read:", 5))
+            readfile(a, arg);
+        else if (!strcmp(a, "ptrace1"))
+            result(a, ptrace(PTRACE_SEIZE, 1, 0, 0));
+        else if (!strncmp(a, "tiocsti:", 8)) {
+            char c = '#';
+            result(a, ioctl(atoi(arg), TIOCSTI, &c));
+        } else if (!strcmp(a, "tiocsti-tty")) {
+            int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+            char c = '#';
+            result(a, fd < 0 ? fd : ioctl(fd, TIOCSTI, &c));
+        } else if (!strcmp(a, "io_uring")) {
+            char params[120] = {0};
+            long r = syscall(SYS_io_uring_setup, 4, params);
+            result(a, r);
+        } else if (!strcmp(a, "keyctl"))
+            result(a, syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, 0));
+        else if (!strcmp(a, "bpf")) {
+            char attr[128] = {0};
+            result(a, syscall(SYS_bpf, 5 /* BPF_PROG_LOAD */, attr, sizeof attr));
+        } else if (!strcmp(a, "personality"))
+            result(a, personality(READ_IMPLIES_EXEC));
+        else if (!strncmp(a, "mknod-open:", 11)) {
+            if (mknod(arg, S_IFCHR | 0666, makedev(10, 237)) < 0) {
+                result(a, -1);
+                continue;
+            }
+            int fd = open(arg, O_RDWR | O_CLOEXEC);
+            result(a, fd);
+            if (fd >= 0)
+                close(fd);
+            unlink(arg);
+        } else if (!strcmp(a, "ttydev")) {
+            printf("ttydev=");
+            for (int fd = 0; fd < 3; fd++) {
+                struct stat st;
+                if (fstat(fd, &st) == 0 && S_ISCHR(st.st_mode))
+                    printf("%s%x:%x", fd ? "," : "", major(st.st_rdev), minor(st.st_rdev));
+                else
+                    printf("%s-", fd ? "," : "");
+            }
+            printf("\n");
+        } else if (!strncmp(a, "sleep:", 6))
+            sleep(atoi(arg));
+        else {
+            printf("%s=unknown-check\n", a);
+            return 2;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,236 @@
+//! The hostile container: a static probe (`harness/probe.c`) inside
+//! `berth run` tries to reach the host, as root and as an unprivileged
+//! user, and every attempt must fail. Each test here failed on berth
+//! before the isolation work: descriptors the caller had open, berth's own
+//! pipes held by PID 1, a PID 1 that could be ptraced and showed the
+//! caller's environment and paths, the caller's terminal open to TIOCSTI,
+//! io_uring, image-shipped and mknod'ed device nodes, a `--bind-ro` with a
+//! writable mount below it, and `exec` that handed back dropped
+//! capabilities.
+
+use super::cap_mask;
+use crate::harness::container::{status_field, Ctx};
+use crate::harness::probe::{assert_blocked, verdict};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "BERTH_TEST_SECRET=hunter2-caller-token";
+
+/// `berth run OPTS IMAGE /probe CHECKS…` with SECRET in berth's environment.
+fn probe(c: &Ctx, opts: &[&str], checks: &[&str]) -> String {
+    let mut args: Vec<&str> = opts.to_vec();
+    args.push(&c.image);
+    args.push("/probe");
+    args.extend_from_slice(checks);
+    let (mut cmd, token) = c.command(&args);
+    let (k, v) = SECRET.split_once('=').expect("secret");
+    cmd.env(k, v);
+    c.spawn_command(cmd, token, format!("berth run {}", args.join(" ")), false).wait().success().out()
+}
+
+const USERS: &[(&str, &[&str])] = &[("root", &[]), ("uid 1000", &["-u", "1000:1000"])];
+
+#[test]
+fn descriptors_the_caller_had_open_do_not_reach_the_container() {
+    let c = Ctx::probe();
+    for (who, opts) in USERS {
+        let mut args: Vec<&str> = opts.to_vec();
+        args.extend_from_slice(&[&c.image, "/probe", "fds"]);
+        let (cmd, token) = c.command(&args);
+        // The caller holds a directory fd on the host root (9) and a file (8).
+        let mut wrapped = Command::new("bash");
+        wrapped.arg("-c").arg("exec 9</ 8</etc/hostname; exec \"$@\"").arg("bash").arg(cmd.get_program());
+        wrapped.args(cmd.get_args());
+        let out =
+            c.spawn_command(wrapped, token, format!("berth run {}", args.join(" ")), false).wait().success().out();
+        assert_eq!(verdict(&out, "fds"), "", "{who}: the command must hold only 0, 1 and 2:\n{out}");
+    }
+}
+
+#[test]
+fn pid_1_holds_no_descriptor_of_the_caller() {
+    let c = Ctx::probe();
+    let (cmd, token) = c.command(&[&c.image, "/probe", "sleep:30"]);
+    let mut wrapped = Command::new("bash");
+    wrapped.arg("-c").arg("exec 9</; exec \"$@\"").arg("bash").arg(cmd.get_program()).args(cmd.get_args());
+    let run = c.spawn_command(wrapped, token.clone(), "berth run IMAGE /probe sleep:30".into(), false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let probe_pid = loop {
+        let procs = crate::harness::container::processes_with_token(&token);
+        if let Some((pid, _)) = procs.iter().find(|(_, cmd)| cmd.starts_with("/probe")) {
+            break *pid;
+        }
+        assert!(Instant::now() < deadline, "the probe did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let st = std::fs::read_to_string(format!("/proc/{probe_pid}/status")).expect("probe status");
+    let reaper: u32 = status_field(&st, "PPid").and_then(|p| p.parse().ok()).expect("PPid");
+    let mut fds = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{reaper}/fd")).expect("reaper fds").flatten() {
+        let link = std::fs::read_link(e.path()).map(|l| l.display().to_string()).unwrap_or_default();
+        fds.push(format!("{}→{link}", e.file_name().to_string_lossy()));
+    }
+    run.kill_unchecked();
+    for f in &fds {
+        let (n, link) = f.split_once('→').expect("fd entry");
+        let n: u32 = n.parse().expect("fd number");
+        assert!(
+            n <= 2 && link == "/dev/null" || link.contains("signalfd"),
+            "PID 1 (host pid {reaper}) holds {f}; all it may hold is /dev/null on 0-2 and its signalfd: {fds:?}"
+        );
+    }
+}
+
+#[test]
+fn run_detached_returns_as_soon_as_the_command_runs() {
+    let c = Ctx::probe();
+    let name = format!("det-{}", crate::harness::berth::unique());
+    let t = Instant::now();
+    c.berth.run(["run", "-d", "--name", &name, &c.image, "/probe", "sleep:60"]).success();
+    let took = t.elapsed();
+    let _ = c.berth.run(["kill", &name, "-s", "KILL"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.berth.run(["ps"]).success().stdout.contains(&name) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.berth.run(["rm", &name]).success();
+    // The command sleeps a minute; berth must not wait for it.
+    assert!(took < Duration::from_secs(30), "run -d took {took:?}: something in the container held its pipe");
+}
+
+#[test]
+fn pid_1_cannot_be_ptraced_or_read_and_shows_nothing_of_the_host() {
+    let c = Ctx::probe();
+    for (who, opts) in USERS {
+        let out = probe(
+            &c,
+            opts,
+            &[
+                "read:/proc/1/environ",
+                "read:/proc/1/cmdline",
+                "open-rw:/proc/1/mem",
+                "ptrace1",
+                "read:/proc/1/status",
+                "read:/proc/self/status",
+            ],
+        );
+        assert!(!out.contains("hunter2"), "{who}: the caller's environment is visible inside:\n{out}");
+        assert_blocked(&out, "open-rw:/proc/1/mem", &format!("{who}: writing PID 1's memory"));
+        assert_blocked(&out, "ptrace1", &format!("{who}: ptrace of PID 1"));
+        let environ = verdict(&out, "read:/proc/1/environ");
+        assert!(
+            environ.starts_with("blocked:") || environ.trim_start_matches("ok:").chars().all(|c| c == '|'),
+            "{who}: /proc/1/environ must be unreadable or empty: {environ:?}"
+        );
+        let cmdline = verdict(&out, "read:/proc/1/cmdline");
+        assert_eq!(
+            cmdline.trim_start_matches("ok:").trim_end_matches('|'),
+            "berth-init",
+            "{who}: /proc/1/cmdline must name berth-init and no host path"
+        );
+        let status = verdict(&out, "read:/proc/1/status").replace('|', "\n");
+        let own = verdict(&out, "read:/proc/self/status").replace('|', "\n");
+        for key in ["CapPrm", "CapEff", "CapBnd"] {
+            let (init, cmd) = (cap_mask(&status, key), cap_mask(&own, key));
+            assert_eq!(init & !cmd, 0, "{who}: PID 1's {key} {init:#x} holds more than the command's {cmd:#x}");
+        }
+        for key in ["Uid", "Gid"] {
+            assert_eq!(status_field(&status, key), status_field(&own, key), "{who}: PID 1 runs as the command's user");
+        }
+        assert_eq!(status_field(&status, "NoNewPrivs").as_deref(), Some("1"), "{who}: PID 1 no_new_privs");
+        assert_eq!(status_field(&status, "Seccomp").as_deref(), Some("2"), "{who}: PID 1 seccomp");
+    }
+}
+
+#[test]
+fn the_callers_terminal_never_reaches_the_container_and_tiocsti_is_refused() {
+    let c = Ctx::probe();
+    // `script` gives berth a terminal as stdin, stdout and stderr; the
+    // caller's terminal device is printed before berth starts.
+    let (cmd, token) = c.command(&[&c.image, "/probe", "tiocsti:0", "tiocsti:1", "tiocsti-tty", "ttydev"]);
+    let berth: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| crate::harness::tmux::quote(&a.to_string_lossy()))
+        .collect();
+    let script = format!("echo caller=$(stat -L -c %t:%T /dev/stdin); {}", berth.join(" "));
+    let mut wrapped = Command::new("script");
+    wrapped.args(["-q", "-e", "-c", &script, "/dev/null"]);
+    let out = c.spawn_command(wrapped, token, "berth run (under script) IMAGE /probe tiocsti".into(), true).wait();
+    let text = out.out().replace('\r', "");
+    for check in ["tiocsti:0", "tiocsti:1", "tiocsti-tty"] {
+        assert_blocked(&text, check, "pushing input into the terminal");
+    }
+    let caller = verdict(&text, "caller");
+    let devs = verdict(&text, "ttydev");
+    assert!(!caller.is_empty() && caller != "0:0", "the caller has a terminal: {text}");
+    for d in devs.split(',') {
+        assert_ne!(d, caller, "the container holds the caller's terminal ({caller}) as one of 0-2: {text}");
+    }
+}
+
+#[test]
+fn io_uring_keyctl_and_bpf_are_refused() {
+    let c = Ctx::probe();
+    for (who, opts) in USERS {
+        let out = probe(&c, opts, &["io_uring", "keyctl", "bpf"]);
+        for check in ["io_uring", "keyctl", "bpf"] {
+            assert_blocked(&out, check, who);
+        }
+    }
+}
+
+#[test]
+fn device_nodes_from_the_image_or_mknod_open_nothing() {
+    let c = Ctx::probe();
+    for (who, opts) in [("root", &[][..]), ("nobody without caps", &["-u", "65534", "--drop-capability", "all"][..])] {
+        let out = probe(&c, opts, &["open-rw:/srv/loopctl", "mknod-open:/dev/loopctl2", "mknod-open:/srv/loopctl3"]);
+        assert_blocked(&out, "open-rw:/srv/loopctl", &format!("{who}: the image's c 10 237"));
+        assert_blocked(&out, "mknod-open:/dev/loopctl2", &format!("{who}: a node made in /dev"));
+        assert_blocked(&out, "mknod-open:/srv/loopctl3", &format!("{who}: a node made on the root"));
+    }
+    // The nodes berth provides still work.
+    let out = probe(&c, &[], &["open-rw:/dev/null", "open-rw:/dev/zero", "open-rw:/dev/urandom"]);
+    for check in ["open-rw:/dev/null", "open-rw:/dev/zero", "open-rw:/dev/urandom"] {
+        assert_eq!(verdict(&out, check), "ok", "{check} must open:\n{out}");
+    }
+}
+
+#[test]
+fn bind_ro_is_read_only_all_the_way_down() {
+    // The mount below the source exists before the store does, so the
+    // leftover check counts it as the host's own.
+    let src = tempfile::tempdir().expect("temp dir");
+    let src = src.path().to_path_buf();
+    let sub = src.join("sub");
+    std::fs::create_dir_all(&sub).expect("sub");
+    let st = Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&sub).status().expect("mount");
+    assert!(st.success(), "mounting a tmpfs below the bind source");
+    let c = Ctx::probe();
+    let bind = format!("{}:/mnt/ro", src.display());
+    let out = probe(&c, &["--bind-ro", &bind], &["create:/mnt/ro/top", "create:/mnt/ro/sub/below"]);
+    let _ = Command::new("umount").arg(&sub).status();
+    assert_blocked(&out, "create:/mnt/ro/top", "writing the top of a --bind-ro");
+    assert_blocked(&out, "create:/mnt/ro/sub/below", "writing a mount below a --bind-ro");
+    assert!(!sub.join("below").exists(), "the write reached the host");
+}
+
+#[test]
+fn exec_keeps_the_machines_capabilities() {
+    let c = Ctx::probe();
+    let name = format!("caps-{}", crate::harness::berth::unique());
+    c.berth
+        .run(["run", "-d", "--name", &name, "--drop-capability", "sys_admin", &c.image, "/probe", "sleep:120"])
+        .success();
+    let st = c.berth.run(["exec", &name, "cat", "/proc/self/status"]);
+    let _ = c.berth.run(["kill", &name, "-s", "KILL"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.berth.run(["ps"]).success().stdout.contains(&name) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.berth.run(["rm", &name]);
+    let st = st.success().stdout;
+    for key in ["CapBnd", "CapEff"] {
+        assert_eq!(cap_mask(&st, key) & (1 << 21), 0, "exec got CAP_SYS_ADMIN back in {key}:\n{st}");
+    }
+    assert_eq!(status_field(&st, "Seccomp").as_deref(), Some("2"), "exec runs under the filter");
+}
