@@ -24,6 +24,9 @@ impl Creds {
 /// no_new_privs when `nnp` and the seccomp filter when `seccomp`. Runs in a
 /// single-threaded child before exec.
 pub fn become_user(c: &Creds, mask: u64, nnp: bool, seccomp: bool) -> io::Result<()> {
+    // The filter follows what the process can do: a non-root user under
+    // no_new_privs never holds CAP_SYS_ADMIN, whatever the bounding set.
+    let filter = crate::seccomp::for_caps(if c.uid != 0 && nnp { 0 } else { mask });
     let groups: Vec<rustix::process::Gid> = c.groups.iter().map(|g| rustix::process::Gid::from_raw(*g)).collect();
     rustix::thread::set_thread_groups(&groups)?;
     let g = rustix::process::Gid::from_raw(c.gid);
@@ -32,7 +35,7 @@ pub fn become_user(c: &Creds, mask: u64, nnp: bool, seccomp: bool) -> io::Result
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it
     // while still root.
     if seccomp && !nnp {
-        sys::install_seccomp(&crate::seccomp::FILTER)?;
+        sys::install_seccomp(filter)?;
     }
     if c.uid != 0 {
         let u = rustix::process::Uid::from_raw(c.uid);
@@ -44,7 +47,7 @@ pub fn become_user(c: &Creds, mask: u64, nnp: bool, seccomp: bool) -> io::Result
         rustix::thread::set_no_new_privs(true)?;
     }
     if seccomp && nnp {
-        sys::install_seccomp(&crate::seccomp::FILTER)?;
+        sys::install_seccomp(filter)?;
     }
     Ok(())
 }

@@ -262,7 +262,7 @@ fn boot(ctx: &ChildContext) -> (i32, String) {
         return (SETUP_FAILED, format!("setting capabilities: {e}"));
     }
     if !spec.no_seccomp {
-        if let Err(e) = sys::install_seccomp(&crate::seccomp::FILTER) {
+        if let Err(e) = sys::install_seccomp(crate::seccomp::for_caps(ctx.caps)) {
             return (SETUP_FAILED, format!("installing the seccomp filter: {e}"));
         }
     }

@@ -1,14 +1,25 @@
-//! The default seccomp filter, built at compile time by a `const fn`: no
-//! filter is compiled at start (systemd-nspawn spends most of its start
-//! doing that), installing it is one `prctl`.
+//! The seccomp filters, built at compile time by a `const fn`: no filter
+//! is compiled at start (systemd-nspawn spends most of its start doing
+//! that); installing one is one `prctl`.
 //!
-//! A deny list in the spirit of systemd-nspawn's and docker's defaults:
+//! An allow-list in the spirit of moby's default profile
+//! (`profiles/seccomp/default.json`): the calls a program needs pass;
 //! calls that reach kernel-global state no namespace isolates (modules,
 //! kexec, swap, the clock, the keyring, BPF, perf, raw I/O ports, the
-//! syslog, io_uring) fail with `EPERM`, and so do the ioctls that push
-//! input into a terminal (TIOCSTI, TIOCLINUX). Calls from a foreign ABI (i386 or x32 on
-//! x86_64) fail with `ENOSYS`, since the deny list names native numbers
-//! only. Written by hand: libseccomp would add a C dependency and a run-time
+//! syslog, io_uring, handles that bypass the mount tree) fail with `EPERM`,
+//! as do the ioctls that push input into a terminal (TIOCSTI, TIOCLINUX)
+//! and `personality` flags beyond the harmless ones; anything the list does
+//! not know (newer calls) fails with `ENOSYS`, so programs fall back as on
+//! an older kernel. Native architecture only: i386 calls on x86_64 fail
+//! with `ENOSYS` and x32 ones with `EPERM`.
+//!
+//! Two variants: [`FILTER`] for containers that hold CAP_SYS_ADMIN, and
+//! [`FILTER_NO_ADMIN`] for those that do not, where the mount API,
+//! `unshare`/`setns` and namespace-creating `clone` flags are refused
+//! here as well as by the kernel (moby does the same), and `clone3`, whose
+//! flags a filter cannot read, says `ENOSYS` so libc falls back to `clone`.
+//!
+//! Written by hand: libseccomp would add a C dependency and a run-time
 //! compile step, which is what this avoids.
 
 /// One classic BPF instruction (`struct sock_filter`).
@@ -22,13 +33,20 @@ pub struct SockFilter {
 }
 
 const LD_W_ABS: u16 = 0x20;
+const JA: u16 = 0x05;
 const JEQ_K: u16 = 0x15;
 const JGE_K: u16 = 0x35;
+const JSET_K: u16 = 0x45;
 const RET_K: u16 = 0x06;
 const RET_ALLOW: u32 = 0x7fff_0000;
 const RET_ERRNO: u32 = 0x0005_0000;
+const EPERM: u32 = RET_ERRNO | libc::EPERM as u32;
+const ENOSYS: u32 = RET_ERRNO | libc::ENOSYS as u32;
 const OFFSET_NR: u32 = 0;
 const OFFSET_ARCH: u32 = 4;
+/// `seccomp_data.args[0]` and `args[1]`, low words (little-endian).
+const OFFSET_ARG0: u32 = 16;
+const OFFSET_ARG1: u32 = 24;
 
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 0xc000_003e;
@@ -41,12 +59,359 @@ macro_rules! nrs {
     ($($n:ident),* $(,)?) => { &[$(libc::$n as u32),*] };
 }
 
-#[cfg(target_arch = "x86_64")]
-const ARCH_ONLY: &[u32] = nrs![SYS_iopl, SYS_ioperm, SYS_uselib, SYS__sysctl];
-#[cfg(target_arch = "aarch64")]
-const ARCH_ONLY: &[u32] = &[];
+// Numbers from 424 up are the same on every architecture; these are newer
+// than the libc crate's tables.
+const SYS_CACHESTAT: u32 = 451;
+const SYS_MAP_SHADOW_STACK: u32 = 453;
+const SYS_FUTEX_WAKE: u32 = 454;
+const SYS_FUTEX_WAIT: u32 = 455;
+const SYS_FUTEX_REQUEUE: u32 = 456;
 
-const COMMON: &[u32] = nrs![
+/// Allowed on every architecture, whatever the capabilities.
+const ALLOW: &[u32] = nrs![
+    SYS_accept,
+    SYS_accept4,
+    SYS_bind,
+    SYS_brk,
+    SYS_capget,
+    SYS_capset,
+    SYS_chdir,
+    SYS_clock_getres,
+    SYS_clock_gettime,
+    SYS_clock_nanosleep,
+    SYS_clone,
+    SYS_close,
+    SYS_close_range,
+    SYS_connect,
+    SYS_copy_file_range,
+    SYS_dup,
+    SYS_dup3,
+    SYS_epoll_create1,
+    SYS_epoll_ctl,
+    SYS_epoll_pwait,
+    SYS_epoll_pwait2,
+    SYS_eventfd2,
+    SYS_execve,
+    SYS_execveat,
+    SYS_exit,
+    SYS_exit_group,
+    SYS_faccessat,
+    SYS_faccessat2,
+    SYS_fadvise64,
+    SYS_fallocate,
+    SYS_fanotify_mark,
+    SYS_fchdir,
+    SYS_fchmod,
+    SYS_fchmodat,
+    SYS_fchmodat2,
+    SYS_fchown,
+    SYS_fchownat,
+    SYS_fcntl,
+    SYS_fdatasync,
+    SYS_fgetxattr,
+    SYS_flistxattr,
+    SYS_flock,
+    SYS_fremovexattr,
+    SYS_fsetxattr,
+    SYS_fstat,
+    SYS_fstatfs,
+    SYS_fsync,
+    SYS_ftruncate,
+    SYS_futex,
+    SYS_futex_waitv,
+    SYS_get_mempolicy,
+    SYS_get_robust_list,
+    SYS_getcpu,
+    SYS_getcwd,
+    SYS_getdents64,
+    SYS_getegid,
+    SYS_geteuid,
+    SYS_getgid,
+    SYS_getgroups,
+    SYS_getitimer,
+    SYS_getpeername,
+    SYS_getpgid,
+    SYS_getpid,
+    SYS_getppid,
+    SYS_getpriority,
+    SYS_getrandom,
+    SYS_getresgid,
+    SYS_getresuid,
+    SYS_getrlimit,
+    SYS_getrusage,
+    SYS_getsid,
+    SYS_getsockname,
+    SYS_getsockopt,
+    SYS_gettid,
+    SYS_gettimeofday,
+    SYS_getuid,
+    SYS_getxattr,
+    SYS_inotify_add_watch,
+    SYS_inotify_init1,
+    SYS_inotify_rm_watch,
+    SYS_io_cancel,
+    SYS_io_destroy,
+    SYS_io_getevents,
+    SYS_io_setup,
+    SYS_io_submit,
+    SYS_ioprio_get,
+    SYS_ioprio_set,
+    SYS_kcmp,
+    SYS_kill,
+    SYS_landlock_add_rule,
+    SYS_landlock_create_ruleset,
+    SYS_landlock_restrict_self,
+    SYS_lgetxattr,
+    SYS_linkat,
+    SYS_listen,
+    SYS_listxattr,
+    SYS_llistxattr,
+    SYS_lremovexattr,
+    SYS_lseek,
+    SYS_lsetxattr,
+    SYS_madvise,
+    SYS_mbind,
+    SYS_membarrier,
+    SYS_memfd_create,
+    SYS_memfd_secret,
+    SYS_migrate_pages,
+    SYS_mincore,
+    SYS_mkdirat,
+    SYS_mknodat,
+    SYS_mlock,
+    SYS_mlock2,
+    SYS_mlockall,
+    SYS_mmap,
+    SYS_move_pages,
+    SYS_mprotect,
+    SYS_mq_getsetattr,
+    SYS_mq_notify,
+    SYS_mq_open,
+    SYS_mq_timedreceive,
+    SYS_mq_timedsend,
+    SYS_mq_unlink,
+    SYS_mremap,
+    SYS_mseal,
+    SYS_msgctl,
+    SYS_msgget,
+    SYS_msgrcv,
+    SYS_msgsnd,
+    SYS_msync,
+    SYS_munlock,
+    SYS_munlockall,
+    SYS_munmap,
+    SYS_name_to_handle_at,
+    SYS_nanosleep,
+    SYS_newfstatat,
+    SYS_openat,
+    SYS_openat2,
+    SYS_pidfd_open,
+    SYS_pidfd_send_signal,
+    SYS_pipe2,
+    SYS_pkey_alloc,
+    SYS_pkey_free,
+    SYS_pkey_mprotect,
+    SYS_ppoll,
+    SYS_prctl,
+    SYS_pread64,
+    SYS_preadv,
+    SYS_preadv2,
+    SYS_prlimit64,
+    SYS_process_madvise,
+    SYS_process_mrelease,
+    SYS_process_vm_readv,
+    SYS_process_vm_writev,
+    SYS_pselect6,
+    SYS_ptrace,
+    SYS_pwrite64,
+    SYS_pwritev,
+    SYS_pwritev2,
+    SYS_read,
+    SYS_readahead,
+    SYS_readlinkat,
+    SYS_readv,
+    SYS_reboot,
+    SYS_recvfrom,
+    SYS_recvmmsg,
+    SYS_recvmsg,
+    SYS_remap_file_pages,
+    SYS_removexattr,
+    SYS_renameat2,
+    SYS_restart_syscall,
+    SYS_rseq,
+    SYS_rt_sigaction,
+    SYS_rt_sigpending,
+    SYS_rt_sigprocmask,
+    SYS_rt_sigqueueinfo,
+    SYS_rt_sigreturn,
+    SYS_rt_sigsuspend,
+    SYS_rt_sigtimedwait,
+    SYS_rt_tgsigqueueinfo,
+    SYS_sched_get_priority_max,
+    SYS_sched_get_priority_min,
+    SYS_sched_getaffinity,
+    SYS_sched_getattr,
+    SYS_sched_getparam,
+    SYS_sched_getscheduler,
+    SYS_sched_rr_get_interval,
+    SYS_sched_setaffinity,
+    SYS_sched_setattr,
+    SYS_sched_setparam,
+    SYS_sched_setscheduler,
+    SYS_sched_yield,
+    SYS_seccomp,
+    SYS_semctl,
+    SYS_semget,
+    SYS_semop,
+    SYS_semtimedop,
+    SYS_sendfile,
+    SYS_sendmmsg,
+    SYS_sendmsg,
+    SYS_sendto,
+    SYS_set_mempolicy,
+    SYS_set_mempolicy_home_node,
+    SYS_set_robust_list,
+    SYS_set_tid_address,
+    SYS_setdomainname,
+    SYS_setfsgid,
+    SYS_setfsuid,
+    SYS_setgid,
+    SYS_setgroups,
+    SYS_sethostname,
+    SYS_setitimer,
+    SYS_setpgid,
+    SYS_setpriority,
+    SYS_setregid,
+    SYS_setresgid,
+    SYS_setresuid,
+    SYS_setreuid,
+    SYS_setrlimit,
+    SYS_setsid,
+    SYS_setsockopt,
+    SYS_setuid,
+    SYS_setxattr,
+    SYS_shmat,
+    SYS_shmctl,
+    SYS_shmdt,
+    SYS_shmget,
+    SYS_shutdown,
+    SYS_sigaltstack,
+    SYS_signalfd4,
+    SYS_socket,
+    SYS_socketpair,
+    SYS_splice,
+    SYS_statfs,
+    SYS_statx,
+    SYS_symlinkat,
+    SYS_sync,
+    SYS_sync_file_range,
+    SYS_syncfs,
+    SYS_sysinfo,
+    SYS_tee,
+    SYS_tgkill,
+    SYS_timer_create,
+    SYS_timer_delete,
+    SYS_timer_getoverrun,
+    SYS_timer_gettime,
+    SYS_timer_settime,
+    SYS_timerfd_create,
+    SYS_timerfd_gettime,
+    SYS_timerfd_settime,
+    SYS_times,
+    SYS_tkill,
+    SYS_truncate,
+    SYS_umask,
+    SYS_uname,
+    SYS_unlinkat,
+    SYS_utimensat,
+    SYS_vhangup,
+    SYS_vmsplice,
+    SYS_wait4,
+    SYS_waitid,
+    SYS_write,
+    SYS_writev,
+];
+
+/// Also allowed, numbers the libc crate lacks.
+const ALLOW_NEW: &[u32] = &[SYS_CACHESTAT, SYS_MAP_SHADOW_STACK, SYS_FUTEX_WAKE, SYS_FUTEX_WAIT, SYS_FUTEX_REQUEUE];
+
+/// The legacy calls x86_64 keeps beside their *at/2 successors.
+#[cfg(target_arch = "x86_64")]
+const ALLOW_ARCH: &[u32] = nrs![
+    SYS_access,
+    SYS_alarm,
+    SYS_arch_prctl,
+    SYS_chmod,
+    SYS_chown,
+    SYS_creat,
+    SYS_dup2,
+    SYS_epoll_create,
+    SYS_epoll_wait,
+    SYS_eventfd,
+    SYS_fork,
+    SYS_futimesat,
+    SYS_get_thread_area,
+    SYS_getdents,
+    SYS_getpgrp,
+    SYS_inotify_init,
+    SYS_lchown,
+    SYS_link,
+    SYS_lstat,
+    SYS_mkdir,
+    SYS_mknod,
+    SYS_open,
+    SYS_pause,
+    SYS_pipe,
+    SYS_poll,
+    SYS_readlink,
+    SYS_rename,
+    SYS_renameat,
+    SYS_rmdir,
+    SYS_select,
+    SYS_set_thread_area,
+    SYS_signalfd,
+    SYS_stat,
+    SYS_symlink,
+    SYS_sysfs,
+    SYS_time,
+    SYS_unlink,
+    SYS_ustat,
+    SYS_utime,
+    SYS_utimes,
+    SYS_vfork,
+];
+#[cfg(target_arch = "x86_64")]
+const ALLOW_ARCH_NEW: &[u32] = &[333 /* io_pgetevents */];
+#[cfg(target_arch = "aarch64")]
+const ALLOW_ARCH: &[u32] = &[];
+#[cfg(target_arch = "aarch64")]
+const ALLOW_ARCH_NEW: &[u32] = &[292 /* io_pgetevents */];
+
+/// What only CAP_SYS_ADMIN makes useful: the mount API and entering or
+/// making namespaces. Allowed with it, `EPERM` without.
+const ADMIN: &[u32] = nrs![
+    SYS_mount,
+    SYS_umount2,
+    SYS_pivot_root,
+    SYS_unshare,
+    SYS_setns,
+    SYS_fsopen,
+    SYS_fsconfig,
+    SYS_fsmount,
+    SYS_fspick,
+    SYS_move_mount,
+    SYS_open_tree,
+    SYS_mount_setattr,
+    SYS_quotactl,
+    SYS_quotactl_fd,
+    SYS_fanotify_init,
+    SYS_chroot,
+    SYS_clone3,
+];
+
+/// Refused with `EPERM` whatever the capabilities: kernel-global state no
+/// namespace isolates. (Anything else not allowed gets `ENOSYS`.)
+const DENY: &[u32] = nrs![
     SYS_kexec_load,
     SYS_kexec_file_load,
     SYS_init_module,
@@ -59,7 +424,6 @@ const COMMON: &[u32] = nrs![
     SYS_add_key,
     SYS_keyctl,
     SYS_request_key,
-    SYS_lookup_dcookie,
     SYS_settimeofday,
     SYS_clock_settime,
     SYS_clock_adjtime,
@@ -68,26 +432,37 @@ const COMMON: &[u32] = nrs![
     SYS_perf_event_open,
     SYS_userfaultfd,
     SYS_syslog,
-    SYS_nfsservctl,
-    // io_uring runs I/O outside the filter's sight (moby blocks it too).
     SYS_io_uring_setup,
     SYS_io_uring_enter,
     SYS_io_uring_register,
+    SYS_pidfd_getfd,
 ];
+#[cfg(target_arch = "x86_64")]
+const DENY_ARCH: &[u32] = nrs![SYS_iopl, SYS_ioperm, SYS_uselib, SYS__sysctl, SYS_modify_ldt, SYS_lookup_dcookie];
+#[cfg(target_arch = "aarch64")]
+const DENY_ARCH: &[u32] = nrs![SYS_lookup_dcookie];
 
 /// ioctls refused whatever the descriptor: pushing input into a terminal
-/// (TIOCSTI) or console (TIOCLINUX) is how a process that holds a
-/// terminal types commands into the shell that owns it.
+/// (TIOCSTI) or console (TIOCLINUX) is how a process that holds a terminal
+/// types commands into the shell that owns it.
 const IOCTL_DENY: [u32; 2] = [libc::TIOCSTI as u32, 0x541C /* TIOCLINUX */];
 
-const N: usize = COMMON.len() + ARCH_ONLY.len();
-/// Where the denied calls' compares start.
-const LIST: usize = 10;
-/// Instructions: arch load + check + foreign-ABI return, nr load, x32
-/// check, the ioctl block (5), one compare per denied call, allow, deny.
-pub const LEN: usize = N + LIST + 2;
-/// `seccomp_data.args[1]`, low word (little-endian).
-const OFFSET_ARG1: u32 = 24;
+/// `personality` values allowed (moby's): Linux, PER_LINUX32, UNAME26 and
+/// both, and the query. READ_IMPLIES_EXEC, ADDR_NO_RANDOMIZE and the like
+/// weaken the process's own defences.
+const PERSONALITY_OK: [u32; 5] = [0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff];
+
+/// clone flags that make namespaces.
+const NS_FLAGS: u32 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWCGROUP) as u32;
+
+/// Compares per block of a list: jump offsets are u8.
+const BLOCK: usize = 200;
 
 const fn stmt(code: u16, k: u32) -> SockFilter {
     SockFilter { code, jt: 0, jf: 0, k }
@@ -97,96 +472,220 @@ const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
     SockFilter { code, jt, jf, k }
 }
 
-const fn build() -> [SockFilter; LEN] {
-    let mut f = [stmt(RET_K, RET_ALLOW); LEN];
-    f[0] = stmt(LD_W_ABS, OFFSET_ARCH);
-    f[1] = jump(JEQ_K, AUDIT_ARCH, 1, 0);
-    f[2] = stmt(RET_K, RET_ERRNO | libc::ENOSYS as u32);
-    f[3] = stmt(LD_W_ABS, OFFSET_NR);
-    // deny is at LEN-1; from instruction k a jump of j lands at k+1+j.
-    f[4] = jump(JGE_K, X32_BIT, (LEN - 1 - 5) as u8, 0);
+/// Appends `ins` at `n` (when it fits) and returns the next index.
+const fn put(f: &mut [SockFilter], n: usize, ins: SockFilter) -> usize {
+    if n < f.len() {
+        f[n] = ins;
+    }
+    n + 1
+}
+
+/// Emits "if nr is in `lists` return `ret`" in blocks of [`BLOCK`]
+/// compares, each ending in a jump over its own return.
+const fn emit_list(f: &mut [SockFilter], mut n: usize, lists: &[&[u32]], ret: u32) -> usize {
+    let mut total = 0;
+    let mut l = 0;
+    while l < lists.len() {
+        total += lists[l].len();
+        l += 1;
+    }
+    let mut done = 0;
+    while done < total {
+        let m = if total - done < BLOCK { total - done } else { BLOCK };
+        let mut j = 0;
+        while j < m {
+            // The j-th of the list's entries, counted across `lists`.
+            let mut idx = done + j;
+            let mut l = 0;
+            while idx >= lists[l].len() {
+                idx -= lists[l].len();
+                l += 1;
+            }
+            n = put(f, n, jump(JEQ_K, lists[l][idx], (m - j) as u8, 0));
+            j += 1;
+        }
+        n = put(f, n, jump(JA, 1, 0, 0));
+        n = put(f, n, stmt(RET_K, ret));
+        done += m;
+    }
+    n
+}
+
+/// Writes the filter into `f` (as far as it fits) and returns its length.
+const fn layout(admin: bool, f: &mut [SockFilter]) -> usize {
+    let mut n = 0;
+    n = put(f, n, stmt(LD_W_ABS, OFFSET_ARCH));
+    n = put(f, n, jump(JEQ_K, AUDIT_ARCH, 1, 0));
+    n = put(f, n, stmt(RET_K, ENOSYS));
+    n = put(f, n, stmt(LD_W_ABS, OFFSET_NR));
+    n = put(f, n, jump(JGE_K, X32_BIT, 0, 1));
+    n = put(f, n, stmt(RET_K, EPERM));
     // ioctl: the request number decides; the kernel reads it as 32 bits.
-    f[5] = jump(JEQ_K, libc::SYS_ioctl as u32, 0, (LIST - 6) as u8);
-    f[6] = stmt(LD_W_ABS, OFFSET_ARG1);
-    f[7] = jump(JEQ_K, IOCTL_DENY[0], (LEN - 1 - 8) as u8, 0);
-    f[8] = jump(JEQ_K, IOCTL_DENY[1], (LEN - 1 - 9) as u8, 0);
-    f[9] = stmt(RET_K, RET_ALLOW);
+    n = put(f, n, jump(JEQ_K, libc::SYS_ioctl as u32, 0, 5));
+    n = put(f, n, stmt(LD_W_ABS, OFFSET_ARG1));
+    n = put(f, n, jump(JEQ_K, IOCTL_DENY[0], 1, 0));
+    n = put(f, n, jump(JEQ_K, IOCTL_DENY[1], 0, 1));
+    n = put(f, n, stmt(RET_K, EPERM));
+    n = put(f, n, stmt(RET_K, RET_ALLOW));
+    // personality: only the values in PERSONALITY_OK.
+    let p = PERSONALITY_OK.len();
+    n = put(f, n, jump(JEQ_K, libc::SYS_personality as u32, 0, (p + 3) as u8));
+    n = put(f, n, stmt(LD_W_ABS, OFFSET_ARG0));
     let mut i = 0;
-    while i < N {
-        let nr = if i < COMMON.len() { COMMON[i] } else { ARCH_ONLY[i - COMMON.len()] };
-        let k = LIST + i;
-        f[k] = jump(JEQ_K, nr, (LEN - 1 - (k + 1)) as u8, 0);
+    while i < p {
+        n = put(f, n, jump(JEQ_K, PERSONALITY_OK[i], (p - i) as u8, 0));
         i += 1;
     }
-    f[LEN - 2] = stmt(RET_K, RET_ALLOW);
-    f[LEN - 1] = stmt(RET_K, RET_ERRNO | libc::EPERM as u32);
+    n = put(f, n, stmt(RET_K, EPERM));
+    n = put(f, n, stmt(RET_K, RET_ALLOW));
+    if !admin {
+        // clone: no namespace flags (its first argument on x86_64 and arm64).
+        n = put(f, n, jump(JEQ_K, libc::SYS_clone as u32, 0, 4));
+        n = put(f, n, stmt(LD_W_ABS, OFFSET_ARG0));
+        n = put(f, n, jump(JSET_K, NS_FLAGS, 0, 1));
+        n = put(f, n, stmt(RET_K, EPERM));
+        n = put(f, n, stmt(RET_K, RET_ALLOW));
+        // clone3 hides its flags in memory: say it does not exist.
+        n = put(f, n, jump(JEQ_K, libc::SYS_clone3 as u32, 0, 1));
+        n = put(f, n, stmt(RET_K, ENOSYS));
+        n = emit_list(f, n, &[DENY, DENY_ARCH, ADMIN], EPERM);
+        n = emit_list(f, n, &[ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW], RET_ALLOW);
+    } else {
+        n = emit_list(f, n, &[DENY, DENY_ARCH], EPERM);
+        n = emit_list(f, n, &[ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW, ADMIN], RET_ALLOW);
+    }
+    put(f, n, stmt(RET_K, ENOSYS))
+}
+
+const SCRATCH: usize = 1024;
+/// Instructions in [`FILTER`] and [`FILTER_NO_ADMIN`].
+pub const LEN: usize = layout(true, &mut [stmt(RET_K, 0); SCRATCH]);
+pub const LEN_NO_ADMIN: usize = layout(false, &mut [stmt(RET_K, 0); SCRATCH]);
+const _: () = assert!(LEN <= SCRATCH && LEN_NO_ADMIN <= SCRATCH && LEN <= u16::MAX as usize);
+
+const fn build<const L: usize>(admin: bool) -> [SockFilter; L] {
+    let mut f = [stmt(RET_K, 0); L];
+    layout(admin, &mut f);
     f
 }
 
-// Jump offsets are u8: the program must stay short.
-const _: () = assert!(LEN < 255);
+/// The filter for a container that holds CAP_SYS_ADMIN.
+pub static FILTER: [SockFilter; LEN] = build(true);
+/// The filter for a container without CAP_SYS_ADMIN.
+pub static FILTER_NO_ADMIN: [SockFilter; LEN_NO_ADMIN] = build(false);
 
-/// The filter, ready to hand to `prctl(PR_SET_SECCOMP)`.
-pub static FILTER: [SockFilter; LEN] = build();
+/// The filter for a process with capability mask `caps`.
+pub fn for_caps(caps: u64) -> &'static [SockFilter] {
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    if caps & CAP_SYS_ADMIN != 0 {
+        &FILTER
+    } else {
+        &FILTER_NO_ADMIN
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Runs the filter on (arch, nr) like the kernel would.
-    fn eval(arch: u32, nr: u32) -> u32 {
-        eval_args(arch, nr, 0)
-    }
-
-    fn eval_args(arch: u32, nr: u32, arg1: u32) -> u32 {
+    /// Runs `filter` on (arch, nr, args) like the kernel would.
+    fn eval(filter: &[SockFilter], arch: u32, nr: u32, args: [u32; 2]) -> u32 {
         let mut acc = 0u32;
         let mut pc = 0usize;
         loop {
-            let ins = FILTER[pc];
+            let ins = filter[pc];
             match ins.code {
                 LD_W_ABS => {
                     acc = match ins.k {
                         OFFSET_ARCH => arch,
                         OFFSET_NR => nr,
-                        OFFSET_ARG1 => arg1,
+                        OFFSET_ARG0 => args[0],
+                        OFFSET_ARG1 => args[1],
                         k => panic!("load of offset {k}"),
                     }
                 }
-                JEQ_K => {
-                    pc += if acc == ins.k { ins.jt as usize } else { ins.jf as usize };
-                }
-                JGE_K => {
-                    pc += if acc >= ins.k { ins.jt as usize } else { ins.jf as usize };
-                }
+                JA => pc += ins.k as usize,
+                JEQ_K => pc += if acc == ins.k { ins.jt as usize } else { ins.jf as usize },
+                JGE_K => pc += if acc >= ins.k { ins.jt as usize } else { ins.jf as usize },
+                JSET_K => pc += if acc & ins.k != 0 { ins.jt as usize } else { ins.jf as usize },
                 RET_K => return ins.k,
-                _ => panic!("bad opcode"),
+                c => panic!("bad opcode {c:#x}"),
             }
             pc += 1;
         }
     }
 
+    fn both() -> [&'static [SockFilter]; 2] {
+        [&FILTER, &FILTER_NO_ADMIN]
+    }
+
     #[test]
-    fn denies_what_it_lists_and_allows_the_rest() {
-        assert_eq!(eval(AUDIT_ARCH, libc::SYS_kexec_load as u32), RET_ERRNO | libc::EPERM as u32);
-        assert_eq!(eval(AUDIT_ARCH, libc::SYS_keyctl as u32), RET_ERRNO | libc::EPERM as u32);
-        assert_eq!(eval(AUDIT_ARCH, libc::SYS_nfsservctl as u32), RET_ERRNO | libc::EPERM as u32);
-        assert_eq!(eval(AUDIT_ARCH, libc::SYS_read as u32), RET_ALLOW);
-        assert_eq!(eval(AUDIT_ARCH, libc::SYS_execve as u32), RET_ALLOW);
-        assert_eq!(eval(AUDIT_ARCH, libc::SYS_mount as u32), RET_ALLOW);
-        assert_eq!(eval(AUDIT_ARCH, X32_BIT | 1), RET_ERRNO | libc::EPERM as u32);
-        assert_eq!(eval(0x4000_0003, 1), RET_ERRNO | libc::ENOSYS as u32);
-        assert_eq!(eval(AUDIT_ARCH, libc::SYS_io_uring_setup as u32), RET_ERRNO | libc::EPERM as u32);
+    fn every_listed_call_gets_its_answer() {
+        for f in both() {
+            for list in [ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW] {
+                for &nr in list {
+                    if nr == libc::SYS_clone as u32 {
+                        continue;
+                    }
+                    assert_eq!(eval(f, AUDIT_ARCH, nr, [0, 0]), RET_ALLOW, "nr {nr}");
+                }
+            }
+            for list in [DENY, DENY_ARCH] {
+                for &nr in list {
+                    assert_eq!(eval(f, AUDIT_ARCH, nr, [0, 0]), EPERM, "nr {nr}");
+                }
+            }
+            assert_eq!(eval(f, AUDIT_ARCH, 1000, [0, 0]), ENOSYS, "an unknown call");
+            assert_eq!(eval(f, AUDIT_ARCH, X32_BIT | 1, [0, 0]), EPERM, "x32");
+            assert_eq!(eval(f, 0x4000_0003, 1, [0, 0]), ENOSYS, "i386");
+        }
+        for &nr in ADMIN {
+            assert_eq!(eval(&FILTER, AUDIT_ARCH, nr, [0, 0]), RET_ALLOW, "admin nr {nr}");
+            let want = if nr == libc::SYS_clone3 as u32 { ENOSYS } else { EPERM };
+            assert_eq!(eval(&FILTER_NO_ADMIN, AUDIT_ARCH, nr, [0, 0]), want, "no-admin nr {nr}");
+        }
     }
 
     #[test]
     fn terminal_injection_ioctls_are_refused_and_others_pass() {
         let ioctl = libc::SYS_ioctl as u32;
-        let deny = RET_ERRNO | libc::EPERM as u32;
-        assert_eq!(eval_args(AUDIT_ARCH, ioctl, libc::TIOCSTI as u32), deny);
-        assert_eq!(eval_args(AUDIT_ARCH, ioctl, 0x541C), deny);
-        assert_eq!(eval_args(AUDIT_ARCH, ioctl, libc::TIOCGWINSZ as u32), RET_ALLOW);
-        assert_eq!(eval_args(AUDIT_ARCH, ioctl, libc::TCGETS as u32), RET_ALLOW);
-        // The request number is the syscall's second argument, not its nr.
-        assert_eq!(eval_args(AUDIT_ARCH, libc::SYS_read as u32, libc::TIOCSTI as u32), RET_ALLOW);
+        for f in both() {
+            assert_eq!(eval(f, AUDIT_ARCH, ioctl, [0, libc::TIOCSTI as u32]), EPERM);
+            assert_eq!(eval(f, AUDIT_ARCH, ioctl, [0, 0x541C]), EPERM);
+            assert_eq!(eval(f, AUDIT_ARCH, ioctl, [0, libc::TIOCGWINSZ as u32]), RET_ALLOW);
+            assert_eq!(eval(f, AUDIT_ARCH, ioctl, [0, libc::TCGETS as u32]), RET_ALLOW);
+            // The request number is the second argument of ioctl only.
+            assert_eq!(eval(f, AUDIT_ARCH, libc::SYS_read as u32, [0, libc::TIOCSTI as u32]), RET_ALLOW);
+        }
+    }
+
+    #[test]
+    fn personality_and_clone_flags() {
+        let pers = libc::SYS_personality as u32;
+        let clone = libc::SYS_clone as u32;
+        for f in both() {
+            assert_eq!(eval(f, AUDIT_ARCH, pers, [0xffff_ffff, 0]), RET_ALLOW);
+            assert_eq!(eval(f, AUDIT_ARCH, pers, [0, 0]), RET_ALLOW);
+            assert_eq!(eval(f, AUDIT_ARCH, pers, [0x40_0000, 0]), EPERM, "READ_IMPLIES_EXEC");
+            assert_eq!(eval(f, AUDIT_ARCH, pers, [0x4_0000, 0]), EPERM, "ADDR_NO_RANDOMIZE");
+            assert_eq!(eval(f, AUDIT_ARCH, clone, [libc::SIGCHLD as u32, 0]), RET_ALLOW);
+        }
+        let ns = (libc::CLONE_NEWUSER | libc::SIGCHLD) as u32;
+        assert_eq!(eval(&FILTER, AUDIT_ARCH, clone, [ns, 0]), RET_ALLOW);
+        assert_eq!(eval(&FILTER_NO_ADMIN, AUDIT_ARCH, clone, [ns, 0]), EPERM);
+        assert_eq!(for_caps(1 << 21).len(), LEN);
+        assert_eq!(for_caps(0).len(), LEN_NO_ADMIN);
+    }
+
+    #[test]
+    fn lists_do_not_overlap() {
+        let allow: Vec<u32> = [ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW].concat();
+        for &nr in [DENY, DENY_ARCH, ADMIN].concat().iter() {
+            assert!(!allow.contains(&nr), "nr {nr} is both allowed and refused");
+        }
+        let mut sorted = allow.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), allow.len(), "a call is listed twice");
     }
 }

@@ -18,6 +18,11 @@
  *   personality      personality(READ_IMPLIES_EXEC)
  *   mknod-open:PATH  make PATH a char device 10:237 (loop-control), open it
  *   ttydev           the devices behind 0-2, as stat's %t:%T (`-` if none)
+ *   write:PATH       open an existing PATH for writing
+ *   remount-rw:PATH  remount the mount at PATH read-write
+ *   mount-proc:PATH  mount a fresh procfs at PATH (made if missing)
+ *   mount-sysfs:PATH mount a fresh sysfs at PATH (made if missing)
+ *   unshare-user     unshare(CLONE_NEWUSER)
  *   sleep:N          sleep N seconds (to be looked at from the host)
  */
 #define _GNU_SOURCE
@@ -27,7 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
@@ -105,7 +112,20 @@ int main(int argc, char **argv) {
             result(a, fd);
             if (fd >= 0)
                 close(fd);
-        } else if (!strncmp(a, "read:", 5))
+        } else if (!strncmp(a, "write:", 6)) {
+            int fd = open(arg, O_WRONLY | O_CLOEXEC);
+            result(a, fd);
+            if (fd >= 0)
+                close(fd);
+        } else if (!strncmp(a, "remount-rw:", 11))
+            result(a, mount(NULL, arg, NULL, MS_REMOUNT | MS_BIND, NULL));
+        else if (!strncmp(a, "mount-proc:", 11) || !strncmp(a, "mount-sysfs:", 12)) {
+            const char *fs = a[6] == 'p' ? "proc" : "sysfs";
+            mkdir(arg, 0755);
+            result(a, mount(fs, arg, fs, 0, NULL));
+        } else if (!strcmp(a, "unshare-user"))
+            result(a, unshare(CLONE_NEWUSER));
+        else if (!strncmp(a, "read:", 5))
             readfile(a, arg);
         else if (!strcmp(a, "ptrace1"))
             result(a, ptrace(PTRACE_SEIZE, 1, 0, 0));

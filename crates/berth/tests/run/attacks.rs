@@ -234,3 +234,28 @@ fn exec_keeps_the_machines_capabilities() {
     }
     assert_eq!(status_field(&st, "Seccomp").as_deref(), Some("2"), "exec runs under the filter");
 }
+
+#[test]
+fn without_cap_sys_admin_no_sysctl_write_fresh_proc_remount_or_new_namespace() {
+    let c = Ctx::probe();
+    let checks = [
+        "write:/proc/sys/kernel/core_pattern",
+        "remount-rw:/proc/sys",
+        "mount-proc:/tmp/proc2",
+        "mount-sysfs:/tmp/sys2",
+        "unshare-user",
+        "personality",
+    ];
+    let opts: [(&str, &[&str]); 2] =
+        [("root without CAP_SYS_ADMIN", &["--drop-capability", "sys_admin"]), ("uid 1000", &["-u", "1000:1000"])];
+    for (who, opts) in opts {
+        let out = probe(&c, opts, &checks);
+        for check in checks {
+            assert_blocked(&out, check, who);
+        }
+    }
+    // With the default set, the mount is still read-only to a plain write.
+    let out = probe(&c, &[], &["write:/proc/sys/kernel/core_pattern", "write:/sys/kernel/uevent_helper"]);
+    assert_blocked(&out, "write:/proc/sys/kernel/core_pattern", "root");
+    assert_blocked(&out, "write:/sys/kernel/uevent_helper", "root");
+}
