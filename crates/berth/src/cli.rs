@@ -274,6 +274,12 @@ pub struct RunArgs {
     /// Drop capabilities (CAP_NAME, comma-separated, or all)
     #[arg(long, value_name = "CAPS")]
     pub drop_capability: Vec<String>,
+    /// Allow more system calls ("keyctl @clock"), or refuse some ("~@mount"), as systemd-nspawn
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
+    pub system_call_filter: Vec<String>,
+    /// Make a host device node available: PATH[:CPATH][:rwm]
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Vec<String>,
     /// Memory limit (RAM and swap), e.g. 256M
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,

@@ -3,6 +3,7 @@
 //! plus a controller-less v2 tree). Limits: memory (RAM and swap alike, so a
 //! hog is stopped rather than swapped), CPU quota, pids. Removed at exit.
 
+use crate::devices::Rule;
 use crate::spec::Limits;
 use crate::RuntimeError;
 use std::path::{Path, PathBuf};
@@ -130,6 +131,12 @@ fn remove_killing(d: &Path) {
     }
 }
 
+/// Attaches the device allow-list for `rules` to the cgroup2 dir `dir`.
+fn device_program(dir: &Path, rules: &[Rule]) -> Result<(), RuntimeError> {
+    crate::sys::attach_device_program(dir, &crate::devices::program(rules))
+        .map_err(|e| RuntimeError::sys(format!("attaching the device allow-list to {}", dir.display()), e))
+}
+
 /// A container's cgroup directories, one per hierarchy it lives in.
 #[derive(Debug)]
 pub struct Cgroup {
@@ -141,8 +148,9 @@ fn write(p: &Path, v: &str) -> Result<(), RuntimeError> {
 }
 
 impl Cgroup {
-    /// Creates the cgroup `name` and applies `limits`.
-    pub fn create(name: &str, limits: &Limits) -> Result<Cgroup, RuntimeError> {
+    /// Creates the cgroup `name`, applies `limits` and lets its processes
+    /// open only the devices `devices` allows.
+    pub fn create(name: &str, limits: &Limits, devices: &[Rule]) -> Result<Cgroup, RuntimeError> {
         let layout = Layout::detect();
         let mut cg = Cgroup { dirs: Vec::new() };
         let mkdir = |p: &Path, cg: &mut Cgroup| -> Result<(), RuntimeError> {
@@ -173,6 +181,7 @@ impl Cgroup {
             if let Some(p) = limits.pids {
                 write(&dir.join("pids.max"), &p.to_string())?;
             }
+            device_program(&dir, devices)?;
             return Ok(cg);
         }
         // v1 or hybrid: limits go to the v1 controllers, nested under our
@@ -183,10 +192,13 @@ impl Cgroup {
         // failing that, the pids controller tracks the container's processes.
         let nested = |ctrl: &str, mnt: &Path| mnt.join(own_path(ctrl).trim_start_matches('/')).join("berth");
         let track_in_pids = layout.unified.is_none();
+        // Without a unified hierarchy to hang a device program on, the v1
+        // devices controller enforces the allow-list.
         let want = [
             ("memory", limits.memory.is_some()),
             ("cpu", limits.cpus.is_some()),
             ("pids", limits.pids.is_some() || track_in_pids),
+            ("devices", layout.unified.is_none()),
         ];
         for (ctrl, needed) in want {
             if !needed {
@@ -223,6 +235,12 @@ impl Cgroup {
                         )?;
                     }
                 }
+                "devices" => {
+                    write(&dir.join("devices.deny"), "a")?;
+                    for r in devices {
+                        write(&dir.join("devices.allow"), &r.v1_line())?;
+                    }
+                }
                 _ => {
                     if let Some(p) = limits.pids {
                         write(&dir.join("pids.max"), &p.to_string())?;
@@ -233,7 +251,12 @@ impl Cgroup {
         if let Some(u) = &layout.unified {
             let slice = u.join(own_path("").trim_start_matches('/')).join("berth");
             sweep_stale(&slice);
-            mkdir(&slice.join(name), &mut cg)?;
+            let dir = slice.join(name);
+            mkdir(&dir, &mut cg)?;
+            // On a hybrid host too: the kernel runs device programs by the
+            // task's cgroup2 membership, and joining a v1 devices cgroup
+            // would cost the start an RCU grace period.
+            device_program(&dir, devices)?;
         }
         Ok(cg)
     }

@@ -26,11 +26,13 @@ pub struct Outcome {
 }
 
 /// What a container runs with, for those who enter it later.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Privileges {
     /// The capability mask of its processes.
     pub caps: u64,
     pub seccomp: bool,
+    /// `--system-call-filter` values.
+    pub system_call_filter: Vec<String>,
 }
 
 /// Told when the container's command (or init) is running.
@@ -64,10 +66,47 @@ pub fn run_hooked(spec: &RunSpec, run_dir: &Path, hooks: &dyn Hooks) -> Result<O
     let mask = want & have;
 
     let cgroup_name = format!("{}-{}", sanitize(&spec.name), std::process::id());
-    let cgroup = Cgroup::create(&cgroup_name, &spec.limits)?;
+    let cgroup = Cgroup::create(&cgroup_name, &spec.limits, &device_rules(spec)?)?;
     let result = run_in(spec, run_dir, &cgroup, mask, hooks);
     cgroup.remove();
     result
+}
+
+/// How many socket-activation descriptors (from 3 up) berth was handed:
+/// LISTEN_FDS when LISTEN_PID names this process, as sd_listen_fds(3)
+/// reads them; they go on to the container, nothing else does.
+fn listen_fds() -> u32 {
+    let ours = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let n = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+    if ours && n <= 1024 {
+        n
+    } else {
+        0
+    }
+}
+
+/// The devices the container may open: berth's own and `--device` ones,
+/// which must be device nodes on the host.
+fn device_rules(spec: &RunSpec) -> Result<Vec<crate::devices::Rule>, RuntimeError> {
+    let mut rules = crate::devices::defaults();
+    for d in &spec.devices {
+        let st = rustix::fs::stat(&d.host).map_err(|e| {
+            RuntimeError::Invalid(format!("--device {}: {e}: give the path of a device node", d.host.display()))
+        })?;
+        let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::CharacterDevice => b'c',
+            rustix::fs::FileType::BlockDevice => b'b',
+            _ => {
+                return Err(RuntimeError::Invalid(format!(
+                    "--device {}: not a device node: bind files and directories with --bind",
+                    d.host.display()
+                )))
+            }
+        };
+        let (major, minor) = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+        rules.push(crate::devices::Rule { kind, major: Some(major), minor: Some(minor), access: d.access });
+    }
+    Ok(rules)
 }
 
 fn sanitize(s: &str) -> String {
@@ -96,6 +135,9 @@ fn run_in(
     };
     let plan = ConsolePlan::new(mode, terminals);
     let pty = if plan.uses_pty() { Some(Pty::open()?) } else { None };
+    let policy = crate::seccomp::Policy::parse(&spec.system_call_filter).map_err(RuntimeError::Invalid)?;
+    let block = crate::rootfs::block_root(spec)?;
+    let listen_fds = listen_fds();
     // Block the signals we relay before cloning, so none is lost between
     // the clone and the relay loop; the child inherits the mask.
     let sfd = sys::signalfd(sys::FORWARDED).map_err(|e| RuntimeError::sys("creating a signalfd", e))?;
@@ -116,6 +158,10 @@ fn run_in(
                 console: pty.as_ref().map(|p| p.slave_path.clone()),
                 tty: pty.map(|p| p.slave),
                 tty_fds: plan.pty,
+                block,
+                policy,
+                listen_fds,
+                listen_fdnames: std::env::var("LISTEN_FDNAMES").ok().filter(|_| listen_fds > 0),
                 sync: sync_r,
                 errors: err_w,
                 caps: mask,
@@ -144,7 +190,10 @@ fn run_in(
     let mut message = String::new();
     let _ = std::fs::File::from(err_r).read_to_string(&mut message);
     if message.is_empty() {
-        hooks.started(child, Privileges { caps: mask, seccomp: !spec.no_seccomp });
+        hooks.started(
+            child,
+            Privileges { caps: mask, seccomp: !spec.no_seccomp, system_call_filter: spec.system_call_filter.clone() },
+        );
     }
     // A booted init shuts down cleanly on its own signal (SIGRTMIN+3 for
     // systemd); plain commands get the signal itself.

@@ -23,10 +23,7 @@ impl Creds {
 /// Applies `c`, keeping capabilities `mask` (for root), then
 /// no_new_privs when `nnp` and the seccomp filter when `seccomp`. Runs in a
 /// single-threaded child before exec.
-pub fn become_user(c: &Creds, mask: u64, nnp: bool, seccomp: bool) -> io::Result<()> {
-    // The filter follows what the process can do: a non-root user under
-    // no_new_privs never holds CAP_SYS_ADMIN, whatever the bounding set.
-    let filter = crate::seccomp::for_caps(if c.uid != 0 && nnp { 0 } else { mask });
+pub fn become_user(c: &Creds, mask: u64, nnp: bool, filter: Option<&[crate::seccomp::SockFilter]>) -> io::Result<()> {
     let groups: Vec<rustix::process::Gid> = c.groups.iter().map(|g| rustix::process::Gid::from_raw(*g)).collect();
     rustix::thread::set_thread_groups(&groups)?;
     let g = rustix::process::Gid::from_raw(c.gid);
@@ -34,8 +31,8 @@ pub fn become_user(c: &Creds, mask: u64, nnp: bool, seccomp: bool) -> io::Result
     caps::drop_bounding(mask)?;
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it
     // while still root.
-    if seccomp && !nnp {
-        sys::install_seccomp(filter)?;
+    if let (Some(f), false) = (filter, nnp) {
+        sys::install_seccomp(f)?;
     }
     if c.uid != 0 {
         let u = rustix::process::Uid::from_raw(c.uid);
@@ -46,8 +43,19 @@ pub fn become_user(c: &Creds, mask: u64, nnp: bool, seccomp: bool) -> io::Result
     if nnp {
         rustix::thread::set_no_new_privs(true)?;
     }
-    if seccomp && nnp {
-        sys::install_seccomp(filter)?;
+    if let (Some(f), true) = (filter, nnp) {
+        sys::install_seccomp(f)?;
     }
     Ok(())
+}
+
+/// The capabilities a process of `c` can use, for choosing its filter: a
+/// non-root user under no_new_privs never holds any, whatever the
+/// bounding set.
+pub fn effective(c: &Creds, mask: u64, nnp: bool) -> u64 {
+    if c.uid != 0 && nnp {
+        0
+    } else {
+        mask
+    }
 }

@@ -38,6 +38,7 @@ impl Hooks for Started<'_> {
             command: self.command.clone(),
             caps: Some(privileges.caps),
             seccomp: privileges.seccomp,
+            system_call_filter: privileges.system_call_filter,
         };
         let msg = match state.save() {
             Ok(()) => {

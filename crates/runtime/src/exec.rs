@@ -31,7 +31,7 @@ pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
         Some(m) => m,
         None => caps::compute(&[], &[], &[]).map_err(RuntimeError::Invalid)?,
     } & caps::host_bounding();
-    let seccomp = st.seccomp;
+    let policy = crate::seccomp::Policy::parse(&st.system_call_filter).map_err(RuntimeError::Invalid)?;
     // From here this process joins the machine; its child is visible
     // inside until it execs. Neither may be ptraced, nor its memory or
     // /proc/PID/exe (the host's berth binary) opened from inside (the
@@ -101,6 +101,8 @@ pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
         .map(|u| crate::creds::Creds { uid: u.uid, gid: u.gid, groups: u.groups.clone() })
         .unwrap_or_else(crate::creds::Creds::root);
     let (is_tty, nnp) = (pty.is_some(), !spec.login);
+    // Built before the fork: the child between fork and exec must not allocate.
+    let filter = st.seccomp.then(|| policy.filter(crate::creds::effective(&creds, mask, nnp)).into_owned());
     // SAFETY of the closure: between fork and exec, single-threaded child,
     // system calls only.
     unsafe {
@@ -111,7 +113,7 @@ pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
             if is_tty {
                 sys::set_controlling_tty(ctty_fd)?;
             }
-            crate::creds::become_user(&creds, mask, nnp, seccomp)?;
+            crate::creds::become_user(&creds, mask, nnp, filter.as_deref())?;
             Ok(())
         });
     }

@@ -23,6 +23,14 @@ pub struct ChildContext {
     pub tty: Option<OwnedFd>,
     /// Which of 0, 1, 2 the command gets as `tty` (the others: berth's own).
     pub tty_fds: [bool; 3],
+    /// A block-device root, mounted on the host side, to attach.
+    pub block: Option<OwnedFd>,
+    /// `--system-call-filter`, parsed.
+    pub policy: crate::seccomp::Policy,
+    /// Socket-activation descriptors (3..3+N) berth was handed, passed on
+    /// with LISTEN_FDS as systemd-nspawn does; 0 for none.
+    pub listen_fds: u32,
+    pub listen_fdnames: Option<String>,
     pub sync: OwnedFd,
     pub errors: OwnedFd,
     /// The capability mask to grant, already cut to the host's bounding set.
@@ -53,8 +61,10 @@ pub fn child_main(mut ctx: ChildContext) -> ! {
         ctx.errors.as_raw_fd(),
         errors.as_raw_fd(),
         ctx.tty.as_ref().map_or(-1, |t| t.as_raw_fd()),
+        ctx.block.as_ref().map_or(-1, |b| b.as_raw_fd()),
     ];
-    if sys::close_fds_except(&keep).is_err() {
+    let listen: Vec<i32> = (3..3 + ctx.listen_fds as i32).collect();
+    if sys::close_fds_except(&[&keep[..], &listen[..]].concat()).is_err() {
         sys::exit_now(SETUP_FAILED);
     }
     // PID 1 is a fork of host berth until it execs or drops its
@@ -68,6 +78,9 @@ pub fn child_main(mut ctx: ChildContext) -> ! {
         Ok((pid, root)) => {
             drop(errors); // EOF tells the parent the command started
             let keep = ctx.caps & (1 << caps::number("kill").unwrap_or(5));
+            if ctx.listen_fds > 0 {
+                let _ = sys::close_range(3, 2 + ctx.listen_fds);
+            }
             drop(ctx);
             if let Err(e) = bare_reaper(root, keep) {
                 // The command runs already: a reaper that cannot shed its
@@ -125,7 +138,7 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
     if spec.private_network {
         sys::loopback_up().map_err(|e| fail(RuntimeError::sys("bringing up lo", e)))?;
     }
-    rootfs::setup(spec, &ctx.run_dir, ctx.console.as_deref()).map_err(fail)?;
+    rootfs::setup(spec, &ctx.run_dir, ctx.console.as_deref(), ctx.block.as_ref()).map_err(fail)?;
     rustix::system::sethostname(spec.hostname.as_bytes())
         .map_err(|e| fail(RuntimeError::sys("setting the hostname", e)))?;
 
@@ -141,6 +154,8 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
         None => None,
     };
     let mut env: Vec<(String, String)> = spec.env.clone();
+    // The command is PID 2, the first child of this PID 1.
+    env.extend(listen_env(ctx, 2));
     let has = |env: &Vec<(String, String)>, k: &str| env.iter().any(|(n, _)| n == k);
     if !has(&env, "PATH") {
         env.push(("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
@@ -179,6 +194,7 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
         .map(|u| crate::creds::Creds { uid: u.uid, gid: u.gid, groups: u.groups.clone() })
         .unwrap_or_else(crate::creds::Creds::root);
     let (mask, is_tty, seccomp) = (ctx.caps, ctx.tty.is_some(), !spec.no_seccomp);
+    let listen = ctx.listen_fds;
     // PID 1 takes the command's user, groups, capabilities, no_new_privs
     // and seccomp filter itself, then forks the command, which inherits
     // them: at no moment does PID 1 hold more than the command, and the
@@ -186,14 +202,15 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
     // caller's, host paths and tokens) are gone before the command starts.
     let _ = rustix::thread::set_name(c"berth-init");
     sys::scrub_cmdline_and_environ(b"berth-init");
-    crate::creds::become_user(&creds, mask, true, seccomp)
+    let filter = seccomp.then(|| ctx.policy.filter(crate::creds::effective(&creds, mask, true)));
+    crate::creds::become_user(&creds, mask, true, filter.as_deref())
         .map_err(|e| fail(RuntimeError::sys("taking the container's user and privileges", e)))?;
     // SAFETY of the closure: it runs between fork and exec in a
     // single-threaded child and only makes system calls (no allocation).
     unsafe {
         cmd.pre_exec(move || {
             sys::unblock_all();
-            sys::cloexec_from(3)?;
+            sys::pass_fds(listen)?;
             if is_tty {
                 rustix::process::setsid()?;
                 sys::set_controlling_tty(ctty_fd)?;
@@ -211,6 +228,19 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
             _ => (126, format!("cannot run {arg0:?} in the container: {e}")),
         }),
     }
+}
+
+/// LISTEN_FDS, LISTEN_PID (the pid the fds are for, inside) and
+/// LISTEN_FDNAMES, when berth was handed socket-activation descriptors.
+fn listen_env(ctx: &ChildContext, pid: u32) -> Vec<(String, String)> {
+    if ctx.listen_fds == 0 {
+        return Vec::new();
+    }
+    let mut v = vec![("LISTEN_FDS".to_string(), ctx.listen_fds.to_string()), ("LISTEN_PID".into(), pid.to_string())];
+    if let Some(n) = &ctx.listen_fdnames {
+        v.push(("LISTEN_FDNAMES".into(), n.clone()));
+    }
+    v
 }
 
 /// Where an init may live, most specific first.
@@ -243,7 +273,13 @@ fn boot(ctx: &ChildContext) -> (i32, String) {
     let mut argv: Vec<CString> = vec![CString::new(init.clone()).unwrap_or_default()];
     let rest = if spec.args.first().is_some_and(|a| a.starts_with('/')) { &spec.args[1..] } else { &spec.args[..] };
     argv.extend(rest.iter().filter_map(|a| CString::new(a.as_str()).ok()));
-    let mut env: Vec<CString> = spec.env.iter().filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()).collect();
+    let mut env: Vec<CString> = spec
+        .env
+        .iter()
+        .cloned()
+        .chain(listen_env(ctx, 1))
+        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
+        .collect();
     if !spec.env.iter().any(|(k, _)| k == "PATH") {
         env.push(CString::new("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").unwrap_or_default());
     }
@@ -262,12 +298,12 @@ fn boot(ctx: &ChildContext) -> (i32, String) {
         return (SETUP_FAILED, format!("setting capabilities: {e}"));
     }
     if !spec.no_seccomp {
-        if let Err(e) = sys::install_seccomp(crate::seccomp::for_caps(ctx.caps)) {
+        if let Err(e) = sys::install_seccomp(&ctx.policy.filter(ctx.caps)) {
             return (SETUP_FAILED, format!("installing the seccomp filter: {e}"));
         }
     }
     sys::unblock_all();
-    if let Err(e) = sys::cloexec_from(3) {
+    if let Err(e) = sys::pass_fds(ctx.listen_fds) {
         return (SETUP_FAILED, format!("closing descriptors: {e}"));
     }
     let e = sys::execve(&argv, &env);

@@ -13,6 +13,7 @@ pub mod cgroup;
 mod container;
 mod creds;
 pub mod detach;
+pub mod devices;
 pub mod exec;
 mod init;
 pub mod machine;

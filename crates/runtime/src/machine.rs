@@ -38,6 +38,9 @@ pub struct State {
     /// Whether it runs under the seccomp filter.
     #[serde(default = "yes")]
     pub seccomp: bool,
+    /// Its `--system-call-filter` values.
+    #[serde(default)]
+    pub system_call_filter: Vec<String>,
 }
 
 fn yes() -> bool {

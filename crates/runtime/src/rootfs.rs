@@ -122,9 +122,28 @@ impl Root {
     /// The read-only remount goes through a handle resolved after the bind,
     /// which lands on the new mount rather than the node it covers.
     fn bind(&self, src: &Path, rel: &Path, kind: Kind, recursive: bool, readonly: bool) -> Result<(), RuntimeError> {
+        self.bind_with(src, rel, kind, recursive, readonly, false)
+    }
+
+    /// [`Root::bind`], `nodev` all the way down when asked: a user's bind
+    /// opens no device node (`--device` is how a container gets one).
+    fn bind_with(
+        &self,
+        src: &Path,
+        rel: &Path,
+        kind: Kind,
+        recursive: bool,
+        readonly: bool,
+        nodev: bool,
+    ) -> Result<(), RuntimeError> {
         let t = self.target(rel, kind)?;
         let r = if recursive { m::mount_bind_recursive(src, t.path()) } else { m::mount_bind(src, t.path()) };
         r.map_err(err(format!("binding {} to {}", src.display(), rel.display())))?;
+        if nodev {
+            let t = self.target(rel, kind)?;
+            sys::mount_setattr_recursive(&t.path(), sys::MOUNT_ATTR_NODEV)
+                .map_err(|e| RuntimeError::sys(format!("making {} nodev", rel.display()), e))?;
+        }
         if readonly {
             // Read-only all the way down: a mount below the source stays
             // writable under a plain remount of the top.
@@ -156,15 +175,25 @@ impl Root {
 }
 
 /// Builds the mount table in `run_dir/root` and pivots into it.
-pub fn setup(spec: &RunSpec, run_dir: &Path, console: Option<&Path>) -> Result<(), RuntimeError> {
+pub fn setup(
+    spec: &RunSpec,
+    run_dir: &Path,
+    console: Option<&Path>,
+    block: Option<&OwnedFd>,
+) -> Result<(), RuntimeError> {
     m::mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
         .map_err(err("making / private"))?;
     let root_path = run_dir.join("root");
-    mount_root(spec, run_dir, &root_path)?;
+    mount_root(spec, run_dir, &root_path, block)?;
     let root = Root::open(&root_path)?;
     mount_proc(&root)?;
     mount_sys(&root)?;
     mount_dev(&root, console)?;
+    for d in &spec.devices {
+        // The host's node, bound: the bind keeps the host /dev's flags,
+        // where devices open; the cgroup allows this one.
+        root.bind(&d.host, &d.container, Kind::File, false, false)?;
+    }
     for (dst, mode) in [("run", "0755"), ("tmp", "1777")] {
         let t = root.target(Path::new(dst), Kind::Dir)?;
         mount_fs("tmpfs", &t.path(), "tmpfs", F::NOSUID | F::NODEV, &format!("mode={mode}"))?;
@@ -190,12 +219,39 @@ pub fn setup(spec: &RunSpec, run_dir: &Path, console: Option<&Path>) -> Result<(
     Ok(())
 }
 
+/// Mounts `spec`'s block-device root, if it has one, as a detached mount
+/// (nodev; read-only when the run or its volatile mode says so) for the
+/// container to attach: opening the device happens here, on the host side.
+pub fn block_root(spec: &RunSpec) -> Result<Option<OwnedFd>, RuntimeError> {
+    let Some(Rootfs::Block { device, fstype, read_only }) = &spec.rootfs else { return Ok(None) };
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
+    let ro = *read_only || matches!(spec.volatile, Volatile::Yes | Volatile::Overlay);
+    let run = || -> Result<OwnedFd, Errno> {
+        let fs = m::fsopen(fstype.as_str(), FsOpenFlags::FSOPEN_CLOEXEC)?;
+        m::fsconfig_set_string(&fs, "source", device.as_path())?;
+        if ro {
+            m::fsconfig_set_flag(&fs, "ro")?;
+        }
+        m::fsconfig_create(&fs)?;
+        let mut attrs = MountAttrFlags::MOUNT_ATTR_NODEV;
+        if ro {
+            attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
+        }
+        m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+    };
+    run().map(Some).map_err(err(format!("mounting {} ({fstype})", device.display())))
+}
+
 fn overlay(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -> Result<(), RuntimeError> {
     let esc = |p: &Path| p.display().to_string().replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,");
+    // userxattr: berth's layers and uppers keep overlayfs' metadata in
+    // user.overlay.* (the store's format), the only kind overlayfs reads
+    // inside a user namespace.
     let mut opts = format!("lowerdir={}", lowers.iter().map(|p| esc(p)).collect::<Vec<_>>().join(":"));
     if let Some((u, w)) = upper {
         opts += &format!(",upperdir={},workdir={}", esc(u), esc(w));
     }
+    opts += ",userxattr";
     // nodev: a device node shipped in an image or made with mknod in the
     // container never opens a host device; the nodes berth allows live in
     // the container's /dev.
@@ -207,6 +263,7 @@ fn overlay(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -> 
     let e = err(format!("mounting overlayfs on {}", target.display()));
     let fs = m::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(err("fsopen overlay"))?;
     let run = || -> Result<(), Errno> {
+        m::fsconfig_set_flag(&fs, "userxattr")?;
         for l in lowers {
             m::fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
         }
@@ -221,7 +278,7 @@ fn overlay(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -> 
     run().map_err(e)
 }
 
-fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path) -> Result<(), RuntimeError> {
+fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path, block: Option<&OwnedFd>) -> Result<(), RuntimeError> {
     let Some(rootfs) = &spec.rootfs else { return Err(RuntimeError::Invalid("no root filesystem given".into())) };
     // The tree as it is, at `target`.
     let base = |target: &Path, writable: bool| -> Result<(), RuntimeError> {
@@ -234,10 +291,15 @@ fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path) -> Result<(), Runtime
             Rootfs::Overlay { lowers, upper, work } => {
                 overlay(lowers, if writable { Some((upper.as_path(), work.as_path())) } else { None }, target)
             }
-            Rootfs::Block { device, fstype, read_only } => {
-                let flags = if *read_only || !writable { F::RDONLY | F::NODEV } else { F::NODEV };
-                m::mount(device.as_path(), target, fstype.as_str(), flags, None::<&std::ffi::CStr>)
-                    .map_err(err(format!("mounting {} ({fstype})", device.display())))
+            Rootfs::Block { device, .. } => {
+                // Mounted by the host side before the container joined its
+                // cgroup, whose device allow-list keeps it from opening the
+                // block device itself; here it is only attached.
+                let Some(mnt) = block else {
+                    return Err(RuntimeError::Setup(format!("{} was not mounted", device.display())));
+                };
+                m::move_mount(mnt, "", rfs::CWD, target, m::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+                    .map_err(err(format!("attaching {}", device.display())))
             }
         }
     };
@@ -443,7 +505,7 @@ fn user_mount(root: &Root, run_dir: &Path, mnt: &BindMount) -> Result<(), Runtim
         BindMount::Bind { src, dst, readonly, recursive } => {
             let md = std::fs::metadata(src)
                 .map_err(|e| RuntimeError::Setup(format!("bind source {} does not exist: {e}", src.display())))?;
-            root.bind(src, dst, if md.is_dir() { Kind::Dir } else { Kind::File }, *recursive, *readonly)?;
+            root.bind_with(src, dst, if md.is_dir() { Kind::Dir } else { Kind::File }, *recursive, *readonly, true)?;
         }
         BindMount::Tmpfs { dst, options } => {
             let t = root.target(dst, Kind::Dir)?;

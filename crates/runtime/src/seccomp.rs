@@ -55,8 +55,11 @@ const AUDIT_ARCH: u32 = 0xc000_00b7;
 /// x32 syscalls have this bit set on x86_64; nothing else reaches it.
 const X32_BIT: u32 = 0x4000_0000;
 
+/// A system call: its name (as libc spells it, `SYS_` and all) and number.
+type Sys = (&'static str, u32);
+
 macro_rules! nrs {
-    ($($n:ident),* $(,)?) => { &[$(libc::$n as u32),*] };
+    ($($n:ident),* $(,)?) => { &[$((stringify!($n), libc::$n as u32)),*] };
 }
 
 // Numbers from 424 up are the same on every architecture; these are newer
@@ -68,7 +71,7 @@ const SYS_FUTEX_WAIT: u32 = 455;
 const SYS_FUTEX_REQUEUE: u32 = 456;
 
 /// Allowed on every architecture, whatever the capabilities.
-const ALLOW: &[u32] = nrs![
+const ALLOW: &[Sys] = nrs![
     SYS_accept,
     SYS_accept4,
     SYS_bind,
@@ -333,11 +336,17 @@ const ALLOW: &[u32] = nrs![
 ];
 
 /// Also allowed, numbers the libc crate lacks.
-const ALLOW_NEW: &[u32] = &[SYS_CACHESTAT, SYS_MAP_SHADOW_STACK, SYS_FUTEX_WAKE, SYS_FUTEX_WAIT, SYS_FUTEX_REQUEUE];
+const ALLOW_NEW: &[Sys] = &[
+    ("SYS_cachestat", SYS_CACHESTAT),
+    ("SYS_map_shadow_stack", SYS_MAP_SHADOW_STACK),
+    ("SYS_futex_wake", SYS_FUTEX_WAKE),
+    ("SYS_futex_wait", SYS_FUTEX_WAIT),
+    ("SYS_futex_requeue", SYS_FUTEX_REQUEUE),
+];
 
 /// The legacy calls x86_64 keeps beside their *at/2 successors.
 #[cfg(target_arch = "x86_64")]
-const ALLOW_ARCH: &[u32] = nrs![
+const ALLOW_ARCH: &[Sys] = nrs![
     SYS_access,
     SYS_alarm,
     SYS_arch_prctl,
@@ -381,15 +390,15 @@ const ALLOW_ARCH: &[u32] = nrs![
     SYS_vfork,
 ];
 #[cfg(target_arch = "x86_64")]
-const ALLOW_ARCH_NEW: &[u32] = &[333 /* io_pgetevents */];
+const ALLOW_ARCH_NEW: &[Sys] = &[("SYS_io_pgetevents", 333)];
 #[cfg(target_arch = "aarch64")]
-const ALLOW_ARCH: &[u32] = &[];
+const ALLOW_ARCH: &[Sys] = &[];
 #[cfg(target_arch = "aarch64")]
-const ALLOW_ARCH_NEW: &[u32] = &[292 /* io_pgetevents */];
+const ALLOW_ARCH_NEW: &[Sys] = &[("SYS_io_pgetevents", 292)];
 
 /// What only CAP_SYS_ADMIN makes useful: the mount API and entering or
 /// making namespaces. Allowed with it, `EPERM` without.
-const ADMIN: &[u32] = nrs![
+const ADMIN: &[Sys] = nrs![
     SYS_mount,
     SYS_umount2,
     SYS_pivot_root,
@@ -411,7 +420,7 @@ const ADMIN: &[u32] = nrs![
 
 /// Refused with `EPERM` whatever the capabilities: kernel-global state no
 /// namespace isolates. (Anything else not allowed gets `ENOSYS`.)
-const DENY: &[u32] = nrs![
+const DENY: &[Sys] = nrs![
     SYS_kexec_load,
     SYS_kexec_file_load,
     SYS_init_module,
@@ -438,9 +447,9 @@ const DENY: &[u32] = nrs![
     SYS_pidfd_getfd,
 ];
 #[cfg(target_arch = "x86_64")]
-const DENY_ARCH: &[u32] = nrs![SYS_iopl, SYS_ioperm, SYS_uselib, SYS__sysctl, SYS_modify_ldt, SYS_lookup_dcookie];
+const DENY_ARCH: &[Sys] = nrs![SYS_iopl, SYS_ioperm, SYS_uselib, SYS__sysctl, SYS_modify_ldt, SYS_lookup_dcookie];
 #[cfg(target_arch = "aarch64")]
-const DENY_ARCH: &[u32] = nrs![SYS_lookup_dcookie];
+const DENY_ARCH: &[Sys] = nrs![SYS_lookup_dcookie];
 
 /// ioctls refused whatever the descriptor: pushing input into a terminal
 /// (TIOCSTI) or console (TIOCLINUX) is how a process that holds a terminal
@@ -482,7 +491,7 @@ const fn put(f: &mut [SockFilter], n: usize, ins: SockFilter) -> usize {
 
 /// Emits "if nr is in `lists` return `ret`" in blocks of [`BLOCK`]
 /// compares, each ending in a jump over its own return.
-const fn emit_list(f: &mut [SockFilter], mut n: usize, lists: &[&[u32]], ret: u32) -> usize {
+const fn emit_list(f: &mut [SockFilter], mut n: usize, lists: &[&[Sys]], ret: u32) -> usize {
     let mut total = 0;
     let mut l = 0;
     while l < lists.len() {
@@ -501,7 +510,7 @@ const fn emit_list(f: &mut [SockFilter], mut n: usize, lists: &[&[u32]], ret: u3
                 idx -= lists[l].len();
                 l += 1;
             }
-            n = put(f, n, jump(JEQ_K, lists[l][idx], (m - j) as u8, 0));
+            n = put(f, n, jump(JEQ_K, lists[l][idx].1, (m - j) as u8, 0));
             j += 1;
         }
         n = put(f, n, jump(JA, 1, 0, 0));
@@ -513,6 +522,16 @@ const fn emit_list(f: &mut [SockFilter], mut n: usize, lists: &[&[u32]], ret: u3
 
 /// Writes the filter into `f` (as far as it fits) and returns its length.
 const fn layout(admin: bool, f: &mut [SockFilter]) -> usize {
+    if admin {
+        layout_lists(false, &[DENY, DENY_ARCH], &[ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW, ADMIN], f)
+    } else {
+        layout_lists(true, &[DENY, DENY_ARCH, ADMIN], &[ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW], f)
+    }
+}
+
+/// The filter: the fixed checks, then `deny` (EPERM) and `allow`; with
+/// `guard_clone`, namespace flags of clone refused and clone3 ENOSYS.
+const fn layout_lists(guard_clone: bool, deny: &[&[Sys]], allow: &[&[Sys]], f: &mut [SockFilter]) -> usize {
     let mut n = 0;
     n = put(f, n, stmt(LD_W_ABS, OFFSET_ARCH));
     n = put(f, n, jump(JEQ_K, AUDIT_ARCH, 1, 0));
@@ -538,7 +557,7 @@ const fn layout(admin: bool, f: &mut [SockFilter]) -> usize {
     }
     n = put(f, n, stmt(RET_K, EPERM));
     n = put(f, n, stmt(RET_K, RET_ALLOW));
-    if !admin {
+    if guard_clone {
         // clone: no namespace flags (its first argument on x86_64 and arm64).
         n = put(f, n, jump(JEQ_K, libc::SYS_clone as u32, 0, 4));
         n = put(f, n, stmt(LD_W_ABS, OFFSET_ARG0));
@@ -548,12 +567,9 @@ const fn layout(admin: bool, f: &mut [SockFilter]) -> usize {
         // clone3 hides its flags in memory: say it does not exist.
         n = put(f, n, jump(JEQ_K, libc::SYS_clone3 as u32, 0, 1));
         n = put(f, n, stmt(RET_K, ENOSYS));
-        n = emit_list(f, n, &[DENY, DENY_ARCH, ADMIN], EPERM);
-        n = emit_list(f, n, &[ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW], RET_ALLOW);
-    } else {
-        n = emit_list(f, n, &[DENY, DENY_ARCH], EPERM);
-        n = emit_list(f, n, &[ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW, ADMIN], RET_ALLOW);
     }
+    n = emit_list(f, n, deny, EPERM);
+    n = emit_list(f, n, allow, RET_ALLOW);
     put(f, n, stmt(RET_K, ENOSYS))
 }
 
@@ -584,9 +600,141 @@ pub fn for_caps(caps: u64) -> &'static [SockFilter] {
     }
 }
 
+/// nspawn's `@group` names berth knows, by the calls they hold.
+const GROUPS: &[(&str, &[&str])] = &[
+    ("@clock", &["adjtimex", "clock_adjtime", "clock_settime", "settimeofday"]),
+    ("@module", &["init_module", "finit_module", "delete_module"]),
+    ("@raw-io", &["iopl", "ioperm"]),
+    ("@reboot", &["reboot", "kexec_load", "kexec_file_load"]),
+    ("@swap", &["swapon", "swapoff"]),
+    ("@keyring", &["add_key", "keyctl", "request_key"]),
+    ("@debug", &["ptrace", "process_vm_readv", "process_vm_writev", "perf_event_open", "kcmp", "lookup_dcookie"]),
+    (
+        "@mount",
+        &[
+            "mount",
+            "umount2",
+            "pivot_root",
+            "chroot",
+            "fsopen",
+            "fsconfig",
+            "fsmount",
+            "fspick",
+            "move_mount",
+            "open_tree",
+            "mount_setattr",
+        ],
+    ),
+    ("@io-uring", &["io_uring_setup", "io_uring_enter", "io_uring_register"]),
+    ("@privileged", &["acct", "bpf", "userfaultfd", "syslog", "open_by_handle_at", "quotactl", "quotactl_fd"]),
+];
+
+/// Every call berth's lists name.
+fn known() -> impl Iterator<Item = &'static Sys> {
+    [ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW, ADMIN, DENY, DENY_ARCH].into_iter().flatten()
+}
+
+/// `--system-call-filter` (systemd-nspawn's syntax): calls and `@group`s
+/// separated by spaces, each value an addition to what is allowed, or with
+/// a leading `~` a list of calls to refuse. Later values win over earlier
+/// ones for a call named twice.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub allow: Vec<u32>,
+    pub deny: Vec<u32>,
+}
+
+impl Policy {
+    pub fn parse(values: &[String]) -> Result<Policy, String> {
+        let mut p = Policy::default();
+        for v in values {
+            let (deny, list) = match v.trim_start().strip_prefix('~') {
+                Some(rest) => (true, rest),
+                None => (false, v.as_str()),
+            };
+            for name in list.split_whitespace() {
+                let names: Vec<&str> = match GROUPS.iter().find(|(g, _)| *g == name) {
+                    Some((_, calls)) => calls.to_vec(),
+                    None if name.starts_with('@') => {
+                        let known: Vec<&str> = GROUPS.iter().map(|(g, _)| *g).collect();
+                        return Err(format!("unknown system call group {name}: known are {}", known.join(" ")));
+                    }
+                    None => vec![name],
+                };
+                for n in names {
+                    let want = format!("SYS_{n}");
+                    // A call this architecture lacks (in a group) is skipped;
+                    // one named alone must exist.
+                    let Some(&(_, nr)) = known().find(|(s, _)| *s == want) else {
+                        if name.starts_with('@') {
+                            continue;
+                        }
+                        return Err(format!("unknown system call {n:?} in --system-call-filter"));
+                    };
+                    let (add, remove) = if deny { (&mut p.deny, &mut p.allow) } else { (&mut p.allow, &mut p.deny) };
+                    remove.retain(|x| *x != nr);
+                    if !add.contains(&nr) {
+                        add.push(nr);
+                    }
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// The filter for a process with effective capability mask `caps`:
+    /// one of the compiled-in ones when the policy changes nothing.
+    pub fn filter(&self, caps: u64) -> std::borrow::Cow<'static, [SockFilter]> {
+        const CAP_SYS_ADMIN: u64 = 1 << 21;
+        let admin = caps & CAP_SYS_ADMIN != 0;
+        if self.allow.is_empty() && self.deny.is_empty() {
+            return std::borrow::Cow::Borrowed(for_caps(caps));
+        }
+        let base_deny: Vec<&[Sys]> = if admin { vec![DENY, DENY_ARCH] } else { vec![DENY, DENY_ARCH, ADMIN] };
+        let base_allow: Vec<&[Sys]> = if admin {
+            vec![ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW, ADMIN]
+        } else {
+            vec![ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW]
+        };
+        let keep = |lists: Vec<&[Sys]>, drop: &[u32]| -> Vec<Sys> {
+            lists.into_iter().flatten().filter(|s| !drop.contains(&s.1)).copied().collect()
+        };
+        let mut deny = keep(base_deny, &self.allow);
+        deny.extend(self.deny.iter().map(|&nr| ("", nr)));
+        let mut allow = keep(base_allow, &self.deny);
+        allow.extend(
+            self.allow.iter().filter(|nr| !allow.iter().any(|s| s.1 == **nr)).map(|&nr| ("", nr)).collect::<Vec<_>>(),
+        );
+        let mut f = vec![stmt(RET_K, 0); SCRATCH];
+        let n = layout_lists(!admin && !self.allow.contains(&(libc::SYS_clone3 as u32)), &[&deny], &[&allow], &mut f);
+        f.truncate(n);
+        std::borrow::Cow::Owned(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_moves_calls_between_the_lists() {
+        let p = Policy::parse(&["@keyring".into(), "~@clock uname".into()]).unwrap();
+        let f = p.filter(1 << 21);
+        let keyctl = libc::SYS_keyctl as u32;
+        assert_eq!(eval(&f, AUDIT_ARCH, keyctl, [0, 0]), RET_ALLOW, "added with @keyring");
+        assert_eq!(eval(&f, AUDIT_ARCH, libc::SYS_uname as u32, [0, 0]), EPERM, "refused with ~uname");
+        assert_eq!(eval(&f, AUDIT_ARCH, libc::SYS_clock_settime as u32, [0, 0]), EPERM);
+        assert_eq!(eval(&f, AUDIT_ARCH, libc::SYS_read as u32, [0, 0]), RET_ALLOW);
+        assert_eq!(eval(&f, AUDIT_ARCH, libc::SYS_ioctl as u32, [0, libc::TIOCSTI as u32]), EPERM);
+        // Without CAP_SYS_ADMIN the mount API stays refused unless added.
+        let f = p.filter(0);
+        assert_eq!(eval(&f, AUDIT_ARCH, libc::SYS_mount as u32, [0, 0]), EPERM);
+        let f = Policy::parse(&["@mount".into()]).unwrap().filter(0);
+        assert_eq!(eval(&f, AUDIT_ARCH, libc::SYS_mount as u32, [0, 0]), RET_ALLOW);
+        assert!(matches!(Policy::default().filter(0), std::borrow::Cow::Borrowed(_)));
+        assert!(Policy::parse(&["@nope".into()]).is_err());
+        assert!(Policy::parse(&["frobnicate".into()]).is_err());
+    }
 
     /// Runs `filter` on (arch, nr, args) like the kernel would.
     fn eval(filter: &[SockFilter], arch: u32, nr: u32, args: [u32; 2]) -> u32 {
@@ -623,7 +771,7 @@ mod tests {
     fn every_listed_call_gets_its_answer() {
         for f in both() {
             for list in [ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW] {
-                for &nr in list {
+                for &(_, nr) in list {
                     if nr == libc::SYS_clone as u32 {
                         continue;
                     }
@@ -631,7 +779,7 @@ mod tests {
                 }
             }
             for list in [DENY, DENY_ARCH] {
-                for &nr in list {
+                for &(_, nr) in list {
                     assert_eq!(eval(f, AUDIT_ARCH, nr, [0, 0]), EPERM, "nr {nr}");
                 }
             }
@@ -639,7 +787,7 @@ mod tests {
             assert_eq!(eval(f, AUDIT_ARCH, X32_BIT | 1, [0, 0]), EPERM, "x32");
             assert_eq!(eval(f, 0x4000_0003, 1, [0, 0]), ENOSYS, "i386");
         }
-        for &nr in ADMIN {
+        for &(_, nr) in ADMIN {
             assert_eq!(eval(&FILTER, AUDIT_ARCH, nr, [0, 0]), RET_ALLOW, "admin nr {nr}");
             let want = if nr == libc::SYS_clone3 as u32 { ENOSYS } else { EPERM };
             assert_eq!(eval(&FILTER_NO_ADMIN, AUDIT_ARCH, nr, [0, 0]), want, "no-admin nr {nr}");
@@ -679,8 +827,8 @@ mod tests {
 
     #[test]
     fn lists_do_not_overlap() {
-        let allow: Vec<u32> = [ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW].concat();
-        for &nr in [DENY, DENY_ARCH, ADMIN].concat().iter() {
+        let allow: Vec<u32> = [ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW].concat().iter().map(|s| s.1).collect();
+        for &(_, nr) in [DENY, DENY_ARCH, ADMIN].concat().iter() {
             assert!(!allow.contains(&nr), "nr {nr} is both allowed and refused");
         }
         let mut sorted = allow.clone();

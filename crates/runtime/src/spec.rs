@@ -157,6 +157,31 @@ impl ConsolePlan {
     }
 }
 
+/// `--device PATH[:CPATH][:rwm]`: a host device node made available in
+/// the container (bound at CPATH, default PATH, and allowed in its cgroup).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSpec {
+    pub host: PathBuf,
+    pub container: PathBuf,
+    /// `crate::devices` READ | WRITE | MKNOD bits.
+    pub access: u32,
+}
+
+/// Parses `--device PATH[:CPATH][:rwm]` (docker's and podman's syntax).
+pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let host = abs(parts[0], "device")?;
+    let rwm = crate::devices::READ | crate::devices::WRITE | crate::devices::MKNOD;
+    let (container, access) = match parts.as_slice() {
+        [_] => (host.clone(), rwm),
+        [_, x] if x.starts_with('/') => (abs(x, "device destination")?, rwm),
+        [_, a] => (host.clone(), crate::devices::parse_access(a)?),
+        [_, c, a] => (abs(c, "device destination")?, crate::devices::parse_access(a)?),
+        _ => return Err(format!("invalid --device {s:?}: expected PATH[:CPATH][:rwm]")),
+    };
+    Ok(DeviceSpec { host, container, access })
+}
+
 /// Resource limits for the container's cgroup.
 #[derive(Debug, Clone, Default)]
 pub struct Limits {
@@ -190,6 +215,10 @@ pub struct RunSpec {
     pub capabilities_add: Vec<String>,
     pub capabilities_drop: Vec<String>,
     pub limits: Limits,
+    /// `--device` nodes, beyond the ones every container gets.
+    pub devices: Vec<DeviceSpec>,
+    /// `--system-call-filter` values (systemd-nspawn's syntax).
+    pub system_call_filter: Vec<String>,
     /// Skip the seccomp filter (debugging).
     pub no_seccomp: bool,
     /// Run the tree's init as PID 1 (`-b/--boot`) instead of a command.
@@ -287,6 +316,18 @@ mod tests {
         assert!(matches!(parse_overlay("/l::/d", false).unwrap(), BindMount::Overlay { upper: None, .. }));
         assert!("state".parse::<Volatile>().is_ok());
         assert!("bogus".parse::<ResolvConf>().is_err());
+    }
+
+    #[test]
+    fn devices() {
+        use crate::devices::{MKNOD, READ, WRITE};
+        let d = parse_device("/dev/fuse").unwrap();
+        assert_eq!((d.container.as_path(), d.access), (std::path::Path::new("/dev/fuse"), READ | WRITE | MKNOD));
+        let d = parse_device("/dev/dri/card0:/dev/card:rw").unwrap();
+        assert_eq!((d.container.as_path(), d.access), (std::path::Path::new("/dev/card"), READ | WRITE));
+        assert_eq!(parse_device("/dev/kvm:r").unwrap().access, READ);
+        assert!(parse_device("dev/kvm").is_err() && parse_device("/dev/kvm:q").is_err());
+        assert!(parse_device("/a:/b:r:x").is_err());
     }
 
     #[test]

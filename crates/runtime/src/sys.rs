@@ -139,10 +139,10 @@ pub fn waitpid(pid: libc::pid_t, nohang: bool) -> io::Result<Option<(libc::pid_t
 
 /// Installs a classic BPF seccomp filter (no_new_privs must be set or the
 /// caller hold CAP_SYS_ADMIN).
-pub fn install_seccomp(filter: &'static [crate::seccomp::SockFilter]) -> io::Result<()> {
+pub fn install_seccomp(filter: &[crate::seccomp::SockFilter]) -> io::Result<()> {
     let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
     // SAFETY: SockFilter is #[repr(C)] with sock_filter's layout; `prog`
-    // points at a 'static array the kernel copies during the call.
+    // points at an array that outlives the call, which copies it.
     check(unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog) }
         as libc::c_long)
     .map(|_| ())
@@ -284,6 +284,24 @@ pub fn close_fds_except(keep: &[i32]) -> io::Result<()> {
     Ok(())
 }
 
+/// Descriptors 3..3+`n` handed on deliberately (socket activation): open
+/// across exec, and everything above them close-on-exec.
+pub fn pass_fds(n: u32) -> io::Result<()> {
+    for fd in 3..3 + n {
+        // SAFETY: F_SETFD only changes a flag of an open descriptor; on one
+        // that is not open it fails with EBADF and touches nothing.
+        check(unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) } as libc::c_long)?;
+    }
+    cloexec_from(3 + n)
+}
+
+/// Closes descriptors `first..=last`.
+pub fn close_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: as in close_fds_except: the caller owns none of these as Rust
+    // values (they are the socket-activation fds it handed on).
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }).map(|_| ())
+}
+
 /// Marks every descriptor from `first` up close-on-exec, so an exec drops
 /// them while the code that runs until then keeps working (std's own
 /// exec-error pipe included).
@@ -371,4 +389,48 @@ pub fn borrowed_std_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
     // closes them; at worst they point at /dev/null), so the borrow
     // cannot outlive the descriptor.
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// Loads `insns` as a cgroup device program (BPF_PROG_TYPE_CGROUP_DEVICE)
+/// and attaches it to the cgroup2 directory `cgroup` with
+/// BPF_F_ALLOW_MULTI: programs below it can only add restrictions. The
+/// program lives as long as the cgroup holds it.
+pub fn attach_device_program(cgroup: &std::path::Path, insns: &[crate::devices::Insn]) -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_ATTACH: libc::c_long = 8;
+    const PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+    const ATTACH_CGROUP_DEVICE: u32 = 6;
+    const F_ALLOW_MULTI: u32 = 2;
+    let license = c"GPL";
+    // union bpf_attr, the BPF_PROG_LOAD part: prog_type, insn_cnt, insns,
+    // license, log_level, log_size, log_buf, kern_version, prog_flags,
+    // prog_name[16], prog_ifindex, expected_attach_type.
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&PROG_TYPE_CGROUP_DEVICE.to_ne_bytes());
+    attr[4..8].copy_from_slice(&(insns.len() as u32).to_ne_bytes());
+    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    attr[48..48 + 11].copy_from_slice(b"berth_devic");
+    attr[68..72].copy_from_slice(&ATTACH_CGROUP_DEVICE.to_ne_bytes());
+    // SAFETY: `attr` is a zeroed bpf_attr of the size passed; the pointers
+    // in it (instructions, license) stay valid for the call, which only
+    // reads them and returns a new fd.
+    let prog = check(unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), attr.len()) })?;
+    // SAFETY: the kernel just returned this fd; nothing else owns it.
+    let prog = unsafe { OwnedFd::from_raw_fd(prog as i32) };
+    let dir = rustix::fs::open(
+        cgroup,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    // The BPF_PROG_ATTACH part: target_fd, attach_bpf_fd, attach_type,
+    // attach_flags.
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&(dir.as_raw_fd() as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&(prog.as_raw_fd() as u32).to_ne_bytes());
+    attr[8..12].copy_from_slice(&ATTACH_CGROUP_DEVICE.to_ne_bytes());
+    attr[12..16].copy_from_slice(&F_ALLOW_MULTI.to_ne_bytes());
+    // SAFETY: as above; the call only reads `attr` and the two fds it names.
+    check(unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, attr.as_ptr(), attr.len()) }).map(|_| ())
 }

@@ -1,11 +1,11 @@
 //! Writes a directory in overlayfs form (a machine's upper dir, a layer
 //! dir) as an OCI layer tar: 0:0 character devices become `.wh.NAME`,
-//! `trusted.overlay.opaque=y` becomes `.wh..wh..opq`, hardlinks become link
+//! `user.overlay.opaque=y` (or the `trusted.` one of older uppers) becomes `.wh..wh..opq`, hardlinks become link
 //! entries, xattrs go in PAX records (overlayfs' own are left out).
 //! Written with the `tar` crate's builder; the tree walk and whiteout
 //! conversion are ours because no crate converts overlayfs whiteouts.
 
-use crate::unpack::OPAQUE_XATTR;
+use crate::unpack::{is_overlay_xattr, LEGACY_OPAQUE_XATTR, OPAQUE_XATTR};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{self, Write};
@@ -18,7 +18,7 @@ fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Ok(n) = rustix::fs::llistxattr(path, &mut names) else { return Vec::new() };
     let mut out = Vec::new();
     for key in names[..n].split(|&b| b == 0).filter(|k| !k.is_empty()) {
-        if key.starts_with(b"trusted.overlay.") || key == b"security.selinux" {
+        if is_overlay_xattr(key) || key == b"security.selinux" {
             continue;
         }
         let mut val = vec![0u8; 65536];
@@ -32,7 +32,9 @@ fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 fn is_opaque(path: &Path) -> bool {
     let mut v = [0u8; 4];
-    matches!(rustix::fs::lgetxattr(path, OPAQUE_XATTR, &mut v), Ok(1) if v[0] == b'y')
+    [OPAQUE_XATTR, LEGACY_OPAQUE_XATTR]
+        .iter()
+        .any(|x| matches!(rustix::fs::lgetxattr(path, *x, &mut v), Ok(1) if v[0] == b'y'))
 }
 
 struct Walker<W: Write> {

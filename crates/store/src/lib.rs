@@ -8,11 +8,13 @@
 //! │                          each verified against HEX before it lands
 //! ├── layers/HEX/            one unpacked layer per diff_id HEX, in
 //! │                          overlayfs form: whiteouts are 0:0 character
-//! │                          devices, opaque dirs carry trusted.overlay.opaque=y
+//! │                          devices, opaque dirs carry user.overlay.opaque=y
+//! │                          (mounted with userxattr; see format.rs)
 //! ├── images/HEX.json        image record, HEX = config digest (the image ID)
 //! ├── refs.json              { "registry/repo:tag": "sha256:CONFIG", … }
 //! ├── machines/NAME/          writable machines (see machines.rs)
 //! ├── tmp/                   staging: everything is built here, then renamed
+//! ├── overlay-format         `user` once layers and uppers use user.overlay.*
 //! └── locks/
 //!     ├── gc                 shared by pulls, exclusive for gc and rmi
 //!     └── refs               exclusive around every change of refs.json
@@ -38,6 +40,7 @@ pub mod bootstrap;
 pub mod commit;
 pub mod error;
 pub mod export;
+pub mod format;
 pub mod gc;
 pub mod images;
 pub mod import;
@@ -72,7 +75,9 @@ impl Store {
         }
         let root =
             std::fs::canonicalize(&root).map_err(|e| StoreError::io(format!("resolving {}", root.display()), e))?;
-        Ok(Store { root })
+        let store = Store { root };
+        format::upgrade(&store)?;
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {

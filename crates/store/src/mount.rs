@@ -65,7 +65,7 @@ pub fn mount_overlay_ro(lowers: &[PathBuf], target: &Path) -> Result<(), StoreEr
         Ok(()) => Ok(()),
         Err(e) => {
             tracing::debug!(error = %e, "new mount API failed; using mount(2)");
-            let opts = format!("lowerdir={}", lowers.iter().map(|p| escape(p)).collect::<Vec<_>>().join(":"));
+            let opts = format!("lowerdir={},userxattr", lowers.iter().map(|p| escape(p)).collect::<Vec<_>>().join(":"));
             let opts =
                 std::ffi::CString::new(opts).map_err(|_| StoreError::Mount("a layer path holds a NUL byte".into()))?;
             m::mount("overlay", target, "overlay", m::MountFlags::RDONLY, Some(opts.as_c_str()))
@@ -80,6 +80,8 @@ fn escape(p: &Path) -> String {
 
 fn new_api(lowers: &[PathBuf], target: &Path) -> Result<(), rustix::io::Errno> {
     let fs = m::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    // Layers carry user.overlay.* metadata (see crate::format).
+    m::fsconfig_set_flag(&fs, "userxattr")?;
     for l in lowers {
         m::fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
     }

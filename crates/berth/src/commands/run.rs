@@ -240,6 +240,8 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         capabilities_add: a.capability.clone(),
         capabilities_drop: a.drop_capability.clone(),
         limits,
+        devices: a.device.iter().map(|d| spec::parse_device(d)).collect::<Result<_, _>>().map_err(|e| anyhow!(e))?,
+        system_call_filter: a.system_call_filter.clone(),
         no_seccomp: a.no_seccomp,
         boot: a.boot,
     };

@@ -7,6 +7,9 @@
  *
  *   fds              open descriptors above 2, as `fds=3,4` (or `fds=`)
  *   open-rw:PATH     open PATH read-write
+ *   open-r:PATH      open PATH read-only
+ *   tmpfs-mknod:DIR  mount a tmpfs (dev allowed) at DIR, make DIR/n a char
+ *                    device 10:237 and open it read-write
  *   create:PATH      create a file at PATH
  *   read:PATH        read PATH; prints `NAME=ok:` + the bytes, NULs as '|'
  *   ptrace1          PTRACE_SEIZE PID 1
@@ -23,6 +26,7 @@
  *   mount-proc:PATH  mount a fresh procfs at PATH (made if missing)
  *   mount-sysfs:PATH mount a fresh sysfs at PATH (made if missing)
  *   unshare-user     unshare(CLONE_NEWUSER)
+ *   env:NAME         print the variable NAME (`NAME=` + value, `-` unset)
  *   sleep:N          sleep N seconds (to be looked at from the host)
  */
 #define _GNU_SOURCE
@@ -107,6 +111,27 @@ int main(int argc, char **argv) {
             result(a, fd);
             if (fd >= 0)
                 close(fd);
+        } else if (!strncmp(a, "open-r:", 7)) {
+            int fd = open(arg, O_RDONLY | O_CLOEXEC);
+            result(a, fd);
+            if (fd >= 0)
+                close(fd);
+        } else if (!strncmp(a, "tmpfs-mknod:", 12)) {
+            char node[256];
+            mkdir(arg, 0755);
+            if (mount("tmpfs", arg, "tmpfs", 0, NULL) < 0) {
+                printf("%s=mount-refused:%s\n", a, strerrorname_np(errno));
+                continue;
+            }
+            snprintf(node, sizeof node, "%s/n", arg);
+            if (mknod(node, S_IFCHR | 0666, makedev(10, 237)) < 0) {
+                printf("%s=mknod-refused:%s\n", a, strerrorname_np(errno));
+                continue;
+            }
+            int fd = open(node, O_RDWR | O_CLOEXEC);
+            result(a, fd);
+            if (fd >= 0)
+                close(fd);
         } else if (!strncmp(a, "create:", 7)) {
             int fd = open(arg, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
             result(a, fd);
@@ -167,7 +192,9 @@ int main(int argc, char **argv) {
                     printf("%s-", fd ? "," : "");
             }
             printf("\n");
-        } else if (!strncmp(a, "sleep:", 6))
+        } else if (!strncmp(a, "env:", 4))
+            printf("%s=%s\n", a, getenv(arg) ? getenv(arg) : "-");
+        else if (!strncmp(a, "sleep:", 6))
             sleep(atoi(arg));
         else {
             printf("%s=unknown-check\n", a);

@@ -123,3 +123,49 @@ fn root_dir_entry_and_implicit_parent_dirs_match_umoci() {
 fn whiteout_in_the_same_layer_as_its_file_matches_umoci() {
     push_and_compare("same-layer", &fixtures::same_layer_whiteouts());
 }
+
+/// The paths a container inside a user namespace sees: the image's layers
+/// stacked by an overlayfs that the namespace's root mounts itself, with
+/// `userxattr` (only `user.overlay.*` metadata counts there). Opaque
+/// directories and whiteouts must act as they do in umoci's tree.
+fn paths_seen_from_a_user_namespace(store: &std::path::Path, image: &Image) -> Vec<String> {
+    let mnt = tempfile::tempdir().expect("mount point");
+    let lowers: Vec<String> = image
+        .layers
+        .iter()
+        .rev()
+        .map(|l| store.join("layers").join(l.diff_id.trim_start_matches("sha256:")).join("root").display().to_string())
+        .collect();
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir={},userxattr {} && cd {} && find . | LC_ALL=C sort",
+        lowers.join(":"),
+        mnt.path().display(),
+        mnt.path().display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    assert!(out.status.success(), "mounting the layers in a user namespace: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn opaque_dirs_and_whiteouts_hold_inside_a_user_namespace_as_in_umoci() {
+    let image = fixtures::multilayer();
+    let reg = Registry::start();
+    reg.push_image("userns", "latest", &image);
+    let reference = reg.reference("userns", "latest");
+    let berth = crate::harness::Berth::new();
+    berth.pull(&reference, &["-q"]).success();
+    let seen = paths_seen_from_a_user_namespace(berth.root(), &image);
+    let oracle = crate::harness::umoci::unpack(&image);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("cd {} && find . | LC_ALL=C sort", oracle.rootfs.display()))
+        .output()
+        .expect("find in umoci's tree");
+    let expected: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(seen, expected, "the tree seen from a user namespace differs from umoci's");
+    assert!(seen.iter().any(|p| p == "./opq1/new1") && !seen.iter().any(|p| p == "./opq1/old1"), "{seen:?}");
+}

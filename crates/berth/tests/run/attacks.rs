@@ -28,6 +28,16 @@ fn probe(c: &Ctx, opts: &[&str], checks: &[&str]) -> String {
     c.spawn_command(cmd, token, format!("berth run {}", args.join(" ")), false).wait().success().out()
 }
 
+/// Kills machine `name` (started with `run -d`) and removes it.
+fn kill_and_remove(c: &Ctx, name: &str) {
+    let _ = c.berth.run(["kill", name, "-s", "KILL"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.berth.run(["ps"]).success().stdout.contains(name) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.berth.run(["rm", name]).success();
+}
+
 const USERS: &[(&str, &[&str])] = &[("root", &[]), ("uid 1000", &["-u", "1000:1000"])];
 
 #[test]
@@ -65,17 +75,29 @@ fn pid_1_holds_no_descriptor_of_the_caller() {
     };
     let st = std::fs::read_to_string(format!("/proc/{probe_pid}/status")).expect("probe status");
     let reaper: u32 = status_field(&st, "PPid").and_then(|p| p.parse().ok()).expect("PPid");
-    let mut fds = Vec::new();
-    for e in std::fs::read_dir(format!("/proc/{reaper}/fd")).expect("reaper fds").flatten() {
-        let link = std::fs::read_link(e.path()).map(|l| l.display().to_string()).unwrap_or_default();
-        fds.push(format!("{}→{link}", e.file_name().to_string_lossy()));
-    }
-    run.kill_unchecked();
-    for f in &fds {
+    let clean = |f: &String| {
         let (n, link) = f.split_once('→').expect("fd entry");
         let n: u32 = n.parse().expect("fd number");
+        n <= 2 && link == "/dev/null" || link.contains("signalfd")
+    };
+    // PID 1 lets go of the caller's stdio just after the command starts
+    // (it is not dumpable meanwhile): wait for it to settle.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let fds = loop {
+        let mut fds = Vec::new();
+        for e in std::fs::read_dir(format!("/proc/{reaper}/fd")).expect("reaper fds").flatten() {
+            let link = std::fs::read_link(e.path()).map(|l| l.display().to_string()).unwrap_or_default();
+            fds.push(format!("{}→{link}", e.file_name().to_string_lossy()));
+        }
+        if fds.iter().all(clean) || Instant::now() > deadline {
+            break fds;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    run.kill_unchecked();
+    for f in &fds {
         assert!(
-            n <= 2 && link == "/dev/null" || link.contains("signalfd"),
+            clean(f),
             "PID 1 (host pid {reaper}) holds {f}; all it may hold is /dev/null on 0-2 and its signalfd: {fds:?}"
         );
     }
@@ -88,12 +110,7 @@ fn run_detached_returns_as_soon_as_the_command_runs() {
     let t = Instant::now();
     c.berth.run(["run", "-d", "--name", &name, &c.image, "/probe", "sleep:60"]).success();
     let took = t.elapsed();
-    let _ = c.berth.run(["kill", &name, "-s", "KILL"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c.berth.run(["ps"]).success().stdout.contains(&name) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    c.berth.run(["rm", &name]).success();
+    kill_and_remove(&c, &name);
     // The command sleeps a minute; berth must not wait for it.
     assert!(took < Duration::from_secs(30), "run -d took {took:?}: something in the container held its pipe");
 }
@@ -222,12 +239,7 @@ fn exec_keeps_the_machines_capabilities() {
         .run(["run", "-d", "--name", &name, "--drop-capability", "sys_admin", &c.image, "/probe", "sleep:120"])
         .success();
     let st = c.berth.run(["exec", &name, "cat", "/proc/self/status"]);
-    let _ = c.berth.run(["kill", &name, "-s", "KILL"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c.berth.run(["ps"]).success().stdout.contains(&name) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = c.berth.run(["rm", &name]);
+    kill_and_remove(&c, &name);
     let st = st.success().stdout;
     for key in ["CapBnd", "CapEff"] {
         assert_eq!(cap_mask(&st, key) & (1 << 21), 0, "exec got CAP_SYS_ADMIN back in {key}:\n{st}");
@@ -258,4 +270,144 @@ fn without_cap_sys_admin_no_sysctl_write_fresh_proc_remount_or_new_namespace() {
     let out = probe(&c, &[], &["write:/proc/sys/kernel/core_pattern", "write:/sys/kernel/uevent_helper"]);
     assert_blocked(&out, "write:/proc/sys/kernel/core_pattern", "root");
     assert_blocked(&out, "write:/sys/kernel/uevent_helper", "root");
+}
+
+#[test]
+fn the_device_cgroup_holds_where_nodev_does_not() {
+    let c = Ctx::probe();
+    // Root with the default set can mount a tmpfs of its own, where nodes
+    // open: only the device allow-list stops c 10:237 there.
+    let out = probe(&c, &[], &["tmpfs-mknod:/tmp/devs"]);
+    let v = verdict(&out, "tmpfs-mknod:/tmp/devs");
+    assert!(v == "blocked:EPERM", "a node on the container's own tmpfs must not open, it said {v:?}\n{out}");
+}
+
+#[test]
+fn device_adds_one_node_with_the_access_asked() {
+    let c = Ctx::probe();
+    let out = probe(&c, &[], &["open-r:/dev/loop-control"]);
+    assert_blocked(&out, "open-r:/dev/loop-control", "without --device");
+    let out = probe(&c, &["--device", "/dev/loop-control"], &["open-rw:/dev/loop-control"]);
+    assert_eq!(verdict(&out, "open-rw:/dev/loop-control"), "ok", "--device gives rw:\n{out}");
+    let out = probe(
+        &c,
+        &["--device", "/dev/loop-control:/dev/lc:r"],
+        &["open-r:/dev/lc", "open-rw:/dev/lc", "open-r:/dev/loop-control"],
+    );
+    assert_eq!(verdict(&out, "open-r:/dev/lc"), "ok", "read access given:\n{out}");
+    assert_blocked(&out, "open-rw:/dev/lc", "write access not given");
+    assert_blocked(&out, "open-r:/dev/loop-control", "only at the path asked");
+    c.run_image(&["--device", "/etc/hostname"], &["/bin/true"])
+        .failure()
+        .stderr_mentions(&["/etc/hostname", "not a device node"]);
+}
+
+/// Checks that must fail the same way in every way of entering a container.
+const EVERY_MODE: &[&str] = &[
+    "fds",
+    "open-rw:/srv/loopctl",
+    "tmpfs-mknod:/tmp/devs",
+    "tiocsti:0",
+    "io_uring",
+    "keyctl",
+    "read:/proc/1/cmdline",
+];
+
+/// Runs `berth ARGS… /probe EVERY_MODE…` holding a directory fd on the
+/// host root as fd 9 and SECRET in its environment; returns stdout.
+fn probe_with_fd(c: &Ctx, args: &[&str]) -> String {
+    let mut full: Vec<&str> = args.to_vec();
+    full.push("/probe");
+    full.extend_from_slice(EVERY_MODE);
+    let cmd = c.berth.command(&full);
+    let mut wrapped = Command::new("bash");
+    wrapped.arg("-c").arg("exec 9</; exec \"$@\"").arg("bash").arg(cmd.get_program()).args(cmd.get_args());
+    let (k, v) = SECRET.split_once('=').expect("secret");
+    wrapped.env(k, v).stdin(std::process::Stdio::null());
+    let run = crate::harness::berth::run_command(wrapped);
+    assert!(run.status.success(), "berth {}: {}\n{}", full.join(" "), run.stdout, run.stderr);
+    run.stdout
+}
+
+fn assert_every_mode_check_fails(out: &str, mode: &str) {
+    assert_eq!(verdict(out, "fds"), "", "{mode}: descriptors reached the container:\n{out}");
+    for check in ["open-rw:/srv/loopctl", "tiocsti:0", "io_uring", "keyctl"] {
+        assert_blocked(out, check, mode);
+    }
+    let v = verdict(out, "tmpfs-mknod:/tmp/devs");
+    assert!(v.contains("EPERM") || v.contains("EACCES"), "{mode}: a node on a tmpfs of its own opened: {v}");
+    let cmdline = verdict(out, "read:/proc/1/cmdline");
+    assert!(!cmdline.contains('/') && !out.contains("hunter2"), "{mode}: PID 1 shows host paths or tokens:\n{out}");
+}
+
+#[test]
+fn every_way_in_holds_the_same_line() {
+    let c = Ctx::probe();
+    let out = probe_with_fd(&c, &["run", &c.image]);
+    assert_every_mode_check_fails(&out, "run IMAGE");
+
+    let machine = format!("m-{}", crate::harness::berth::unique());
+    c.berth.run(["create", &c.image, &machine]).success();
+    let out = probe_with_fd(&c, &["run", "-M", &machine]);
+    assert_every_mode_check_fails(&out, "run -M");
+
+    let tree = c.busybox_tree();
+    std::fs::copy(crate::harness::probe::binary(), tree.join("probe")).expect("probe into the tree");
+    let st = Command::new("mknod").arg(tree.join("srv/loopctl")).args(["c", "10", "237"]).status().expect("mknod");
+    assert!(st.success(), "mknod in the tree");
+    let tree = tree.display().to_string();
+    let out = probe_with_fd(&c, &["run", "-D", &tree]);
+    assert_every_mode_check_fails(&out, "run -D");
+    let out = probe_with_fd(&c, &["run", "-x", "-D", &tree]);
+    assert_every_mode_check_fails(&out, "run -x -D");
+
+    let running = format!("r-{}", crate::harness::berth::unique());
+    c.berth.run(["run", "-d", "--name", &running, &c.image, "/probe", "sleep:300"]).success();
+    let exec = probe_with_fd(&c, &["exec", &running]);
+    let shell = probe_with_fd(&c, &["shell", &running]);
+    kill_and_remove(&c, &running);
+    assert_every_mode_check_fails(&exec, "exec");
+    assert_every_mode_check_fails(&shell, "shell");
+}
+
+#[test]
+fn system_call_filter_adds_and_removes_and_exec_keeps_it() {
+    let c = Ctx::probe();
+    let out = probe(&c, &["--system-call-filter", "~@mount"], &["mount-proc:/tmp/p", "keyctl"]);
+    assert_blocked(&out, "mount-proc:/tmp/p", "~@mount for root with CAP_SYS_ADMIN");
+    assert_blocked(&out, "keyctl", "keyctl stays refused");
+    let out = probe(&c, &["--system-call-filter", "keyctl"], &["keyctl", "io_uring"]);
+    assert_eq!(verdict(&out, "keyctl"), "ok", "keyctl added:\n{out}");
+    assert_blocked(&out, "io_uring", "io_uring stays refused");
+    c.run_image(&["--system-call-filter", "@nonsense"], &["/bin/true"]).failure().stderr_mentions(&["@nonsense"]);
+
+    let name = format!("scf-{}", crate::harness::berth::unique());
+    c.berth
+        .run(["run", "-d", "--name", &name, "--system-call-filter", "~@mount", &c.image, "/probe", "sleep:120"])
+        .success();
+    let exec = c.berth.run(["exec", &name, "/probe", "mount-proc:/tmp/p"]);
+    kill_and_remove(&c, &name);
+    assert_blocked(&exec.success().stdout, "mount-proc:/tmp/p", "exec keeps the machine's ~@mount");
+}
+
+#[test]
+fn socket_activation_descriptors_are_the_only_ones_handed_on() {
+    let c = Ctx::probe();
+    let args = [&c.image, "/probe", "fds", "env:LISTEN_FDS", "env:LISTEN_PID"];
+    let (cmd, token) = c.command(&args);
+    // fd 3 is handed on deliberately (LISTEN_PID is berth's own pid once
+    // bash execs it); fd 9 is not.
+    let mut wrapped = Command::new("bash");
+    wrapped
+        .arg("-c")
+        .arg("exec 3</etc/hostname 9</; export LISTEN_FDS=1 LISTEN_PID=$$; exec \"$@\"")
+        .arg("bash")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    let out = c.spawn_command(wrapped, token, "berth run IMAGE /probe fds (socket activation)".into(), false).wait();
+    let out = out.success().out();
+    let fds = verdict(&out, "fds");
+    assert!(fds.starts_with("3(") && !fds.contains(','), "only fd 3 must reach the command: {fds:?}\n{out}");
+    assert_eq!(verdict(&out, "env:LISTEN_FDS"), "1");
+    assert_eq!(verdict(&out, "env:LISTEN_PID"), "2", "the command is PID 2 under berth's init");
 }

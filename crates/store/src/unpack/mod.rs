@@ -2,8 +2,9 @@
 //! with the same result `umoci unpack` gives once layers are stacked.
 //!
 //! Whiteouts `.wh.NAME` become 0:0 character devices and `.wh..wh..opq`
-//! sets `trusted.overlay.opaque=y`, so overlayfs applies them to the layers
-//! below only, as the OCI spec says. Hardlinks, symlinks (kept verbatim),
+//! sets `user.overlay.opaque=y`, so overlayfs (mounted with `userxattr`,
+//! as every berth mount is, inside a user namespace or not) applies them
+//! to the layers below only, as the OCI spec says. Hardlinks, symlinks (kept verbatim),
 //! devices, fifos, modes with setuid/setgid/sticky, owners, mtimes and
 //! xattrs are kept. Every write goes through [`fsops::Root`], which keeps
 //! it inside the layer's root.
@@ -23,8 +24,18 @@ use std::path::{Path, PathBuf};
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
-/// Overlayfs' opaque-directory marker. Changing it breaks every stored layer.
-pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// Overlayfs' opaque-directory marker in `userxattr` mode, the only one
+/// overlayfs reads inside a user namespace. Changing it breaks every stored
+/// layer (stores from before are converted: see [`crate::format`]).
+pub const OPAQUE_XATTR: &str = "user.overlay.opaque";
+/// The marker of layers unpacked before, for overlayfs' `trusted` mode.
+pub const LEGACY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// Whether `name` is overlayfs' own metadata (either mode), which an image
+/// must never forge and an export must never carry.
+pub fn is_overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+}
 
 /// What to unpack and how.
 #[derive(Debug, Clone, Default)]
@@ -149,7 +160,7 @@ fn meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
                 k if k.starts_with(b"SCHILY.xattr.") => {
                     let name = &k[b"SCHILY.xattr.".len()..];
                     // A layer must not forge overlayfs' own metadata.
-                    if !name.starts_with(b"trusted.overlay.") {
+                    if !is_overlay_xattr(name) {
                         m.xattrs.push((OsStr::from_bytes(name).to_os_string(), val.to_vec()));
                     }
                 }
