@@ -28,14 +28,19 @@ fn probe(c: &Ctx, opts: &[&str], checks: &[&str]) -> String {
     c.spawn_command(cmd, token, format!("berth run {}", args.join(" ")), false).wait().success().out()
 }
 
-/// Kills machine `name` (started with `run -d`) and removes it.
+/// Kills machine `name` (started with `run -d`) and removes it, once its
+/// supervisor has finished cleaning up (`kill` does not wait for that).
 fn kill_and_remove(c: &Ctx, name: &str) {
     let _ = c.berth.run(["kill", name, "-s", "KILL"]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while c.berth.run(["ps"]).success().stdout.contains(name) && Instant::now() < deadline {
+    loop {
+        let rm = c.berth.run(["rm", name]);
+        if rm.status.success() || Instant::now() > deadline {
+            rm.success();
+            return;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    c.berth.run(["rm", name]).success();
 }
 
 const USERS: &[(&str, &[&str])] = &[("root", &[]), ("uid 1000", &["-u", "1000:1000"])];
