@@ -131,6 +131,19 @@ fn remove_killing(d: &Path) {
     }
 }
 
+/// Puts the device allow-list in force for the container cgroup `dir`:
+/// its own program for `--device` runs, else the one on `slice` (attached
+/// by the first run that finds none; two racing attach two equal ones).
+fn devices_for(slice: &Path, dir: &Path, rules: &[Rule], own: bool) -> Result<(), RuntimeError> {
+    if own {
+        return device_program(dir, rules);
+    }
+    match crate::sys::device_programs_attached(slice) {
+        Ok(n) if n > 0 => Ok(()),
+        _ => device_program(slice, rules),
+    }
+}
+
 /// Attaches the device allow-list for `rules` to the cgroup2 dir `dir`.
 fn device_program(dir: &Path, rules: &[Rule]) -> Result<(), RuntimeError> {
     crate::sys::attach_device_program(dir, &crate::devices::program(rules))
@@ -158,9 +171,14 @@ impl Cgroup {
             cg.dirs.push(p.to_path_buf());
             Ok(())
         };
+        // Runs with berth's own device set live under a slice that holds
+        // its device program once for all of them (loading and attaching
+        // one per container costs its start a third of a millisecond);
+        // runs with --device under a sibling, each with its own program.
+        let own_devices = devices != crate::devices::defaults().as_slice();
         if layout.unified_controllers() {
             let root = layout.unified.clone().unwrap_or_default();
-            let slice = root.join("berth.slice");
+            let slice = root.join(if own_devices { "berth-devices.slice" } else { "berth.slice" });
             std::fs::create_dir_all(&slice)
                 .map_err(|e| RuntimeError::sys(format!("creating {}", slice.display()), e))?;
             for dir in [&root, &slice] {
@@ -171,6 +189,7 @@ impl Cgroup {
             sweep_stale(&slice);
             let dir = slice.join(name);
             mkdir(&dir, &mut cg)?;
+            devices_for(&slice, &dir, devices, own_devices)?;
             if let Some(m) = limits.memory {
                 write(&dir.join("memory.max"), &m.to_string())?;
                 let _ = std::fs::write(dir.join("memory.swap.max"), "0");
@@ -181,7 +200,6 @@ impl Cgroup {
             if let Some(p) = limits.pids {
                 write(&dir.join("pids.max"), &p.to_string())?;
             }
-            device_program(&dir, devices)?;
             return Ok(cg);
         }
         // v1 or hybrid: limits go to the v1 controllers, nested under our
@@ -249,14 +267,15 @@ impl Cgroup {
             }
         }
         if let Some(u) = &layout.unified {
-            let slice = u.join(own_path("").trim_start_matches('/')).join("berth");
+            let slice =
+                u.join(own_path("").trim_start_matches('/')).join(if own_devices { "berth-devices" } else { "berth" });
             sweep_stale(&slice);
             let dir = slice.join(name);
             mkdir(&dir, &mut cg)?;
             // On a hybrid host too: the kernel runs device programs by the
             // task's cgroup2 membership, and joining a v1 devices cgroup
             // would cost the start an RCU grace period.
-            device_program(&dir, devices)?;
+            devices_for(&slice, &dir, devices, own_devices)?;
         }
         Ok(cg)
     }

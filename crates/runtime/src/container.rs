@@ -136,6 +136,9 @@ fn run_in(
     let plan = ConsolePlan::new(mode, terminals);
     let pty = if plan.uses_pty() { Some(Pty::open()?) } else { None };
     let policy = crate::seccomp::Policy::parse(&spec.system_call_filter).map_err(RuntimeError::Invalid)?;
+    // Compiled once here so a policy that cannot be is an error before the
+    // start, not a weaker filter inside.
+    policy.try_filter(0).and_then(|_| policy.try_filter(u64::MAX)).map_err(RuntimeError::Invalid)?;
     let block = crate::rootfs::block_root(spec)?;
     let listen_fds = listen_fds();
     // Block the signals we relay before cloning, so none is lost between

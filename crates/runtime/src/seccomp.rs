@@ -33,7 +33,6 @@ pub struct SockFilter {
 }
 
 const LD_W_ABS: u16 = 0x20;
-const JA: u16 = 0x05;
 const JEQ_K: u16 = 0x15;
 const JGE_K: u16 = 0x35;
 const JSET_K: u16 = 0x45;
@@ -470,8 +469,14 @@ const NS_FLAGS: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWNET
     | libc::CLONE_NEWCGROUP) as u32;
 
-/// Compares per block of a list: jump offsets are u8.
-const BLOCK: usize = 200;
+/// The most system call numbers the lists may name (a format limit of the
+/// const builder's scratch space).
+const MAX_LISTED: usize = 1024;
+
+/// What a range of system call numbers gets.
+const ACT_ALLOW: u8 = 0;
+const ACT_EPERM: u8 = 1;
+const ACT_ENOSYS: u8 = 2;
 
 const fn stmt(code: u16, k: u32) -> SockFilter {
     SockFilter { code, jt: 0, jf: 0, k }
@@ -489,35 +494,92 @@ const fn put(f: &mut [SockFilter], n: usize, ins: SockFilter) -> usize {
     n + 1
 }
 
-/// Emits "if nr is in `lists` return `ret`" in blocks of [`BLOCK`]
-/// compares, each ending in a jump over its own return.
-const fn emit_list(f: &mut [SockFilter], mut n: usize, lists: &[&[Sys]], ret: u32) -> usize {
-    let mut total = 0;
-    let mut l = 0;
-    while l < lists.len() {
-        total += lists[l].len();
-        l += 1;
-    }
-    let mut done = 0;
-    while done < total {
-        let m = if total - done < BLOCK { total - done } else { BLOCK };
-        let mut j = 0;
-        while j < m {
-            // The j-th of the list's entries, counted across `lists`.
-            let mut idx = done + j;
-            let mut l = 0;
-            while idx >= lists[l].len() {
-                idx -= lists[l].len();
-                l += 1;
+/// The listed numbers and their actions, sorted by number; the first
+/// list naming a number wins (`deny` comes first). Returns the count.
+const fn sorted(deny: &[&[Sys]], allow: &[&[Sys]], out: &mut [(u32, u8); MAX_LISTED]) -> usize {
+    let mut n = 0;
+    let mut pass = 0;
+    while pass < 2 {
+        let lists = if pass == 0 { deny } else { allow };
+        let act = if pass == 0 { ACT_EPERM } else { ACT_ALLOW };
+        let mut l = 0;
+        while l < lists.len() {
+            let mut i = 0;
+            while i < lists[l].len() {
+                let nr = lists[l][i].1;
+                let mut seen = false;
+                let mut j = 0;
+                while j < n {
+                    if out[j].0 == nr {
+                        seen = true;
+                    }
+                    j += 1;
+                }
+                if !seen && n < MAX_LISTED {
+                    // Insertion into the sorted prefix.
+                    let mut k = n;
+                    while k > 0 && out[k - 1].0 > nr {
+                        out[k] = out[k - 1];
+                        k -= 1;
+                    }
+                    out[k] = (nr, act);
+                    n += 1;
+                }
+                i += 1;
             }
-            n = put(f, n, jump(JEQ_K, lists[l][idx].1, (m - j) as u8, 0));
-            j += 1;
+            l += 1;
         }
-        n = put(f, n, jump(JA, 1, 0, 0));
-        n = put(f, n, stmt(RET_K, ret));
-        done += m;
+        pass += 1;
     }
     n
+}
+
+/// Cuts the number line into segments `[start, next start)` with one
+/// action each (unlisted numbers: ENOSYS), neighbours that agree merged.
+/// Returns the count; `segs[0]` starts at 0.
+const fn segments(listed: &[(u32, u8); MAX_LISTED], n: usize, segs: &mut [(u32, u8); 2 * MAX_LISTED + 1]) -> usize {
+    segs[0] = (0, ACT_ENOSYS);
+    let mut m = 1;
+    let mut i = 0;
+    while i < n {
+        let (nr, act) = listed[i];
+        if segs[m - 1].0 == nr {
+            segs[m - 1].1 = act;
+        } else if segs[m - 1].1 != act {
+            segs[m] = (nr, act);
+            m += 1;
+        }
+        // Unlisted numbers follow until the next listed one.
+        if !(i + 1 < n && listed[i + 1].0 == nr + 1) {
+            segs[m] = (nr + 1, ACT_ENOSYS);
+            m += 1;
+        }
+        i += 1;
+    }
+    m
+}
+
+/// Emits the decision tree over `segs[lo..hi]` at `n` (a JGE per inner
+/// node, preorder; leaves are jumps to the shared returns at `rets`).
+const fn emit_tree(
+    f: &mut [SockFilter],
+    n: usize,
+    segs: &[(u32, u8); 2 * MAX_LISTED + 1],
+    lo: usize,
+    hi: usize,
+    rets: usize,
+) -> usize {
+    if hi - lo <= 1 {
+        return n;
+    }
+    let mid = (lo + hi) / 2;
+    let left_size = mid - lo - 1;
+    let here = n;
+    let jt = if hi - mid == 1 { rets + segs[mid].1 as usize - (here + 1) } else { left_size };
+    let jf = if mid - lo == 1 { rets + segs[lo].1 as usize - (here + 1) } else { 0 };
+    let n = put(f, n, jump(JGE_K, segs[mid].0, jt as u8, jf as u8));
+    let n = emit_tree(f, n, segs, lo, mid, rets);
+    emit_tree(f, n, segs, mid, hi, rets)
 }
 
 /// Writes the filter into `f` (as far as it fits) and returns its length.
@@ -568,8 +630,17 @@ const fn layout_lists(guard_clone: bool, deny: &[&[Sys]], allow: &[&[Sys]], f: &
         n = put(f, n, jump(JEQ_K, libc::SYS_clone3 as u32, 0, 1));
         n = put(f, n, stmt(RET_K, ENOSYS));
     }
-    n = emit_list(f, n, deny, EPERM);
-    n = emit_list(f, n, allow, RET_ALLOW);
+    // The rest is a binary search over the number line: a few compares per
+    // call whatever it is, and a program short enough that the kernel's
+    // JIT pass at install costs little.
+    let mut listed = [(0u32, 0u8); MAX_LISTED];
+    let count = sorted(deny, allow, &mut listed);
+    let mut segs = [(0u32, 0u8); 2 * MAX_LISTED + 1];
+    let nseg = segments(&listed, count, &mut segs);
+    let rets = n + nseg - 1;
+    n = emit_tree(f, n, &segs, 0, nseg, rets);
+    n = put(f, n, stmt(RET_K, RET_ALLOW));
+    n = put(f, n, stmt(RET_K, EPERM));
     put(f, n, stmt(RET_K, ENOSYS))
 }
 
@@ -577,7 +648,8 @@ const SCRATCH: usize = 1024;
 /// Instructions in [`FILTER`] and [`FILTER_NO_ADMIN`].
 pub const LEN: usize = layout(true, &mut [stmt(RET_K, 0); SCRATCH]);
 pub const LEN_NO_ADMIN: usize = layout(false, &mut [stmt(RET_K, 0); SCRATCH]);
-const _: () = assert!(LEN <= SCRATCH && LEN_NO_ADMIN <= SCRATCH && LEN <= u16::MAX as usize);
+// Jumps to the shared returns are u8 offsets: the programs must stay short.
+const _: () = assert!(LEN < 256 && LEN_NO_ADMIN < 256);
 
 const fn build<const L: usize>(admin: bool) -> [SockFilter; L] {
     let mut f = [stmt(RET_K, 0); L];
@@ -685,10 +757,16 @@ impl Policy {
     /// The filter for a process with effective capability mask `caps`:
     /// one of the compiled-in ones when the policy changes nothing.
     pub fn filter(&self, caps: u64) -> std::borrow::Cow<'static, [SockFilter]> {
+        self.try_filter(caps).unwrap_or(std::borrow::Cow::Borrowed(&FILTER_NO_ADMIN))
+    }
+
+    /// [`Policy::filter`], or why the policy cannot be compiled (a list
+    /// so scattered that the program outgrows its jumps).
+    pub fn try_filter(&self, caps: u64) -> Result<std::borrow::Cow<'static, [SockFilter]>, String> {
         const CAP_SYS_ADMIN: u64 = 1 << 21;
         let admin = caps & CAP_SYS_ADMIN != 0;
         if self.allow.is_empty() && self.deny.is_empty() {
-            return std::borrow::Cow::Borrowed(for_caps(caps));
+            return Ok(std::borrow::Cow::Borrowed(for_caps(caps)));
         }
         let base_deny: Vec<&[Sys]> = if admin { vec![DENY, DENY_ARCH] } else { vec![DENY, DENY_ARCH, ADMIN] };
         let base_allow: Vec<&[Sys]> = if admin {
@@ -707,8 +785,14 @@ impl Policy {
         );
         let mut f = vec![stmt(RET_K, 0); SCRATCH];
         let n = layout_lists(!admin && !self.allow.contains(&(libc::SYS_clone3 as u32)), &[&deny], &[&allow], &mut f);
+        if n >= 256 {
+            return Err(format!(
+                "--system-call-filter: {} entries make a filter too long to compile; name fewer calls",
+                self.allow.len() + self.deny.len()
+            ));
+        }
         f.truncate(n);
-        std::borrow::Cow::Owned(f)
+        Ok(std::borrow::Cow::Owned(f))
     }
 }
 
@@ -752,7 +836,6 @@ mod tests {
                         k => panic!("load of offset {k}"),
                     }
                 }
-                JA => pc += ins.k as usize,
                 JEQ_K => pc += if acc == ins.k { ins.jt as usize } else { ins.jf as usize },
                 JGE_K => pc += if acc >= ins.k { ins.jt as usize } else { ins.jf as usize },
                 JSET_K => pc += if acc & ins.k != 0 { ins.jt as usize } else { ins.jf as usize },
@@ -823,6 +906,30 @@ mod tests {
         assert_eq!(eval(&FILTER_NO_ADMIN, AUDIT_ARCH, clone, [ns, 0]), EPERM);
         assert_eq!(for_caps(1 << 21).len(), LEN);
         assert_eq!(for_caps(0).len(), LEN_NO_ADMIN);
+    }
+
+    #[test]
+    fn the_search_tree_answers_as_the_lists_say_for_every_number() {
+        for (f, admin) in [(&FILTER[..], true), (&FILTER_NO_ADMIN[..], false)] {
+            let deny: Vec<u32> = [DENY, DENY_ARCH].concat().iter().map(|s| s.1).collect();
+            let admin_nrs: Vec<u32> = ADMIN.iter().map(|s| s.1).collect();
+            let allow: Vec<u32> = [ALLOW, ALLOW_NEW, ALLOW_ARCH, ALLOW_ARCH_NEW].concat().iter().map(|s| s.1).collect();
+            for nr in 0..1100u32 {
+                if [libc::SYS_ioctl, libc::SYS_personality, libc::SYS_clone, libc::SYS_clone3].contains(&(nr as i64)) {
+                    continue; // argument checks, tested apart
+                }
+                let want = if deny.contains(&nr) || (!admin && admin_nrs.contains(&nr)) {
+                    EPERM
+                } else if allow.contains(&nr) || (admin && admin_nrs.contains(&nr)) {
+                    RET_ALLOW
+                } else {
+                    ENOSYS
+                };
+                assert_eq!(eval(f, AUDIT_ARCH, nr, [0, 0]), want, "nr {nr}, admin {admin}");
+            }
+        }
+        // Short enough to install (and JIT) in next to no time.
+        const { assert!(LEN < 200 && LEN_NO_ADMIN < 200) };
     }
 
     #[test]

@@ -434,3 +434,25 @@ pub fn attach_device_program(cgroup: &std::path::Path, insns: &[crate::devices::
     // SAFETY: as above; the call only reads `attr` and the two fds it names.
     check(unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, attr.as_ptr(), attr.len()) }).map(|_| ())
 }
+
+/// How many cgroup device programs are attached to the cgroup2 dir `cgroup`
+/// itself (BPF_PROG_QUERY).
+pub fn device_programs_attached(cgroup: &std::path::Path) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    const ATTACH_CGROUP_DEVICE: u32 = 6;
+    let dir = rustix::fs::open(
+        cgroup,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    // The BPF_PROG_QUERY part of bpf_attr: target_fd, attach_type,
+    // query_flags, attach_flags, prog_ids (NULL: count only), prog_cnt.
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&(dir.as_raw_fd() as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&ATTACH_CGROUP_DEVICE.to_ne_bytes());
+    // SAFETY: `attr` is a zeroed bpf_attr of the size passed; with a NULL
+    // prog_ids the kernel only writes the counts back into it.
+    check(unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_QUERY, attr.as_mut_ptr(), attr.len()) })?;
+    Ok(u32::from_ne_bytes([attr[24], attr[25], attr[26], attr[27]]))
+}
