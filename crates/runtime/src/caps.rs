@@ -1,5 +1,5 @@
-//! Capabilities: names, the default set for containers (systemd-nspawn's
-//! without CAP_SYS_PTRACE), and
+//! Capabilities: names, the default sets (podman's for commands,
+//! systemd-nspawn's without CAP_SYS_PTRACE for a booted init), and
 //! applying a set (bounding set dropped to it; permitted, effective and
 //! inheritable set to it for root). Capabilities the host's bounding set
 //! lacks (here CAP_SYS_RESOURCE) are left out quietly rather than failing.
@@ -51,11 +51,51 @@ pub const NAMES: &[&str] = &[
     "checkpoint_restore",
 ];
 
-/// systemd-nspawn's default set for a container, without CAP_SYS_PTRACE:
-/// with it, container root could ptrace any process of the container
-/// however it protects itself (non-dumpable), PID 1 and an entering
-/// `berth exec` among them, while they still hold host privileges.
+/// What a command gets (`run IMAGE CMD`, `exec`): podman's default set.
+/// Container root is host root until user namespaces come; without
+/// CAP_SYS_ADMIN it cannot remount /proc/sys or mount a fresh procfs or
+/// sysfs, without CAP_MKNOD make device nodes, without CAP_NET_RAW sniff
+/// the host's network, without CAP_SYS_PTRACE reach PID 1 or an entering
+/// `berth exec`, without CAP_DAC_READ_SEARCH open files by handle.
 pub const DEFAULT: &[&str] = &[
+    "chown",
+    "dac_override",
+    "fowner",
+    "fsetid",
+    "kill",
+    "net_bind_service",
+    "setfcap",
+    "setgid",
+    "setpcap",
+    "setuid",
+    "sys_chroot",
+];
+
+/// Capabilities that make container root host root (or near it) while
+/// the container shares the host's user namespace: asking for one is
+/// allowed, with a warning.
+pub const HOST_ROOT: &[&str] = &[
+    "sys_admin",
+    "sys_module",
+    "sys_rawio",
+    "sys_ptrace",
+    "dac_read_search",
+    "sys_boot",
+    "sys_time",
+    "mknod",
+    "bpf",
+    "perfmon",
+    "mac_admin",
+    "mac_override",
+    "syslog",
+];
+
+/// What a booted init gets (`--boot`): systemd-nspawn's default set
+/// without CAP_SYS_PTRACE (with it, container root could ptrace any
+/// process of the container however it protects itself, PID 1 and an
+/// entering `berth exec` among them). systemd as PID 1 needs
+/// CAP_SYS_ADMIN to mount its API filesystems.
+pub const BOOT: &[&str] = &[
     "audit_control",
     "audit_write",
     "chown",
@@ -90,10 +130,10 @@ pub fn number(name: &str) -> Option<u32> {
     NAMES.iter().position(|x| *x == n).map(|i| i as u32)
 }
 
-/// The default set plus `add` minus `drop` (`all` works in both), as a bit mask.
-pub fn compute(add: &[String], drop: &[String], extra_default: &[&str]) -> Result<u64, String> {
+/// `base` plus `add` minus `drop` (`all` works in both), as a bit mask.
+pub fn compute(base: &[&str], add: &[String], drop: &[String], extra_default: &[&str]) -> Result<u64, String> {
     let mut mask: u64 = 0;
-    for n in DEFAULT.iter().chain(extra_default) {
+    for n in base.iter().chain(extra_default) {
         mask |= 1 << number(n).unwrap_or(0);
     }
     let parse = |list: &[String]| -> Result<u64, String> {
@@ -166,10 +206,14 @@ mod tests {
         assert_eq!(number("CAP_SYS_ADMIN"), Some(21));
         assert_eq!(number("net_admin"), Some(12));
         assert_eq!(number("bogus"), None);
-        let m = compute(&["CAP_NET_ADMIN".into()], &["CAP_SYS_ADMIN".into()], &[]).unwrap();
+        let m = compute(BOOT, &["CAP_NET_ADMIN".into()], &["CAP_SYS_ADMIN".into()], &[]).unwrap();
         assert!(m & (1 << 12) != 0 && m & (1 << 21) == 0 && m & (1 << 0) != 0);
-        assert_eq!(compute(&[], &["all".into()], &[]).unwrap(), 0);
-        assert!(compute(&["CAP_NOPE".into()], &[], &[]).is_err());
+        assert_eq!(compute(DEFAULT, &[], &["all".into()], &[]).unwrap(), 0);
+        assert!(compute(DEFAULT, &["CAP_NOPE".into()], &[], &[]).is_err());
+        let d = compute(DEFAULT, &[], &[], &[]).unwrap();
+        for n in HOST_ROOT.iter().chain(&["net_raw"]) {
+            assert_eq!(d & (1 << number(n).unwrap()), 0, "{n} is not in the default set");
+        }
         assert_eq!(names(1 << 21), vec!["CAP_SYS_ADMIN"]);
     }
 }

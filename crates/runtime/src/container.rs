@@ -54,14 +54,23 @@ pub fn run_hooked(spec: &RunSpec, run_dir: &Path, hooks: &dyn Hooks) -> Result<O
     if spec.private_network {
         extra.push("net_admin");
     }
-    let want = caps::compute(&spec.capabilities_add, &spec.capabilities_drop, &extra).map_err(RuntimeError::Invalid)?;
+    let base = if spec.boot { caps::BOOT } else { caps::DEFAULT };
+    let want =
+        caps::compute(base, &spec.capabilities_add, &spec.capabilities_drop, &extra).map_err(RuntimeError::Invalid)?;
     let have = caps::host_bounding();
+    let asked = caps::compute(&[], &spec.capabilities_add, &[], &[]).unwrap_or(0);
     if want & !have != 0 && !spec.capabilities_add.is_empty() {
-        let missing: Vec<String> =
-            caps::names(want & !have & caps::compute(&spec.capabilities_add, &[], &[]).unwrap_or(0));
+        let missing: Vec<String> = caps::names(want & !have & asked);
         if !missing.is_empty() {
             tracing::warn!("the host's bounding set lacks {}: the container runs without them", missing.join(", "));
         }
+    }
+    let risky = caps::names(asked & want & caps::compute(caps::HOST_ROOT, &[], &[], &[]).unwrap_or(0));
+    if !risky.is_empty() {
+        tracing::warn!(
+            "{} in a container that shares the host's users amounts to host root: only for containers you trust",
+            risky.join(", ")
+        );
     }
     let mask = want & have;
 

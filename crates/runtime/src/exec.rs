@@ -29,7 +29,7 @@ pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
     // with --drop-capability must not get it back through exec.
     let mask = match st.caps {
         Some(m) => m,
-        None => caps::compute(&[], &[], &[]).map_err(RuntimeError::Invalid)?,
+        None => caps::compute(caps::DEFAULT, &[], &[], &[]).map_err(RuntimeError::Invalid)?,
     } & caps::host_bounding();
     let policy = crate::seccomp::Policy::parse(&st.system_call_filter).map_err(RuntimeError::Invalid)?;
     // From here this process joins the machine; its child is visible

@@ -294,13 +294,15 @@ fn boot(ctx: &ChildContext) -> (i32, String) {
         let _ = sys::set_controlling_tty(0);
     }
     let _ = std::env::set_current_dir("/");
-    if let Err(e) = caps::drop_bounding(ctx.caps).and_then(|_| caps::set(ctx.caps)) {
-        return (SETUP_FAILED, format!("setting capabilities: {e}"));
-    }
+    // The filter goes on first: without no_new_privs, installing it needs
+    // CAP_SYS_ADMIN, which the init's own set may lack.
     if !spec.no_seccomp {
         if let Err(e) = sys::install_seccomp(&ctx.policy.filter(ctx.caps)) {
             return (SETUP_FAILED, format!("installing the seccomp filter: {e}"));
         }
+    }
+    if let Err(e) = caps::drop_bounding(ctx.caps).and_then(|_| caps::set(ctx.caps)) {
+        return (SETUP_FAILED, format!("setting capabilities: {e}"));
     }
     sys::unblock_all();
     if let Err(e) = sys::pass_fds(ctx.listen_fds) {

@@ -26,6 +26,7 @@
  *   mount-proc:PATH  mount a fresh procfs at PATH (made if missing)
  *   mount-sysfs:PATH mount a fresh sysfs at PATH (made if missing)
  *   unshare-user     unshare(CLONE_NEWUSER)
+ *   packet           socket(AF_PACKET, SOCK_RAW): sniffing the network
  *   env:NAME         print the variable NAME (`NAME=` + value, `-` unset)
  *   sleep:N          sleep N seconds (to be looked at from the host)
  */
@@ -41,6 +42,7 @@
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -148,6 +150,11 @@ int main(int argc, char **argv) {
             const char *fs = a[6] == 'p' ? "proc" : "sysfs";
             mkdir(arg, 0755);
             result(a, mount(fs, arg, fs, 0, NULL));
+        } else if (!strcmp(a, "packet")) {
+            int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+            result(a, fd);
+            if (fd >= 0)
+                close(fd);
         } else if (!strcmp(a, "unshare-user"))
             result(a, unshare(CLONE_NEWUSER));
         else if (!strncmp(a, "read:", 5))

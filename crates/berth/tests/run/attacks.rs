@@ -240,6 +240,9 @@ fn bind_ro_is_read_only_all_the_way_down() {
 fn exec_keeps_the_machines_capabilities() {
     let c = Ctx::probe();
     let name = format!("caps-{}", crate::harness::berth::unique());
+    // A booted machine has CAP_SYS_ADMIN by default; one started without
+    // it must not get it back through exec. (A command machine lacks it
+    // anyway: exec must not hand out the boot set either.)
     c.berth
         .run(["run", "-d", "--name", &name, "--drop-capability", "sys_admin", &c.image, "/probe", "sleep:120"])
         .success();
@@ -253,7 +256,7 @@ fn exec_keeps_the_machines_capabilities() {
 }
 
 #[test]
-fn without_cap_sys_admin_no_sysctl_write_fresh_proc_remount_or_new_namespace() {
+fn no_sysctl_write_fresh_proc_remount_or_new_namespace_by_default() {
     let c = Ctx::probe();
     let checks = [
         "write:/proc/sys/kernel/core_pattern",
@@ -262,17 +265,26 @@ fn without_cap_sys_admin_no_sysctl_write_fresh_proc_remount_or_new_namespace() {
         "mount-sysfs:/tmp/sys2",
         "unshare-user",
         "personality",
+        "packet",
     ];
-    let opts: [(&str, &[&str]); 2] =
-        [("root without CAP_SYS_ADMIN", &["--drop-capability", "sys_admin"]), ("uid 1000", &["-u", "1000:1000"])];
+    let opts: [(&str, &[&str]); 3] = [
+        ("root, default capabilities", &[]),
+        ("root without CAP_SYS_ADMIN", &["--drop-capability", "sys_admin"]),
+        ("uid 1000", &["-u", "1000:1000"]),
+    ];
     for (who, opts) in opts {
         let out = probe(&c, opts, &checks);
         for check in checks {
             assert_blocked(&out, check, who);
         }
     }
-    // With the default set, the mount is still read-only to a plain write.
-    let out = probe(&c, &[], &["write:/proc/sys/kernel/core_pattern", "write:/sys/kernel/uevent_helper"]);
+    // Given CAP_SYS_ADMIN, the mounts are still read-only to a plain write
+    // (it could remount them: that is what the warning says).
+    let out = probe(
+        &c,
+        &["--capability", "sys_admin"],
+        &["write:/proc/sys/kernel/core_pattern", "write:/sys/kernel/uevent_helper"],
+    );
     assert_blocked(&out, "write:/proc/sys/kernel/core_pattern", "root");
     assert_blocked(&out, "write:/sys/kernel/uevent_helper", "root");
 }
@@ -280,9 +292,9 @@ fn without_cap_sys_admin_no_sysctl_write_fresh_proc_remount_or_new_namespace() {
 #[test]
 fn the_device_cgroup_holds_where_nodev_does_not() {
     let c = Ctx::probe();
-    // Root with the default set can mount a tmpfs of its own, where nodes
-    // open: only the device allow-list stops c 10:237 there.
-    let out = probe(&c, &[], &["tmpfs-mknod:/tmp/devs"]);
+    // Root given CAP_SYS_ADMIN and CAP_MKNOD can mount a tmpfs of its own,
+    // where nodes open: only the device allow-list stops c 10:237 there.
+    let out = probe(&c, &["--capability", "sys_admin,mknod"], &["tmpfs-mknod:/tmp/devs"]);
     let v = verdict(&out, "tmpfs-mknod:/tmp/devs");
     assert!(v == "blocked:EPERM", "a node on the container's own tmpfs must not open, it said {v:?}\n{out}");
 }
@@ -310,6 +322,9 @@ fn device_adds_one_node_with_the_access_asked() {
 /// Checks that must fail the same way in every way of entering a container.
 const EVERY_MODE: &[&str] = &[
     "fds",
+    "remount-rw:/proc/sys",
+    "mount-proc:/tmp/p2",
+    "packet",
     "open-rw:/srv/loopctl",
     "tmpfs-mknod:/tmp/devs",
     "tiocsti:0",
@@ -336,7 +351,15 @@ fn probe_with_fd(c: &Ctx, args: &[&str]) -> String {
 
 fn assert_every_mode_check_fails(out: &str, mode: &str) {
     assert_eq!(verdict(out, "fds"), "", "{mode}: descriptors reached the container:\n{out}");
-    for check in ["open-rw:/srv/loopctl", "tiocsti:0", "io_uring", "keyctl"] {
+    for check in [
+        "open-rw:/srv/loopctl",
+        "tiocsti:0",
+        "io_uring",
+        "keyctl",
+        "remount-rw:/proc/sys",
+        "mount-proc:/tmp/p2",
+        "packet",
+    ] {
         assert_blocked(out, check, mode);
     }
     let v = verdict(out, "tmpfs-mknod:/tmp/devs");
@@ -378,7 +401,8 @@ fn every_way_in_holds_the_same_line() {
 #[test]
 fn system_call_filter_adds_and_removes_and_exec_keeps_it() {
     let c = Ctx::probe();
-    let out = probe(&c, &["--system-call-filter", "~@mount"], &["mount-proc:/tmp/p", "keyctl"]);
+    let out =
+        probe(&c, &["--capability", "sys_admin", "--system-call-filter", "~@mount"], &["mount-proc:/tmp/p", "keyctl"]);
     assert_blocked(&out, "mount-proc:/tmp/p", "~@mount for root with CAP_SYS_ADMIN");
     assert_blocked(&out, "keyctl", "keyctl stays refused");
     let out = probe(&c, &["--system-call-filter", "keyctl"], &["keyctl", "io_uring"]);
@@ -388,7 +412,19 @@ fn system_call_filter_adds_and_removes_and_exec_keeps_it() {
 
     let name = format!("scf-{}", crate::harness::berth::unique());
     c.berth
-        .run(["run", "-d", "--name", &name, "--system-call-filter", "~@mount", &c.image, "/probe", "sleep:120"])
+        .run([
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--capability",
+            "sys_admin",
+            "--system-call-filter",
+            "~@mount",
+            &c.image,
+            "/probe",
+            "sleep:120",
+        ])
         .success();
     let exec = c.berth.run(["exec", &name, "/probe", "mount-proc:/tmp/p"]);
     kill_and_remove(&c, &name);

@@ -175,7 +175,10 @@ fn mounts_made_inside_do_not_propagate_to_the_host() {
     let c = Ctx::busybox();
     let host = c.dir("propagation");
     let bind = format!("{}:/b", s(&host));
+    // Mounting inside takes CAP_SYS_ADMIN, which commands lack by default.
     let mut r = c.spawn(&[
+        "--capability",
+        "CAP_SYS_ADMIN",
         "--bind",
         &bind,
         &c.image,

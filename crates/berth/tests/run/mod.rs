@@ -82,9 +82,8 @@ pub fn host_bounding_set() -> u64 {
     cap_mask(&std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status"), "CapBnd")
 }
 
-/// systemd-nspawn's default capabilities for a container, by number, less
-/// CAP_SYS_PTRACE (berth leaves it out: it reaches PID 1).
-pub const NSPAWN_DEFAULT_CAPS: &[(u32, &str)] = &[
+/// Every capability name by number, for messages.
+pub const CAP_NAMES: &[(u32, &str)] = &[
     (0, "chown"),
     (1, "dac_override"),
     (2, "dac_read_search"),
@@ -97,9 +96,11 @@ pub const NSPAWN_DEFAULT_CAPS: &[(u32, &str)] = &[
     (9, "linux_immutable"),
     (10, "net_bind_service"),
     (11, "net_broadcast"),
+    (12, "net_admin"),
     (13, "net_raw"),
     (15, "ipc_owner"),
     (18, "sys_chroot"),
+    (19, "sys_ptrace"),
     (21, "sys_admin"),
     (22, "sys_boot"),
     (23, "sys_nice"),
@@ -112,18 +113,19 @@ pub const NSPAWN_DEFAULT_CAPS: &[(u32, &str)] = &[
     (31, "setfcap"),
 ];
 
-/// nspawn's default set cut to what the host's bounding set allows.
+/// A command's default capabilities: podman's set, by number.
+pub const DEFAULT_CAPS: &[u32] = &[0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 31];
+
+/// The default set cut to what the host's bounding set allows.
 pub fn expected_default_caps() -> u64 {
-    NSPAWN_DEFAULT_CAPS.iter().fold(0u64, |m, (b, _)| m | (1 << b)) & host_bounding_set()
+    DEFAULT_CAPS.iter().fold(0u64, |m, b| m | (1 << b)) & host_bounding_set()
 }
 
 /// Names of the bits set in `mask`.
 pub fn cap_names(mask: u64) -> Vec<String> {
     (0..64)
         .filter(|b| mask & (1 << b) != 0)
-        .map(|b| {
-            NSPAWN_DEFAULT_CAPS.iter().find(|(n, _)| *n == b).map(|(_, s)| s.to_string()).unwrap_or(format!("bit{b}"))
-        })
+        .map(|b| CAP_NAMES.iter().find(|(n, _)| *n == b).map(|(_, s)| s.to_string()).unwrap_or(format!("bit{b}")))
         .collect()
 }
 

@@ -1,4 +1,4 @@
-//! Capabilities (systemd-nspawn's default set, `--capability`,
+//! Capabilities (podman's default set for commands, `--capability`,
 //! `--drop-capability`), the seccomp filter and no_new_privs, as
 //! /proc/self/status shows them inside the container.
 
@@ -27,7 +27,7 @@ fn assert_caps(st: &str, want: u64, what: &str) {
 }
 
 #[test]
-fn default_capabilities_are_systemd_nspawns_set_within_the_hosts_bounding_set() {
+fn default_capabilities_are_podmans_set_within_the_hosts_bounding_set() {
     let c = Ctx::busybox();
     let st = status(&c, &[]);
     assert_caps(&st, expected_default_caps(), "default run");
@@ -74,9 +74,9 @@ fn seccomp_filter_and_no_new_privs_are_on() {
 #[test]
 fn seccomp_filter_refuses_swapoff_even_with_cap_sys_admin() {
     let c = Ctx::busybox();
-    // CAP_SYS_ADMIN is in the default set, so only the filter can say EPERM
-    // (without it the kernel would answer ENOENT for a missing path).
-    let o = c.sh(&[], "swapoff /nonexistent-swap; echo rc=$?").success();
+    // With CAP_SYS_ADMIN only the filter can say EPERM (without the
+    // filter the kernel would answer ENOENT for a missing path).
+    let o = c.sh(&["--capability", "CAP_SYS_ADMIN"], "swapoff /nonexistent-swap; echo rc=$?").success();
     assert!(
         o.stderr.contains("Operation not permitted"),
         "swapoff should be refused by the seccomp filter (EPERM): {}",
