@@ -277,6 +277,9 @@ pub struct RunArgs {
     /// Allow more system calls ("keyctl @clock"), or refuse some ("~@mount"), as systemd-nspawn
     #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub system_call_filter: Vec<String>,
+    /// Hand descriptors 3 to 3+N-1 on to the command (all others are closed)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
     /// Make a host device node available: PATH[:CPATH][:rwm]
     #[arg(long, value_name = "DEVICE")]
     pub device: Vec<String>,

@@ -149,7 +149,20 @@ fn run_in(
     // start, not a weaker filter inside.
     policy.try_filter(0).and_then(|_| policy.try_filter(u64::MAX)).map_err(RuntimeError::Invalid)?;
     let block = crate::rootfs::block_root(spec)?;
-    let listen_fds = listen_fds();
+    let activated = listen_fds();
+    if spec.preserve_fds > 1024 {
+        return Err(RuntimeError::Invalid(format!("--preserve-fds {} is more than 1024", spec.preserve_fds)));
+    }
+    for fd in 3..3 + spec.preserve_fds {
+        if !sys::fd_is_open(fd as i32) {
+            return Err(RuntimeError::Invalid(format!(
+                "--preserve-fds {}: descriptor {fd} is not open: hand over 3 to {} or pass fewer",
+                spec.preserve_fds,
+                2 + spec.preserve_fds
+            )));
+        }
+    }
+    let listen_fds = activated.max(spec.preserve_fds);
     // Block the signals we relay before cloning, so none is lost between
     // the clone and the relay loop; the child inherits the mask.
     let sfd = sys::signalfd(sys::FORWARDED).map_err(|e| RuntimeError::sys("creating a signalfd", e))?;
@@ -173,7 +186,8 @@ fn run_in(
                 block,
                 policy,
                 listen_fds,
-                listen_fdnames: std::env::var("LISTEN_FDNAMES").ok().filter(|_| listen_fds > 0),
+                socket_activation: activated > 0,
+                listen_fdnames: std::env::var("LISTEN_FDNAMES").ok().filter(|_| activated > 0),
                 sync: sync_r,
                 errors: err_w,
                 caps: mask,

@@ -27,9 +27,11 @@ pub struct ChildContext {
     pub block: Option<OwnedFd>,
     /// `--system-call-filter`, parsed.
     pub policy: crate::seccomp::Policy,
-    /// Socket-activation descriptors (3..3+N) berth was handed, passed on
-    /// with LISTEN_FDS as systemd-nspawn does; 0 for none.
+    /// Descriptors 3..3+N handed on deliberately: socket activation
+    /// (LISTEN_FDS, passed on as systemd-nspawn does) or `--preserve-fds`.
     pub listen_fds: u32,
+    /// Whether they came by socket activation (LISTEN_* set inside).
+    pub socket_activation: bool,
     pub listen_fdnames: Option<String>,
     pub sync: OwnedFd,
     pub errors: OwnedFd,
@@ -233,7 +235,7 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
 /// LISTEN_FDS, LISTEN_PID (the pid the fds are for, inside) and
 /// LISTEN_FDNAMES, when berth was handed socket-activation descriptors.
 fn listen_env(ctx: &ChildContext, pid: u32) -> Vec<(String, String)> {
-    if ctx.listen_fds == 0 {
+    if ctx.listen_fds == 0 || !ctx.socket_activation {
         return Vec::new();
     }
     let mut v = vec![("LISTEN_FDS".to_string(), ctx.listen_fds.to_string()), ("LISTEN_PID".into(), pid.to_string())];

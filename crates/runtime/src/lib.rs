@@ -31,6 +31,13 @@ pub use container::{run, run_hooked, Hooks, Outcome, Privileges};
 pub fn private_mount_namespace() -> Result<(), RuntimeError> {
     sys::private_mount_namespace().map_err(|e| RuntimeError::sys("entering a private mount namespace", e))
 }
+/// Whether descriptors 3..3+`n` are all open: `--preserve-fds` must be
+/// checked before berth opens anything of its own, which would take the
+/// lowest free numbers and be handed on in their place.
+pub fn caller_fds_open(n: u32) -> bool {
+    (3..3 + n.min(1024)).all(|fd| sys::fd_is_open(fd as i32))
+}
+
 pub use spec::{BindMount, Console, ConsolePlan, Rootfs, RunSpec, Volatile};
 
 /// Errors from preparing or running a container.

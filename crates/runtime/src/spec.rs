@@ -217,6 +217,8 @@ pub struct RunSpec {
     pub limits: Limits,
     /// `--device` nodes, beyond the ones every container gets.
     pub devices: Vec<DeviceSpec>,
+    /// `--preserve-fds N`: descriptors 3..3+N go on to the command.
+    pub preserve_fds: u32,
     /// `--system-call-filter` values (systemd-nspawn's syntax).
     pub system_call_filter: Vec<String>,
     /// Skip the seccomp filter (debugging).

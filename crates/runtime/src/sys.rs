@@ -456,3 +456,10 @@ pub fn device_programs_attached(cgroup: &std::path::Path) -> io::Result<u32> {
     check(unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_QUERY, attr.as_mut_ptr(), attr.len()) })?;
     Ok(u32::from_ne_bytes([attr[24], attr[25], attr[26], attr[27]]))
 }
+
+/// Whether descriptor `fd` is open in this process.
+pub fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD only reads the flags of a descriptor; on one that
+    // is not open it fails with EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}

@@ -76,6 +76,13 @@ fn default_hostname(image: &str) -> String {
 }
 
 pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
+    if !berth_runtime::caller_fds_open(a.preserve_fds) || a.preserve_fds > 1024 {
+        bail!(
+            "--preserve-fds {}: descriptors 3 to {} must be open when berth starts: hand them over or pass fewer",
+            a.preserve_fds,
+            2 + a.preserve_fds
+        );
+    }
     let store = open_store(cli)?;
     // `-i` is nspawn's --image when it names a file, else podman's -i.
     let mut args = a.args.clone();
@@ -242,6 +249,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         limits,
         devices: a.device.iter().map(|d| spec::parse_device(d)).collect::<Result<_, _>>().map_err(|e| anyhow!(e))?,
         system_call_filter: a.system_call_filter.clone(),
+        preserve_fds: a.preserve_fds,
         no_seccomp: a.no_seccomp,
         boot: a.boot,
     };

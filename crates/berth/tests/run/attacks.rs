@@ -452,3 +452,24 @@ fn socket_activation_descriptors_are_the_only_ones_handed_on() {
     assert_eq!(verdict(&out, "env:LISTEN_FDS"), "1");
     assert_eq!(verdict(&out, "env:LISTEN_PID"), "2", "the command is PID 2 under berth's init");
 }
+
+#[test]
+fn preserve_fds_hands_on_exactly_the_descriptors_asked() {
+    let c = Ctx::probe();
+    let args = ["--preserve-fds", "2", &c.image, "/probe", "fds", "env:LISTEN_FDS"];
+    let (cmd, token) = c.command(&args);
+    let mut wrapped = Command::new("bash");
+    wrapped
+        .arg("-c")
+        .arg("exec 3</etc/hostname 4</etc/hostname 9</; exec \"$@\"")
+        .arg("bash")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    let out = c.spawn_command(wrapped, token, "berth run --preserve-fds 2".into(), false).wait().success().out();
+    let fds = verdict(&out, "fds");
+    assert!(fds.starts_with("3(") && fds.contains(",4(") && !fds.contains("9("), "fds 3 and 4 only: {fds:?}");
+    assert_eq!(verdict(&out, "env:LISTEN_FDS"), "-", "no socket activation was asked for");
+    c.run_image(&["--preserve-fds", "5"], &["/bin/true"])
+        .failure()
+        .stderr_mentions(&["--preserve-fds", "must be open"]);
+}
