@@ -419,11 +419,7 @@ pub fn attach_device_program(cgroup: &std::path::Path, insns: &[crate::devices::
     let prog = check(unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), attr.len()) })?;
     // SAFETY: the kernel just returned this fd; nothing else owns it.
     let prog = unsafe { OwnedFd::from_raw_fd(prog as i32) };
-    let dir = rustix::fs::open(
-        cgroup,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
+    let dir = open_dir(cgroup)?;
     // The BPF_PROG_ATTACH part: target_fd, attach_bpf_fd, attach_type,
     // attach_flags.
     let mut attr = [0u8; 128];
@@ -441,11 +437,7 @@ pub fn device_programs_attached(cgroup: &std::path::Path) -> io::Result<u32> {
     use std::os::fd::AsRawFd;
     const BPF_PROG_QUERY: libc::c_long = 16;
     const ATTACH_CGROUP_DEVICE: u32 = 6;
-    let dir = rustix::fs::open(
-        cgroup,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
+    let dir = open_dir(cgroup)?;
     // The BPF_PROG_QUERY part of bpf_attr: target_fd, attach_type,
     // query_flags, attach_flags, prog_ids (NULL: count only), prog_cnt.
     let mut attr = [0u8; 128];
@@ -462,4 +454,9 @@ pub fn fd_is_open(fd: i32) -> bool {
     // SAFETY: F_GETFD only reads the flags of a descriptor; on one that
     // is not open it fails with EBADF.
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+fn open_dir(path: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
+    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+    Ok(rustix::fs::open(path, flags, rustix::fs::Mode::empty())?)
 }

@@ -28,6 +28,14 @@ fn probe(c: &Ctx, opts: &[&str], checks: &[&str]) -> String {
     c.spawn_command(cmd, token, format!("berth run {}", args.join(" ")), false).wait().success().out()
 }
 
+/// `cmd` run by bash after `prelude` (which opens descriptors or sets
+/// variables), with `exec`: the berth process keeps bash's pid and fds.
+fn under_bash(prelude: &str, cmd: &Command) -> Command {
+    let mut wrapped = Command::new("bash");
+    wrapped.arg("-c").arg(format!("{prelude}; exec \"$@\"")).arg("bash").arg(cmd.get_program()).args(cmd.get_args());
+    wrapped
+}
+
 /// Kills machine `name` (started with `run -d`) and removes it, once its
 /// supervisor has finished cleaning up (`kill` does not wait for that).
 fn kill_and_remove(c: &Ctx, name: &str) {
@@ -53,9 +61,7 @@ fn descriptors_the_caller_had_open_do_not_reach_the_container() {
         args.extend_from_slice(&[&c.image, "/probe", "fds"]);
         let (cmd, token) = c.command(&args);
         // The caller holds a directory fd on the host root (9) and a file (8).
-        let mut wrapped = Command::new("bash");
-        wrapped.arg("-c").arg("exec 9</ 8</etc/hostname; exec \"$@\"").arg("bash").arg(cmd.get_program());
-        wrapped.args(cmd.get_args());
+        let wrapped = under_bash("exec 9</ 8</etc/hostname", &cmd);
         let out =
             c.spawn_command(wrapped, token, format!("berth run {}", args.join(" ")), false).wait().success().out();
         assert_eq!(verdict(&out, "fds"), "", "{who}: the command must hold only 0, 1 and 2:\n{out}");
@@ -66,8 +72,7 @@ fn descriptors_the_caller_had_open_do_not_reach_the_container() {
 fn pid_1_holds_no_descriptor_of_the_caller() {
     let c = Ctx::probe();
     let (cmd, token) = c.command(&[&c.image, "/probe", "sleep:30"]);
-    let mut wrapped = Command::new("bash");
-    wrapped.arg("-c").arg("exec 9</; exec \"$@\"").arg("bash").arg(cmd.get_program()).args(cmd.get_args());
+    let wrapped = under_bash("exec 9</", &cmd);
     let run = c.spawn_command(wrapped, token.clone(), "berth run IMAGE /probe sleep:30".into(), false);
     let deadline = Instant::now() + Duration::from_secs(20);
     let probe_pid = loop {
@@ -340,8 +345,7 @@ fn probe_with_fd(c: &Ctx, args: &[&str]) -> String {
     full.push("/probe");
     full.extend_from_slice(EVERY_MODE);
     let cmd = c.berth.command(&full);
-    let mut wrapped = Command::new("bash");
-    wrapped.arg("-c").arg("exec 9</; exec \"$@\"").arg("bash").arg(cmd.get_program()).args(cmd.get_args());
+    let mut wrapped = under_bash("exec 9</", &cmd);
     let (k, v) = SECRET.split_once('=').expect("secret");
     wrapped.env(k, v).stdin(std::process::Stdio::null());
     let run = crate::harness::berth::run_command(wrapped);
@@ -438,13 +442,7 @@ fn socket_activation_descriptors_are_the_only_ones_handed_on() {
     let (cmd, token) = c.command(&args);
     // fd 3 is handed on deliberately (LISTEN_PID is berth's own pid once
     // bash execs it); fd 9 is not.
-    let mut wrapped = Command::new("bash");
-    wrapped
-        .arg("-c")
-        .arg("exec 3</etc/hostname 9</; export LISTEN_FDS=1 LISTEN_PID=$$; exec \"$@\"")
-        .arg("bash")
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
+    let wrapped = under_bash("exec 3</etc/hostname 9</; export LISTEN_FDS=1 LISTEN_PID=$$", &cmd);
     let out = c.spawn_command(wrapped, token, "berth run IMAGE /probe fds (socket activation)".into(), false).wait();
     let out = out.success().out();
     let fds = verdict(&out, "fds");
@@ -458,13 +456,7 @@ fn preserve_fds_hands_on_exactly_the_descriptors_asked() {
     let c = Ctx::probe();
     let args = ["--preserve-fds", "2", &c.image, "/probe", "fds", "env:LISTEN_FDS"];
     let (cmd, token) = c.command(&args);
-    let mut wrapped = Command::new("bash");
-    wrapped
-        .arg("-c")
-        .arg("exec 3</etc/hostname 4</etc/hostname 9</; exec \"$@\"")
-        .arg("bash")
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
+    let wrapped = under_bash("exec 3</etc/hostname 4</etc/hostname 9</", &cmd);
     let out = c.spawn_command(wrapped, token, "berth run --preserve-fds 2".into(), false).wait().success().out();
     let fds = verdict(&out, "fds");
     assert!(fds.starts_with("3(") && fds.contains(",4(") && !fds.contains("9("), "fds 3 and 4 only: {fds:?}");
