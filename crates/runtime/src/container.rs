@@ -136,7 +136,7 @@ fn run_in(
     // type into the caller's shell): a terminal among stdin, stdout and
     // stderr is replaced by a pty of the container's own, which berth
     // relays. A booted init writes to /dev/console, so it always gets one.
-    let terminals = [0, 1, 2].map(|fd| rustix::termios::isatty(sys::borrowed_std_fd(fd)));
+    let terminals = crate::pty::stdio_terminals();
     let mode = match (spec.tty, spec.boot, spec.console) {
         (true, _, _) => Console::Interactive,
         (false, true, Console::Pipe | Console::Autopipe) => Console::Interactive,
@@ -150,19 +150,24 @@ fn run_in(
     policy.try_filter(0).and_then(|_| policy.try_filter(u64::MAX)).map_err(RuntimeError::Invalid)?;
     let block = crate::rootfs::block_root(spec)?;
     let activated = listen_fds();
-    if spec.preserve_fds > 1024 {
-        return Err(RuntimeError::Invalid(format!("--preserve-fds {} is more than 1024", spec.preserve_fds)));
+    if !crate::caller_fds_open(spec.preserve_fds) {
+        return Err(RuntimeError::Invalid(format!(
+            "--preserve-fds {}: descriptors 3 to {} are not all open: hand them over or pass fewer",
+            spec.preserve_fds,
+            2 + spec.preserve_fds
+        )));
     }
-    for fd in 3..3 + spec.preserve_fds {
-        if !sys::fd_is_open(fd as i32) {
-            return Err(RuntimeError::Invalid(format!(
-                "--preserve-fds {}: descriptor {fd} is not open: hand over 3 to {} or pass fewer",
-                spec.preserve_fds,
-                2 + spec.preserve_fds
-            )));
+    // The command is PID 2 (the first child of berth's init); a booted
+    // init is PID 1.
+    let mut listen_env = Vec::new();
+    if activated > 0 {
+        let pid = if spec.boot { "1" } else { "2" };
+        listen_env.push(("LISTEN_FDS".to_string(), activated.to_string()));
+        listen_env.push(("LISTEN_PID".to_string(), pid.to_string()));
+        if let Ok(names) = std::env::var("LISTEN_FDNAMES") {
+            listen_env.push(("LISTEN_FDNAMES".to_string(), names));
         }
     }
-    let listen_fds = activated.max(spec.preserve_fds);
     // Block the signals we relay before cloning, so none is lost between
     // the clone and the relay loop; the child inherits the mask.
     let sfd = sys::signalfd(sys::FORWARDED).map_err(|e| RuntimeError::sys("creating a signalfd", e))?;
@@ -185,9 +190,8 @@ fn run_in(
                 tty_fds: plan.pty,
                 block,
                 policy,
-                listen_fds,
-                socket_activation: activated > 0,
-                listen_fdnames: std::env::var("LISTEN_FDNAMES").ok().filter(|_| activated > 0),
+                pass_fds: activated.max(spec.preserve_fds),
+                listen_env,
                 sync: sync_r,
                 errors: err_w,
                 caps: mask,

@@ -10,7 +10,7 @@ use crate::pty::Pty;
 use crate::spec::{Console, ConsolePlan};
 use crate::{caps, sys, users, RuntimeError};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[derive(Debug, Clone, Default)]
 pub struct ExecSpec {
@@ -43,8 +43,8 @@ pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
     // The pty comes from the machine's own devpts, so ttyname() and
     // login(1) inside find it. The caller's terminal never reaches the
     // machine: a terminal among stdin/stdout/stderr is replaced by it.
-    let terminals = [0, 1, 2].map(|fd| rustix::termios::isatty(sys::borrowed_std_fd(fd)));
-    let plan = ConsolePlan::new(if spec.tty { Console::Interactive } else { Console::Autopipe }, terminals);
+    let mode = if spec.tty { Console::Interactive } else { Console::Autopipe };
+    let plan = ConsolePlan::new(mode, crate::pty::stdio_terminals());
     let pty = if plan.uses_pty() { Some(Pty::open()?) } else { None };
     // Root by default; its passwd entry still gives the shell and home.
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
@@ -83,19 +83,10 @@ pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
     let cwd = if spec.login && std::path::Path::new(&home).is_dir() { home } else { "/".into() };
     let mut cmd = Command::new(&args[0]);
     cmd.args(&args[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v))).current_dir(&cwd);
-    if let Some(p) = &pty {
-        let io = || p.slave.try_clone().map(Stdio::from).map_err(|e| RuntimeError::sys("the pty", e));
-        if plan.pty[0] {
-            cmd.stdin(io()?);
-        }
-        if plan.pty[1] {
-            cmd.stdout(io()?);
-        }
-        if plan.pty[2] {
-            cmd.stderr(io()?);
-        }
-    }
-    let ctty_fd = plan.pty.iter().position(|b| *b).unwrap_or(0) as i32;
+    let ctty_fd = match &pty {
+        Some(p) => crate::pty::attach(&mut cmd, &p.slave, plan.pty).map_err(|e| RuntimeError::sys("the pty", e))?,
+        None => 0,
+    };
     let creds = user
         .as_ref()
         .map(|u| crate::creds::Creds { uid: u.uid, gid: u.gid, groups: u.groups.clone() })

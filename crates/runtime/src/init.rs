@@ -11,7 +11,7 @@ use rustix::fd::{AsRawFd, OwnedFd};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Exit status for "berth could not set the container up".
 pub const SETUP_FAILED: i32 = 125;
@@ -29,10 +29,10 @@ pub struct ChildContext {
     pub policy: crate::seccomp::Policy,
     /// Descriptors 3..3+N handed on deliberately: socket activation
     /// (LISTEN_FDS, passed on as systemd-nspawn does) or `--preserve-fds`.
-    pub listen_fds: u32,
-    /// Whether they came by socket activation (LISTEN_* set inside).
-    pub socket_activation: bool,
-    pub listen_fdnames: Option<String>,
+    pub pass_fds: u32,
+    /// LISTEN_FDS, LISTEN_PID (the pid inside) and LISTEN_FDNAMES for the
+    /// command or init, when berth was socket-activated.
+    pub listen_env: Vec<(String, String)>,
     pub sync: OwnedFd,
     pub errors: OwnedFd,
     /// The capability mask to grant, already cut to the host's bounding set.
@@ -65,7 +65,7 @@ pub fn child_main(mut ctx: ChildContext) -> ! {
         ctx.tty.as_ref().map_or(-1, |t| t.as_raw_fd()),
         ctx.block.as_ref().map_or(-1, |b| b.as_raw_fd()),
     ];
-    let listen: Vec<i32> = (3..3 + ctx.listen_fds as i32).collect();
+    let listen: Vec<i32> = (3..3 + ctx.pass_fds as i32).collect();
     if sys::close_fds_except(&[&keep[..], &listen[..]].concat()).is_err() {
         sys::exit_now(SETUP_FAILED);
     }
@@ -80,8 +80,8 @@ pub fn child_main(mut ctx: ChildContext) -> ! {
         Ok((pid, root)) => {
             drop(errors); // EOF tells the parent the command started
             let keep = ctx.caps & (1 << caps::number("kill").unwrap_or(5));
-            if ctx.listen_fds > 0 {
-                let _ = sys::close_range(3, 2 + ctx.listen_fds);
+            if ctx.pass_fds > 0 {
+                let _ = sys::close_range(3, 2 + ctx.pass_fds);
             }
             drop(ctx);
             if let Err(e) = bare_reaper(root, keep) {
@@ -156,8 +156,7 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
         None => None,
     };
     let mut env: Vec<(String, String)> = spec.env.clone();
-    // The command is PID 2, the first child of this PID 1.
-    env.extend(listen_env(ctx, 2));
+    env.extend(ctx.listen_env.iter().cloned());
     let has = |env: &Vec<(String, String)>, k: &str| env.iter().any(|(n, _)| n == k);
     if !has(&env, "PATH") {
         env.push(("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
@@ -178,25 +177,18 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
     }
     let mut cmd = Command::new(arg0);
     cmd.args(&spec.args[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v))).current_dir(&cwd);
-    if let Some(tty) = &ctx.tty {
-        let io = |what| tty.try_clone().map(Stdio::from).map_err(|e| fail(RuntimeError::sys(what, e)));
-        if ctx.tty_fds[0] {
-            cmd.stdin(io("console")?);
+    let ctty_fd = match &ctx.tty {
+        Some(tty) => {
+            crate::pty::attach(&mut cmd, tty, ctx.tty_fds).map_err(|e| fail(RuntimeError::sys("console", e)))?
         }
-        if ctx.tty_fds[1] {
-            cmd.stdout(io("console")?);
-        }
-        if ctx.tty_fds[2] {
-            cmd.stderr(io("console")?);
-        }
-    }
-    let ctty_fd = ctx.tty_fds.iter().position(|b| *b).unwrap_or(0) as i32;
+        None => 0,
+    };
     let creds = user
         .as_ref()
         .map(|u| crate::creds::Creds { uid: u.uid, gid: u.gid, groups: u.groups.clone() })
         .unwrap_or_else(crate::creds::Creds::root);
     let (mask, is_tty, seccomp) = (ctx.caps, ctx.tty.is_some(), !spec.no_seccomp);
-    let listen = ctx.listen_fds;
+    let pass = ctx.pass_fds;
     // PID 1 takes the command's user, groups, capabilities, no_new_privs
     // and seccomp filter itself, then forks the command, which inherits
     // them: at no moment does PID 1 hold more than the command, and the
@@ -212,7 +204,7 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
     unsafe {
         cmd.pre_exec(move || {
             sys::unblock_all();
-            sys::pass_fds(listen)?;
+            sys::pass_fds(pass)?;
             if is_tty {
                 rustix::process::setsid()?;
                 sys::set_controlling_tty(ctty_fd)?;
@@ -230,19 +222,6 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
             _ => (126, format!("cannot run {arg0:?} in the container: {e}")),
         }),
     }
-}
-
-/// LISTEN_FDS, LISTEN_PID (the pid the fds are for, inside) and
-/// LISTEN_FDNAMES, when berth was handed socket-activation descriptors.
-fn listen_env(ctx: &ChildContext, pid: u32) -> Vec<(String, String)> {
-    if ctx.listen_fds == 0 || !ctx.socket_activation {
-        return Vec::new();
-    }
-    let mut v = vec![("LISTEN_FDS".to_string(), ctx.listen_fds.to_string()), ("LISTEN_PID".into(), pid.to_string())];
-    if let Some(n) = &ctx.listen_fdnames {
-        v.push(("LISTEN_FDNAMES".into(), n.clone()));
-    }
-    v
 }
 
 /// Where an init may live, most specific first.
@@ -279,7 +258,7 @@ fn boot(ctx: &ChildContext) -> (i32, String) {
         .env
         .iter()
         .cloned()
-        .chain(listen_env(ctx, 1))
+        .chain(ctx.listen_env.iter().cloned())
         .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
         .collect();
     if !spec.env.iter().any(|(k, _)| k == "PATH") {
@@ -307,7 +286,7 @@ fn boot(ctx: &ChildContext) -> (i32, String) {
         return (SETUP_FAILED, format!("setting capabilities: {e}"));
     }
     sys::unblock_all();
-    if let Err(e) = sys::pass_fds(ctx.listen_fds) {
+    if let Err(e) = sys::pass_fds(ctx.pass_fds) {
         return (SETUP_FAILED, format!("closing descriptors: {e}"));
     }
     let e = sys::execve(&argv, &env);

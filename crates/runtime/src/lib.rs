@@ -34,10 +34,12 @@ pub fn private_mount_namespace() -> Result<(), RuntimeError> {
 /// Whether descriptors 3..3+`n` are all open: `--preserve-fds` must be
 /// checked before berth opens anything of its own, which would take the
 /// lowest free numbers and be handed on in their place.
+/// More than 1024 is refused.
 pub fn caller_fds_open(n: u32) -> bool {
-    (3..3 + n.min(1024)).all(|fd| sys::fd_is_open(fd as i32))
+    n <= 1024 && (3..3 + n).all(|fd| sys::fd_is_open(fd as i32))
 }
 
+pub use pty::stdio_terminals;
 pub use spec::{BindMount, Console, ConsolePlan, Rootfs, RunSpec, Volatile};
 
 /// Errors from preparing or running a container.

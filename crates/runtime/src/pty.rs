@@ -73,3 +73,24 @@ impl Drop for RawMode {
         }
     }
 }
+
+/// Which of stdin, stdout and stderr are terminals.
+pub fn stdio_terminals() -> [bool; 3] {
+    [0, 1, 2].map(|fd| termios::isatty(crate::sys::borrowed_std_fd(fd)))
+}
+
+/// Gives `cmd` the pty `slave` as each of stdin, stdout, stderr that
+/// `which` names; returns the first of them, to make the controlling tty.
+pub fn attach(cmd: &mut std::process::Command, slave: &OwnedFd, which: [bool; 3]) -> std::io::Result<i32> {
+    let io = || slave.try_clone().map(std::process::Stdio::from);
+    if which[0] {
+        cmd.stdin(io()?);
+    }
+    if which[1] {
+        cmd.stdout(io()?);
+    }
+    if which[2] {
+        cmd.stderr(io()?);
+    }
+    Ok(which.iter().position(|b| *b).unwrap_or(0) as i32)
+}

@@ -139,18 +139,16 @@ impl Root {
         let t = self.target(rel, kind)?;
         let r = if recursive { m::mount_bind_recursive(src, t.path()) } else { m::mount_bind(src, t.path()) };
         r.map_err(err(format!("binding {} to {}", src.display(), rel.display())))?;
-        if nodev {
-            let t = self.target(rel, kind)?;
-            sys::mount_setattr_recursive(&t.path(), sys::MOUNT_ATTR_NODEV)
-                .map_err(|e| RuntimeError::sys(format!("making {} nodev", rel.display()), e))?;
-        }
+        // All the way down: a mount below the source keeps its own flags
+        // under a plain remount of the top.
+        let mut attrs = if nodev { sys::MOUNT_ATTR_NODEV } else { 0 };
         if readonly {
-            // Read-only all the way down: a mount below the source stays
-            // writable under a plain remount of the top.
+            attrs |= sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+        }
+        if attrs != 0 {
             let t = self.target(rel, kind)?;
-            let attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
             sys::mount_setattr_recursive(&t.path(), attrs)
-                .map_err(|e| RuntimeError::sys(format!("making {} read-only", rel.display()), e))?;
+                .map_err(|e| RuntimeError::sys(format!("restricting {}", rel.display()), e))?;
         }
         Ok(())
     }

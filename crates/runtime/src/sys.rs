@@ -274,10 +274,7 @@ pub fn close_fds_except(keep: &[i32]) -> io::Result<()> {
     let mut first = 3u32;
     for k in keep.into_iter().chain([u32::MAX]) {
         if k > first {
-            // SAFETY: close_range takes plain integers and only closes fds;
-            // every fd in the range belongs to nothing this (forked) process
-            // still uses: the ones it uses are in `keep`.
-            check(unsafe { libc::syscall(libc::SYS_close_range, first, k - 1, 0u32) })?;
+            close_range(first, k - 1)?;
         }
         first = k.saturating_add(1);
     }
@@ -295,10 +292,11 @@ pub fn pass_fds(n: u32) -> io::Result<()> {
     cloexec_from(3 + n)
 }
 
-/// Closes descriptors `first..=last`.
+/// Closes descriptors `first..=last`; the caller owns none of them as
+/// Rust values (a forked child's inherited ones, or fds it handed on).
 pub fn close_range(first: u32, last: u32) -> io::Result<()> {
-    // SAFETY: as in close_fds_except: the caller owns none of these as Rust
-    // values (they are the socket-activation fds it handed on).
+    // SAFETY: close_range takes plain integers and only closes fds; by the
+    // contract above nothing in this process will use or close them again.
     check(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }).map(|_| ())
 }
 

@@ -9,7 +9,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use berth_runtime::spec::{self, Limits, ResolvConf};
 use berth_runtime::{Console, ConsolePlan, Rootfs, RunSpec, Volatile};
 use berth_store::{ImageRecord, Store};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 /// A scratch directory under the store's `tmp/`, removed on drop.
@@ -76,7 +75,7 @@ fn default_hostname(image: &str) -> String {
 }
 
 pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
-    if !berth_runtime::caller_fds_open(a.preserve_fds) || a.preserve_fds > 1024 {
+    if !berth_runtime::caller_fds_open(a.preserve_fds) {
         bail!(
             "--preserve-fds {}: descriptors 3 to {} must be open when berth starts: hand them over or pass fewer",
             a.preserve_fds,
@@ -217,7 +216,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         None => Console::Autopipe,
     };
     // TERM goes with a pty on the command's stdout.
-    let terminals = [std::io::stdin().is_terminal(), std::io::stdout().is_terminal(), std::io::stderr().is_terminal()];
+    let terminals = berth_runtime::stdio_terminals();
     let console_mode = if tty { Console::Interactive } else { console };
     // (A booted init gets a console pty whatever the mode, and TERM only
     // with -t, as nspawn gives it.)
