@@ -277,6 +277,16 @@ pub struct RunArgs {
     /// Allow more system calls ("keyctl @clock"), or refuse some ("~@mount"), as systemd-nspawn
     #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub system_call_filter: Vec<String>,
+    /// The container's users: a range of host IDs of its own (pick, the default), the host's (no),
+    /// identity, or UID[:COUNT]
+    #[arg(long, value_name = "MODE", default_value = "pick")]
+    pub private_users: String,
+    /// The same as --private-users=pick
+    #[arg(short = 'U')]
+    pub private_users_pick: bool,
+    /// How a tree used in place is shown to the container's users: auto, map (idmapped), chown or off
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub private_users_ownership: String,
     /// Hand descriptors 3 to 3+N-1 on to the command (all others are closed)
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,

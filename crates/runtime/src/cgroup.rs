@@ -297,6 +297,24 @@ impl Cgroup {
         }
     }
 
+    /// Hands the cgroup to the container's root (host uid `owner`), as
+    /// systemd-nspawn does for a booted init in a user namespace: the
+    /// directories and the files an init writes to manage its own subtree.
+    pub fn delegate(&self, owner: u32) -> Result<(), RuntimeError> {
+        let id = Some(rustix::fs::Uid::from_raw(owner));
+        let gid = Some(rustix::fs::Gid::from_raw(owner));
+        for d in &self.dirs {
+            for f in ["", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "tasks"] {
+                let p = if f.is_empty() { d.clone() } else { d.join(f) };
+                match rustix::fs::chown(&p, id, gid) {
+                    Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                    Err(e) => return Err(RuntimeError::sys(format!("handing {} to the container", p.display()), e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs
     }

@@ -144,11 +144,20 @@ fn run_in(
     };
     let plan = ConsolePlan::new(mode, terminals);
     let pty = if plan.uses_pty() { Some(Pty::open()?) } else { None };
+    if let (Some(p), Some(r)) = (&pty, spec.users) {
+        // The container's root owns its console, as on a real system
+        // (group tty, 5): an init reopens /dev/console by name.
+        let (uid, gid) = (rustix::fs::Uid::from_raw(r.base), rustix::fs::Gid::from_raw(r.base + 5));
+        rustix::fs::fchown(&p.slave, Some(uid), Some(gid))
+            .map_err(|e| RuntimeError::sys("handing the console to the container", e))?;
+    }
     let policy = crate::seccomp::Policy::parse(&spec.system_call_filter).map_err(RuntimeError::Invalid)?;
     // Compiled once here so a policy that cannot be is an error before the
     // start, not a weaker filter inside.
     policy.try_filter(0).and_then(|_| policy.try_filter(u64::MAX)).map_err(RuntimeError::Invalid)?;
-    let block = crate::rootfs::block_root(spec)?;
+    // The tree, layers and binds, opened on the host side; inside its user
+    // namespace container root could not reach them.
+    let host = crate::userns::idmap::HostMounts::prepare(spec)?;
     let activated = listen_fds();
     if !crate::caller_fds_open(spec.preserve_fds) {
         return Err(RuntimeError::Invalid(format!(
@@ -175,6 +184,12 @@ fn run_in(
     if spec.private_network {
         flags |= libc::CLONE_NEWNET;
     }
+    if spec.users.is_some() {
+        // One clone makes every namespace at once, so each is owned by the
+        // container's user namespace: its root administers them, and
+        // nothing of the host's.
+        flags |= libc::CLONE_NEWUSER;
+    }
     let child = match sys::clone_fork(flags) {
         Err(e) => {
             sys::unblock_all();
@@ -188,7 +203,7 @@ fn run_in(
                 console: pty.as_ref().map(|p| p.slave_path.clone()),
                 tty: pty.map(|p| p.slave),
                 tty_fds: plan.pty,
-                block,
+                host,
                 policy,
                 pass_fds: activated.max(spec.preserve_fds),
                 listen_env,
@@ -209,12 +224,37 @@ fn run_in(
     // reopens /dev/console, and with no slave open the master would read
     // EIO and the console would go silent. The end is seen by waitpid.
     let _slave = slave;
-    if let Err(e) = cgroup.add(child) {
+    let setup = || -> Result<(), RuntimeError> {
+        cgroup.add(child)?;
+        if let Some(range) = spec.users {
+            map_users(child, range)?;
+            let ns = if range.base != 0 {
+                Some(
+                    rustix::fs::open(
+                        format!("/proc/{child}/ns/user"),
+                        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                        rustix::fs::Mode::empty(),
+                    )
+                    .map_err(|e| RuntimeError::sys("opening the container's user namespace", e))?,
+                )
+            } else {
+                None
+            };
+            host.idmap(ns.as_ref(), range.base, spec.ownership)?;
+            if spec.boot {
+                // A booted systemd manages its own part of the tree.
+                cgroup.delegate(range.base)?;
+            }
+        }
+        Ok(())
+    };
+    if let Err(e) = setup() {
         let _ = sys::kill(child, libc::SIGKILL);
         let _ = sys::waitpid(child, false);
         sys::unblock_all();
         return Err(e);
     }
+    drop(host);
     let _ = rustix::io::write(&sync_w, b"g");
     drop(sync_w);
     let mut message = String::new();
@@ -252,6 +292,17 @@ fn run_in(
         return Err(RuntimeError::Setup(message.unwrap_or_default()));
     }
     Ok(Outcome { status, message, rebooted })
+}
+
+/// Writes the container's uid and gid maps: its IDs 0.. are `range` on
+/// the host. Written by host root, so setgroups(2) stays allowed inside.
+fn map_users(child: libc::pid_t, range: crate::userns::IdRange) -> Result<(), RuntimeError> {
+    let line = range.map_line();
+    for f in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{child}/{f}"), &line)
+            .map_err(|e| RuntimeError::sys(format!("writing the container's {f} ({})", line.trim()), e))?;
+    }
+    Ok(())
 }
 
 /// Forwards signals to the container until its PID 1 exits.

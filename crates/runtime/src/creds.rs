@@ -34,10 +34,11 @@ pub fn become_user(c: &Creds, mask: u64, nnp: bool, filter: Option<&[crate::secc
     if let (Some(f), false) = (filter, nnp) {
         sys::install_seccomp(f)?;
     }
-    if c.uid != 0 {
-        let u = rustix::process::Uid::from_raw(c.uid);
-        rustix::thread::set_thread_res_uid(u, u, u)?;
-    } else {
+    let u = rustix::process::Uid::from_raw(c.uid);
+    // Root too: a process that joined a user namespace is still the host's
+    // uid 0 (unmapped there) until it takes the namespace's root.
+    rustix::thread::set_thread_res_uid(u, u, u)?;
+    if c.uid == 0 {
         caps::set(mask)?;
     }
     if nnp {
@@ -47,6 +48,16 @@ pub fn become_user(c: &Creds, mask: u64, nnp: bool, filter: Option<&[crate::secc
         sys::install_seccomp(f)?;
     }
     Ok(())
+}
+
+/// Takes uid and gid 0 of the user namespace this process was just
+/// created in (or joined), keeping its capabilities there.
+pub fn become_ns_root() -> io::Result<()> {
+    let root = rustix::process::Gid::from_raw(0);
+    rustix::thread::set_thread_groups(&[root])?;
+    rustix::thread::set_thread_res_gid(root, root, root)?;
+    let u = rustix::process::Uid::from_raw(0);
+    Ok(rustix::thread::set_thread_res_uid(u, u, u)?)
 }
 
 /// The capabilities a process of `c` can use, for choosing its filter: a

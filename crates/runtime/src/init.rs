@@ -23,8 +23,9 @@ pub struct ChildContext {
     pub tty: Option<OwnedFd>,
     /// Which of 0, 1, 2 the command gets as `tty` (the others: berth's own).
     pub tty_fds: [bool; 3],
-    /// A block-device root, mounted on the host side, to attach.
-    pub block: Option<OwnedFd>,
+    /// The root's mounts and the user's binds, made on the host side, to
+    /// attach.
+    pub host: crate::userns::idmap::HostMounts,
     /// `--system-call-filter`, parsed.
     pub policy: crate::seccomp::Policy,
     /// Descriptors 3..3+N handed on deliberately: socket activation
@@ -63,10 +64,9 @@ pub fn child_main(mut ctx: ChildContext) -> ! {
         ctx.errors.as_raw_fd(),
         errors.as_raw_fd(),
         ctx.tty.as_ref().map_or(-1, |t| t.as_raw_fd()),
-        ctx.block.as_ref().map_or(-1, |b| b.as_raw_fd()),
     ];
     let listen: Vec<i32> = (3..3 + ctx.pass_fds as i32).collect();
-    if sys::close_fds_except(&[&keep[..], &listen[..]].concat()).is_err() {
+    if sys::close_fds_except(&[&keep[..], &listen[..], &ctx.host.fds()[..]].concat()).is_err() {
         sys::exit_now(SETUP_FAILED);
     }
     // PID 1 is a fork of host berth until it execs or drops its
@@ -134,13 +134,27 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
         Ok(1) => {}
         _ => return Err((SETUP_FAILED, "the parent went away before the container started".into())),
     }
+    // Opened while still host root, which may traverse the store.
+    let run_dir = rustix::fs::open(
+        &ctx.run_dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| fail(RuntimeError::sys(format!("opening {}", ctx.run_dir.display()), e)))?;
+    if spec.users.is_some() {
+        // The parent has written the maps: become the namespace's root
+        // (a host uid of the container's range) before touching anything.
+        crate::creds::become_ns_root()
+            .map_err(|e| fail(RuntimeError::sys("becoming root in the user namespace", e)))?;
+    }
     // A cgroup namespace rooted at the container's own cgroup.
     sys::unshare_cgroup().map_err(|e| fail(RuntimeError::sys("creating the cgroup namespace", e)))?;
     let _ = rustix::process::setsid();
     if spec.private_network {
         sys::loopback_up().map_err(|e| fail(RuntimeError::sys("bringing up lo", e)))?;
     }
-    rootfs::setup(spec, &ctx.run_dir, ctx.console.as_deref(), ctx.block.as_ref()).map_err(fail)?;
+    rootfs::setup(spec, &run_dir, ctx.console.as_deref(), &ctx.host).map_err(fail)?;
+    drop(run_dir);
     rustix::system::sethostname(spec.hostname.as_bytes())
         .map_err(|e| fail(RuntimeError::sys("setting the hostname", e)))?;
 

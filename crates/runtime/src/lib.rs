@@ -22,6 +22,7 @@ mod rootfs;
 pub mod seccomp;
 pub mod spec;
 mod sys;
+pub mod userns;
 pub mod users;
 
 pub use container::{run, run_hooked, Hooks, Outcome, Privileges};

@@ -107,8 +107,8 @@ pub fn running(name: &str) -> Result<State, RuntimeError> {
     }
 }
 
-/// Joins the leader's cgroup and namespaces (cgroup, ipc, uts, net, pid,
-/// mount), all at once through a pidfd: a pid reused after the leader died
+/// Joins the leader's cgroup and namespaces (user, cgroup, ipc, uts, net,
+/// pid, mount), all at once through a pidfd: a pid reused after the leader died
 /// cannot redirect us into another process's namespaces. The pid
 /// namespace applies to children: fork after this.
 pub fn enter(st: &State) -> Result<(), RuntimeError> {
@@ -122,13 +122,26 @@ pub fn enter(st: &State) -> Result<(), RuntimeError> {
         return Err(RuntimeError::Invalid(format!("machine {:?} stopped while entering it", st.name)));
     }
     join_cgroup(st.leader)?;
-    let all = libc::CLONE_NEWCGROUP
+    let mut all = libc::CLONE_NEWCGROUP
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNS;
+    // Its user namespace too, when it has one of its own: then the
+    // capabilities kept are the namespace's, not the host's.
+    if own_userns(st.leader)? {
+        all |= libc::CLONE_NEWUSER;
+    }
     sys::setns_pidfd(&pidfd, all).map_err(|e| RuntimeError::sys("entering the machine's namespaces", e))
+}
+
+/// Whether `pid` lives in a user namespace other than ours.
+fn own_userns(pid: i32) -> Result<bool, RuntimeError> {
+    let ino = |p: String| {
+        rustix::fs::stat(&p).map(|st| (st.st_dev, st.st_ino)).map_err(|e| RuntimeError::sys(format!("reading {p}"), e))
+    };
+    Ok(ino(format!("/proc/{pid}/ns/user"))? != ino("/proc/self/ns/user".to_string())?)
 }
 
 /// Writes our pid into every cgroup the leader is in (host view).

@@ -6,7 +6,8 @@
 //! `/proc/self/fd` link, so an image's symlinks (`/proc -> /etc`) cannot
 //! aim a mount or a write at the host.
 
-use crate::spec::{BindMount, ResolvConf, Rootfs, RunSpec, Volatile};
+use crate::spec::{BindMount, ResolvConf, RunSpec, Volatile};
+use crate::userns::idmap::{Devices, HostMounts, RootMount, Upper, UserMount};
 use crate::{sys, RuntimeError};
 use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
@@ -122,30 +123,13 @@ impl Root {
     /// The read-only remount goes through a handle resolved after the bind,
     /// which lands on the new mount rather than the node it covers.
     fn bind(&self, src: &Path, rel: &Path, kind: Kind, recursive: bool, readonly: bool) -> Result<(), RuntimeError> {
-        self.bind_with(src, rel, kind, recursive, readonly, false)
-    }
-
-    /// [`Root::bind`], `nodev` all the way down when asked: a user's bind
-    /// opens no device node (`--device` is how a container gets one).
-    fn bind_with(
-        &self,
-        src: &Path,
-        rel: &Path,
-        kind: Kind,
-        recursive: bool,
-        readonly: bool,
-        nodev: bool,
-    ) -> Result<(), RuntimeError> {
         let t = self.target(rel, kind)?;
         let r = if recursive { m::mount_bind_recursive(src, t.path()) } else { m::mount_bind(src, t.path()) };
         r.map_err(err(format!("binding {} to {}", src.display(), rel.display())))?;
         // All the way down: a mount below the source keeps its own flags
         // under a plain remount of the top.
-        let mut attrs = if nodev { sys::MOUNT_ATTR_NODEV } else { 0 };
         if readonly {
-            attrs |= sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
-        }
-        if attrs != 0 {
+            let attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
             let t = self.target(rel, kind)?;
             sys::mount_setattr_recursive(&t.path(), attrs)
                 .map_err(|e| RuntimeError::sys(format!("restricting {}", rel.display()), e))?;
@@ -172,25 +156,40 @@ impl Root {
     }
 }
 
-/// Builds the mount table in `run_dir/root` and pivots into it.
-pub fn setup(
-    spec: &RunSpec,
-    run_dir: &Path,
-    console: Option<&Path>,
-    block: Option<&OwnedFd>,
-) -> Result<(), RuntimeError> {
+/// Builds the mount table on a scratch tmpfs over `run_dir` and pivots
+/// into it. Everything from the host's filesystems comes in as a detached
+/// mount in `host` (made before the container's namespaces existed); host
+/// paths looked up here are world-readable ones (`/dev/null`, os-release).
+pub fn setup(spec: &RunSpec, run_dir: &OwnedFd, console: Option<&Path>, host: &HostMounts) -> Result<(), RuntimeError> {
     m::mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
         .map_err(err("making / private"))?;
-    let root_path = run_dir.join("root");
-    mount_root(spec, run_dir, &root_path, block)?;
+    let scratch_fd = scratch(run_dir)?;
+    let scratch = PathBuf::from(format!("/proc/self/fd/{}", scratch_fd.as_raw_fd()));
+    let root_path = scratch.join("root");
+    std::fs::create_dir(&root_path).map_err(|e| RuntimeError::sys("creating the root's mount point", e))?;
+    mount_root(spec, &scratch, &root_path, &host.root)?;
     let root = Root::open(&root_path)?;
     mount_proc(&root)?;
     mount_sys(&root)?;
     mount_dev(&root, console)?;
-    for d in &spec.devices {
-        // The host's node, bound: the bind keeps the host /dev's flags,
-        // where devices open; the cgroup allows this one.
-        root.bind(&d.host, &d.container, Kind::File, false, false)?;
+    // The host's node (or a copy the container's root owns), bound: the
+    // bind keeps the flags of the mount it comes from, where devices open;
+    // the cgroup allows this one.
+    match &host.devices {
+        Devices::Nodes(nodes) => {
+            for (d, fd) in spec.devices.iter().zip(nodes) {
+                let t = root.target(&d.container, Kind::File)?;
+                attach(fd, &d.container, Some(&t.0), &d.container.display().to_string())?;
+            }
+        }
+        Devices::Shifted(tmpfs) => {
+            let dir = scratch.join("devices");
+            std::fs::create_dir(&dir).map_err(|e| RuntimeError::sys("creating the devices' mount point", e))?;
+            attach(tmpfs, &dir, None, "the --device nodes")?;
+            for (i, d) in spec.devices.iter().enumerate() {
+                root.bind(&dir.join(format!("d{i}")), &d.container, Kind::File, false, false)?;
+            }
+        }
     }
     for (dst, mode) in [("run", "0755"), ("tmp", "1777")] {
         let t = root.target(Path::new(dst), Kind::Dir)?;
@@ -199,8 +198,8 @@ pub fn setup(
     run_host(&root)?;
     let ro_root = spec.read_only || spec.volatile == Volatile::State;
     resolv_conf(&root, spec.resolv_conf, ro_root)?;
-    for mnt in &spec.mounts {
-        user_mount(&root, run_dir, mnt)?;
+    for (i, (mnt, made)) in spec.mounts.iter().zip(&host.user).enumerate() {
+        user_mount(&root, &scratch, i, mnt, made.as_ref())?;
     }
     if spec.volatile == Volatile::State {
         let t = root.target(Path::new("var"), Kind::Dir)?;
@@ -217,27 +216,41 @@ pub fn setup(
     Ok(())
 }
 
-/// Mounts `spec`'s block-device root, if it has one, as a detached mount
-/// (nodev; read-only when the run or its volatile mode says so) for the
-/// container to attach: opening the device happens here, on the host side.
-pub fn block_root(spec: &RunSpec) -> Result<Option<OwnedFd>, RuntimeError> {
-    let Some(Rootfs::Block { device, fstype, read_only }) = &spec.rootfs else { return Ok(None) };
-    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
-    let ro = *read_only || matches!(spec.volatile, Volatile::Yes | Volatile::Overlay);
+/// A tmpfs of the container's own over `run_dir` (which, inside a user
+/// namespace, container root could not write to): the root's mount point
+/// and the overlay's layers go there. Returns a handle on it.
+fn scratch(run_dir: &OwnedFd) -> Result<OwnedFd, RuntimeError> {
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
     let run = || -> Result<OwnedFd, Errno> {
-        let fs = m::fsopen(fstype.as_str(), FsOpenFlags::FSOPEN_CLOEXEC)?;
-        m::fsconfig_set_string(&fs, "source", device.as_path())?;
-        if ro {
-            m::fsconfig_set_flag(&fs, "ro")?;
-        }
+        let fs = m::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+        m::fsconfig_set_string(&fs, "mode", "0700")?;
         m::fsconfig_create(&fs)?;
-        let mut attrs = MountAttrFlags::MOUNT_ATTR_NODEV;
-        if ro {
-            attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
-        }
-        m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+        let mnt = m::fsmount(
+            &fs,
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID,
+        )?;
+        m::move_mount(
+            &mnt,
+            "",
+            run_dir,
+            "",
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        )?;
+        Ok(mnt)
     };
-    run().map(Some).map_err(err(format!("mounting {} ({fstype})", device.display())))
+    run().map_err(err("mounting the scratch tmpfs"))
+}
+
+/// Attaches the detached mount `mnt` on `target` (a path or, when `at` is
+/// given, that handle itself).
+fn attach(mnt: &OwnedFd, target: &Path, at: Option<&OwnedFd>, what: &str) -> Result<(), RuntimeError> {
+    use rustix::mount::MoveMountFlags as MF;
+    let r = match at {
+        Some(fd) => m::move_mount(mnt, "", fd, "", MF::MOVE_MOUNT_F_EMPTY_PATH | MF::MOVE_MOUNT_T_EMPTY_PATH),
+        None => m::move_mount(mnt, "", rfs::CWD, target, MF::MOVE_MOUNT_F_EMPTY_PATH),
+    };
+    r.map_err(err(format!("attaching {what}")))
 }
 
 fn overlay(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -> Result<(), RuntimeError> {
@@ -276,36 +289,21 @@ fn overlay(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -> 
     run().map_err(e)
 }
 
-fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path, block: Option<&OwnedFd>) -> Result<(), RuntimeError> {
-    let Some(rootfs) = &spec.rootfs else { return Err(RuntimeError::Invalid("no root filesystem given".into())) };
+fn mount_root(spec: &RunSpec, scratch: &Path, root: &Path, host: &RootMount) -> Result<(), RuntimeError> {
     // The tree as it is, at `target`.
     let base = |target: &Path, writable: bool| -> Result<(), RuntimeError> {
-        match rootfs {
-            Rootfs::Dir(d) => {
-                m::mount_bind_recursive(d, target).map_err(err(format!("binding {}", d.display())))?;
-                sys::mount_setattr_recursive(target, sys::MOUNT_ATTR_NODEV)
-                    .map_err(|e| RuntimeError::sys(format!("making {} nodev", d.display()), e))
-            }
-            Rootfs::Overlay { lowers, upper, work } => {
-                overlay(lowers, if writable { Some((upper.as_path(), work.as_path())) } else { None }, target)
-            }
-            Rootfs::Block { device, .. } => {
-                // Mounted by the host side before the container joined its
-                // cgroup, whose device allow-list keeps it from opening the
-                // block device itself; here it is only attached.
-                let Some(mnt) = block else {
-                    return Err(RuntimeError::Setup(format!("{} was not mounted", device.display())));
-                };
-                m::move_mount(mnt, "", rfs::CWD, target, m::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-                    .map_err(err(format!("attaching {}", device.display())))
+        match host {
+            RootMount::Tree(fd) => attach(fd, target, None, "the root tree"),
+            RootMount::Overlay { lowers, upper } => {
+                layers(scratch, "r", lowers, upper.as_ref().filter(|_| writable), false, target)
             }
         }
     };
     match spec.volatile {
         Volatile::No | Volatile::State => base(root, true),
         Volatile::Overlay => {
-            let lower = run_dir.join("lower");
-            let vol = run_dir.join("volatile");
+            let lower = scratch.join("lower");
+            let vol = scratch.join("volatile");
             for d in [&lower, &vol] {
                 std::fs::create_dir_all(d).map_err(|e| RuntimeError::sys("creating volatile dirs", e))?;
             }
@@ -317,7 +315,7 @@ fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path, block: Option<&OwnedF
             overlay(&[lower], Some((&vol.join("upper"), &vol.join("work"))), root)
         }
         Volatile::Yes => {
-            let lower = run_dir.join("lower");
+            let lower = scratch.join("lower");
             std::fs::create_dir_all(&lower).map_err(|e| RuntimeError::sys("creating volatile dirs", e))?;
             base(&lower, false)?;
             mount_fs("tmpfs", root, "tmpfs", F::NODEV, "mode=0755")?;
@@ -338,6 +336,51 @@ fn mount_root(spec: &RunSpec, run_dir: &Path, root: &Path, block: Option<&OwnedF
             Ok(())
         }
     }
+}
+
+/// Mounts an overlay on `target` from detached `lowers` (top first) and
+/// `upper`, attached under `scratch` first (names starting with `tag`);
+/// `throwaway`: a tmpfs upper whose changes vanish with the container.
+fn layers(
+    scratch: &Path,
+    tag: &str,
+    lowers: &[OwnedFd],
+    upper: Option<&Upper>,
+    throwaway: bool,
+    target: &Path,
+) -> Result<(), RuntimeError> {
+    let mut paths = Vec::new();
+    for (i, l) in lowers.iter().enumerate() {
+        let p = scratch.join(format!("{tag}l{i}"));
+        std::fs::create_dir(&p).map_err(|e| RuntimeError::sys("creating a layer's mount point", e))?;
+        attach(l, &p, None, "a layer")?;
+        paths.push(p);
+    }
+    let up = scratch.join(format!("{tag}u"));
+    let upper = match (upper, throwaway) {
+        (Some(u), _) => {
+            std::fs::create_dir(&up).map_err(|e| RuntimeError::sys("creating the upper's mount point", e))?;
+            attach(&u.dir, &up, None, "the overlay's upper directory")?;
+            Some((up.join(&u.upper), up.join(&u.work)))
+        }
+        (None, true) => {
+            std::fs::create_dir(&up).map_err(|e| RuntimeError::sys("creating the upper's mount point", e))?;
+            mount_fs("tmpfs", &up, "tmpfs", F::NODEV, "mode=0755")?;
+            for d in ["upper", "work"] {
+                std::fs::create_dir(up.join(d)).map_err(|e| RuntimeError::sys("creating overlay scratch", e))?;
+            }
+            Some((up.join("upper"), up.join("work")))
+        }
+        (None, false) => None,
+    };
+    if upper.is_none() && paths.len() == 1 {
+        // overlayfs wants two layers or an upper: one layer alone is the
+        // tree itself, read-only.
+        m::mount_bind(&paths[0], target).map_err(err("binding a layer"))?;
+        return sys::mount_setattr_recursive(target, sys::MOUNT_ATTR_RDONLY)
+            .map_err(|e| RuntimeError::sys("making the layer read-only", e));
+    }
+    overlay(&paths, upper.as_ref().map(|(u, w)| (u.as_path(), w.as_path())), target)
 }
 
 /// `/run/host/`: what the container may know of its host, as systemd
@@ -471,7 +514,14 @@ fn resolv_conf(root: &Root, mode: ResolvConf, ro_root: bool) -> Result<(), Runti
             return Ok(()); // the image manages it (e.g. systemd-resolved's stub)
         }
         if existing.is_some() {
-            rfs::unlinkat(&etc, &name, rfs::AtFlags::empty()).map_err(err("removing /etc/resolv.conf"))?;
+            match rfs::unlinkat(&etc, &name, rfs::AtFlags::empty()) {
+                Ok(()) => {}
+                // A tree the container's root does not own
+                // (--private-users-ownership=off): the host's file bound
+                // over it, as for a read-only root.
+                Err(Errno::ACCESS | Errno::PERM) => return bind(),
+                Err(e) => return Err(RuntimeError::sys("removing /etc/resolv.conf", e)),
+            }
         }
         let fd = rfs::openat(
             &etc,
@@ -498,57 +548,26 @@ fn resolv_conf(root: &Root, mode: ResolvConf, ro_root: bool) -> Result<(), Runti
     }
 }
 
-fn user_mount(root: &Root, run_dir: &Path, mnt: &BindMount) -> Result<(), RuntimeError> {
-    match mnt {
-        BindMount::Bind { src, dst, readonly, recursive } => {
-            let md = std::fs::metadata(src)
-                .map_err(|e| RuntimeError::Setup(format!("bind source {} does not exist: {e}", src.display())))?;
-            root.bind_with(src, dst, if md.is_dir() { Kind::Dir } else { Kind::File }, *recursive, *readonly, true)?;
-        }
-        BindMount::Tmpfs { dst, options } => {
+fn user_mount(
+    root: &Root,
+    scratch: &Path,
+    i: usize,
+    mnt: &BindMount,
+    made: Option<&UserMount>,
+) -> Result<(), RuntimeError> {
+    match (mnt, made) {
+        (BindMount::Tmpfs { dst, options }, _) => {
             let t = root.target(dst, Kind::Dir)?;
-            mount_fs("tmpfs", &t.path(), "tmpfs", F::NOSUID | F::NODEV, options)?;
+            mount_fs("tmpfs", &t.path(), "tmpfs", F::NOSUID | F::NODEV, options)
         }
-        BindMount::Overlay { lowers, upper, dst, readonly } => {
-            for l in lowers {
-                if !l.is_dir() {
-                    return Err(RuntimeError::Setup(format!("overlay lower {} is not a directory", l.display())));
-                }
-            }
+        (BindMount::Bind { dst, .. } | BindMount::Overlay { dst, .. }, Some(UserMount::Tree { fd, dir, .. })) => {
+            let t = root.target(dst, if *dir { Kind::Dir } else { Kind::File })?;
+            attach(fd, dst, Some(&t.0), &dst.display().to_string())
+        }
+        (BindMount::Overlay { dst, .. }, Some(UserMount::Layers { lowers, upper, throwaway })) => {
             let t = root.target(dst, Kind::Dir)?;
-            match (upper, readonly) {
-                (Some(u), false) => {
-                    let work = u.with_file_name(format!(
-                        ".{}.berth-work",
-                        u.file_name().and_then(|n| n.to_str()).unwrap_or("upper")
-                    ));
-                    std::fs::create_dir_all(&work).map_err(|e| RuntimeError::sys("creating the overlay workdir", e))?;
-                    let mut all = vec![];
-                    all.extend(lowers.iter().cloned());
-                    overlay(&all, Some((u, &work)), &t.path())?;
-                }
-                (None, false) => {
-                    let scratch = run_dir.join(format!("ovl-{}", t.0.as_raw_fd()));
-                    std::fs::create_dir_all(&scratch).map_err(|e| RuntimeError::sys("creating overlay scratch", e))?;
-                    mount_fs("tmpfs", &scratch, "tmpfs", F::empty(), "mode=0755")?;
-                    for d in ["upper", "work"] {
-                        std::fs::create_dir(scratch.join(d))
-                            .map_err(|e| RuntimeError::sys("creating overlay scratch", e))?;
-                    }
-                    overlay(lowers, Some((&scratch.join("upper"), &scratch.join("work"))), &t.path())?;
-                }
-                (_, true) => {
-                    let mut all: Vec<PathBuf> = upper.iter().cloned().collect();
-                    all.extend(lowers.iter().cloned());
-                    if all.len() == 1 {
-                        drop(t);
-                        root.bind(&all[0], dst, Kind::Dir, true, true)?;
-                    } else {
-                        overlay(&all, None, &t.path())?;
-                    }
-                }
-            }
+            layers(scratch, &format!("o{i}"), lowers, upper.as_ref(), *throwaway, &t.path())
         }
+        _ => Err(RuntimeError::Setup(format!("{mnt:?} was not prepared"))),
     }
-    Ok(())
 }

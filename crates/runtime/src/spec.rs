@@ -43,9 +43,24 @@ impl std::str::FromStr for Volatile {
 /// `--bind`/`--bind-ro`/`--tmpfs`/`--overlay` mounts, applied in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindMount {
-    Bind { src: PathBuf, dst: PathBuf, readonly: bool, recursive: bool },
-    Tmpfs { dst: PathBuf, options: String },
-    Overlay { lowers: Vec<PathBuf>, upper: Option<PathBuf>, dst: PathBuf, readonly: bool },
+    /// `idmap`: the source's owners mapped into the container's users.
+    Bind {
+        src: PathBuf,
+        dst: PathBuf,
+        readonly: bool,
+        recursive: bool,
+        idmap: bool,
+    },
+    Tmpfs {
+        dst: PathBuf,
+        options: String,
+    },
+    Overlay {
+        lowers: Vec<PathBuf>,
+        upper: Option<PathBuf>,
+        dst: PathBuf,
+        readonly: bool,
+    },
 }
 
 /// How `/etc/resolv.conf` is provided (`--resolv-conf`).
@@ -225,6 +240,11 @@ pub struct RunSpec {
     pub no_seccomp: bool,
     /// Run the tree's init as PID 1 (`-b/--boot`) instead of a command.
     pub boot: bool,
+    /// The host IDs the container's users map to, in a user namespace of
+    /// its own; `None`: the host's users (`--private-users=no`).
+    pub users: Option<crate::userns::IdRange>,
+    /// `--private-users-ownership`: how a tree used in place is mapped.
+    pub ownership: crate::userns::Ownership,
 }
 
 fn abs(p: &str, what: &str) -> Result<PathBuf, String> {
@@ -234,7 +254,8 @@ fn abs(p: &str, what: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(p))
 }
 
-/// Parses `SRC[:DST[:OPTS]]` (OPTS: `rbind`, `norbind`, `ro`, `rw`).
+/// Parses `SRC[:DST[:OPTS]]` (OPTS: `rbind`, `norbind`, `ro`, `rw`,
+/// `idmap`, `noidmap`).
 pub fn parse_bind(s: &str, readonly: bool) -> Result<BindMount, String> {
     let parts: Vec<&str> = s.splitn(3, ':').collect();
     let src = abs(parts[0], "bind source")?;
@@ -242,16 +263,22 @@ pub fn parse_bind(s: &str, readonly: bool) -> Result<BindMount, String> {
         Some(d) if !d.is_empty() => abs(d, "bind destination")?,
         _ => src.clone(),
     };
-    let mut m = BindMount::Bind { src, dst, readonly, recursive: true };
-    if let (Some(opts), BindMount::Bind { readonly, recursive, .. }) = (parts.get(2), &mut m) {
+    let mut m = BindMount::Bind { src, dst, readonly, recursive: true, idmap: false };
+    if let (Some(opts), BindMount::Bind { readonly, recursive, idmap, .. }) = (parts.get(2), &mut m) {
         for o in opts.split(',') {
             match o {
                 "rbind" => *recursive = true,
                 "norbind" => *recursive = false,
                 "ro" => *readonly = true,
                 "rw" => *readonly = false,
+                "idmap" => *idmap = true,
+                "noidmap" => *idmap = false,
                 "" => {}
-                other => return Err(format!("unknown bind option {other:?} in {s:?}: use rbind, norbind, ro or rw")),
+                other => {
+                    return Err(format!(
+                        "unknown bind option {other:?} in {s:?}: use rbind, norbind, ro, rw, idmap or noidmap"
+                    ))
+                }
             }
         }
     }
@@ -296,12 +323,13 @@ mod tests {
     fn binds() {
         assert_eq!(
             parse_bind("/a:/b:ro,norbind", false).unwrap(),
-            BindMount::Bind { src: "/a".into(), dst: "/b".into(), readonly: true, recursive: false }
+            BindMount::Bind { src: "/a".into(), dst: "/b".into(), readonly: true, recursive: false, idmap: false }
         );
         assert_eq!(
             parse_bind("/a", true).unwrap(),
-            BindMount::Bind { src: "/a".into(), dst: "/a".into(), readonly: true, recursive: true }
+            BindMount::Bind { src: "/a".into(), dst: "/a".into(), readonly: true, recursive: true, idmap: false }
         );
+        assert!(matches!(parse_bind("/a:/b:idmap", false).unwrap(), BindMount::Bind { idmap: true, .. }));
         assert!(parse_bind("rel:/b", false).is_err());
         assert!(parse_bind("/a:/b:weird", false).is_err());
         assert!(matches!(parse_tmpfs("/x:size=1m").unwrap(), BindMount::Tmpfs { options, .. } if options == "size=1m"));

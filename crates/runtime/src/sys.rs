@@ -458,3 +458,46 @@ fn open_dir(path: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
     let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
     Ok(rustix::fs::open(path, flags, rustix::fs::Mode::empty())?)
 }
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE])` on the detached
+/// or attached mount `fd`: sets `set` (MOUNT_ATTR_*), and when `userns`
+/// is given, MOUNT_ATTR_IDMAP with that user namespace's mapping.
+pub fn mount_setattr_fd(
+    fd: &std::os::fd::OwnedFd,
+    set: u64,
+    userns: Option<&std::os::fd::OwnedFd>,
+    recursive: bool,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let (set, ns) = match userns {
+        Some(u) => (set | MOUNT_ATTR_IDMAP, u.as_raw_fd() as u64),
+        None => (set, 0),
+    };
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: ns };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: the path is a static empty C string, `attr` a mount_attr of
+    // the size passed; the kernel only reads both during the call, and the
+    // descriptors are owned by the caller for its duration.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(|_| ())
+}

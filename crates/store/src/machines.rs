@@ -26,6 +26,10 @@ pub struct MachineRecord {
     pub created: u64,
     #[serde(default)]
     pub read_only: bool,
+    /// The first host ID of the range its users mapped to last time it
+    /// ran; it asks for the same one next time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid_base: Option<u32>,
 }
 
 /// Checks a machine name: it becomes a directory name and a hostname.
@@ -81,6 +85,7 @@ impl Store {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             read_only: false,
+            uid_base: None,
         };
         let build = || -> Result<(), StoreError> {
             // On btrfs the machine is a subvolume (upper and work must share
@@ -270,6 +275,8 @@ impl Store {
     pub fn clone_machine(&self, src: &str, dst: &str) -> Result<MachineRecord, StoreError> {
         validate_name(dst)?;
         let mut rec = self.load_machine(src)?;
+        // The copy runs in a range of its own.
+        rec.uid_base = None;
         let _lock = self.lock_machine_shared(src)?;
         if self.machine_dir(dst).exists() {
             return Err(StoreError::MachineExists(dst.into()));
@@ -332,6 +339,13 @@ impl Store {
         }
         rec.name = new.into();
         self.save_machine(&to, &rec)
+    }
+
+    /// Records the range of host IDs machine `name` ran with.
+    pub fn set_machine_uid_base(&self, name: &str, base: Option<u32>) -> Result<(), StoreError> {
+        let mut rec = self.load_machine(name)?;
+        rec.uid_base = base;
+        self.save_machine(&self.machine_dir(name), &rec)
     }
 
     /// Marks a machine read-only (its root is mounted read-only when run).

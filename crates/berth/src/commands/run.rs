@@ -7,6 +7,7 @@ use crate::cli::{parse_size, Cli, RunArgs};
 use crate::process;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_runtime::spec::{self, Limits, ResolvConf};
+use berth_runtime::userns::{self, IdRange, Lease, Owner, Ownership, PrivateUsers};
 use berth_runtime::{Console, ConsolePlan, Rootfs, RunSpec, Volatile};
 use berth_store::{ImageRecord, Store};
 use std::path::{Path, PathBuf};
@@ -60,6 +61,28 @@ fn lowers_of(store: &Store, rec: &ImageRecord, run: &RunDir) -> Result<Vec<PathB
         l.push(empty);
     }
     Ok(l)
+}
+
+/// The host IDs the run's users map to: for a machine, the range it had
+/// last time unless a running container holds it (the new one is
+/// recorded); else one that no running container holds and no machine
+/// has reserved.
+fn users_lease(store: &Store, mode: PrivateUsers, machine: Option<&str>) -> Result<Option<Lease>> {
+    match mode {
+        PrivateUsers::No => Ok(None),
+        PrivateUsers::Identity => Ok(Some(Lease::unlocked(IdRange { base: 0, count: userns::range::SIZE }))),
+        PrivateUsers::Fixed(r) => Ok(Some(Lease::unlocked(r))),
+        PrivateUsers::Pick => {
+            let rec = machine.and_then(|m| store.load_machine(m).ok());
+            let root = std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
+            let owner = rec.as_ref().map(|r| Owner { store: root.clone(), machine: r.name.clone() });
+            let lease = userns::range::lease(rec.as_ref().and_then(|r| r.uid_base), owner.as_ref())?;
+            if let Some(r) = rec.filter(|r| r.uid_base != Some(lease.range.base)) {
+                store.set_machine_uid_base(&r.name, Some(lease.range.base))?;
+            }
+            Ok(Some(lease))
+        }
+    }
 }
 
 fn default_hostname(image: &str) -> String {
@@ -228,6 +251,14 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         let id = berth_oci::Digest::of(hostname.as_bytes());
         env.push(("container_uuid".into(), id.hex()[..32].to_string()));
     }
+    let private_users: PrivateUsers = if a.private_users_pick {
+        PrivateUsers::Pick
+    } else {
+        a.private_users.parse().map_err(|e: String| anyhow!(e))?
+    };
+    let ownership: Ownership = a.private_users_ownership.parse().map_err(|e: String| anyhow!(e))?;
+    let machine_name = a.machine.as_ref().or(a.name.as_ref()).filter(|_| !a.ephemeral || a.machine.is_some());
+    let lease = users_lease(&store, private_users, machine_name.map(String::as_str))?;
     let spec = RunSpec {
         rootfs: Some(rootfs),
         args,
@@ -251,6 +282,8 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         preserve_fds: a.preserve_fds,
         no_seccomp: a.no_seccomp,
         boot: a.boot,
+        users: lease.as_ref().map(|l| l.range),
+        ownership,
     };
     if a.detach {
         let Some(name) = a.machine.as_ref().or(a.name.as_ref()) else {
@@ -269,9 +302,11 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
             _ => None,
         };
         berth_runtime::detach::start_detached(&spec, &run_dir.0, name, &root, image)?;
-        // The supervisor owns the scratch dir and the machine lock now.
+        // The supervisor owns the scratch dir, the machine lock and the
+        // range of user IDs now.
         std::mem::forget(run_dir);
         std::mem::forget(_lock);
+        std::mem::forget(lease);
         return Ok(0);
     }
     // A run with a machine name is a running machine: ps, exec, status and
@@ -287,6 +322,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         None => berth_runtime::run(&spec, &run_dir.0),
     };
     drop(_lock);
+    drop(lease);
     if a.rm {
         if let Some(name) = &a.name {
             store.remove_machine(name)?;

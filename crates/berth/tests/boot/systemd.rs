@@ -44,6 +44,13 @@ fn start_exec_shell_status_logs_then_stop_leaves_nothing() {
     let inside = h.run(["exec", &m, "readlink", "/proc/self/ns/pid"]).success();
     let outside = std::fs::read_link(format!("/proc/{leader}/ns/pid")).expect("leader's pid ns");
     assert_eq!(inside.stdout.trim(), outside.to_string_lossy(), "exec must run in the machine's pid namespace");
+    // systemd runs in a user namespace of its own: its root is a host uid
+    // of berth's range, and exec is in the same namespace.
+    let map = std::fs::read_to_string(format!("/proc/{leader}/uid_map")).expect("leader's uid_map");
+    let fields: Vec<u64> = map.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    assert!(fields.len() == 3 && fields[0] == 0 && fields[1] >= 0x80000, "systemd's uid map: {map}");
+    let r = h.run(["exec", &m, "cat", "/proc/self/uid_map"]).success();
+    assert_eq!(r.stdout, map, "exec joins systemd's user namespace");
     // -E and -u.
     let r = h.run(["exec", "-E", "GREETING=hello there", &m, "sh", "-c", "echo \"$GREETING\""]).success();
     assert_eq!(r.stdout, "hello there\n", "{r:?}");
@@ -274,5 +281,53 @@ fn wait_new_leader(h: &Host, m: &str, old: i32) -> i32 {
             tail(&h.console(m), 15)
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The hostile container as a booted system sees it: the probe run by the
+/// machine's own systemd as a root service (the boot capability set,
+/// CAP_SYS_ADMIN included), with a device node shipped in the tree.
+#[test]
+fn a_root_service_of_a_booted_machine_reaches_nothing_of_the_host() {
+    use crate::harness::probe::{assert_blocked, binary, verdict};
+    use std::os::unix::fs::PermissionsExt;
+    let m = machine_name("hp");
+    let h = Host::systemd(&[&m]);
+    let upper = h.berth.root().join("machines").join(&m).join("upper");
+    std::fs::create_dir_all(upper.join("srv")).expect("srv");
+    std::fs::copy(binary(), upper.join("probe")).expect("copy the probe");
+    std::fs::set_permissions(upper.join("probe"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let node = upper.join("srv/loopctl");
+    let st = std::process::Command::new("mknod").arg(&node).args(["c", "10", "237"]).status().expect("mknod");
+    assert!(st.success(), "mknod");
+    std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o666)).expect("chmod node");
+    h.start(&m);
+    h.wait_running(&m);
+    let checks = [
+        "remount-rw:/proc/sys",
+        "mount-proc:/tmp/p2",
+        "write:/proc/sys/kernel/core_pattern",
+        "write:/tmp/p2/sys/kernel/core_pattern",
+        "mount-sysfs:/tmp/s2",
+        "write:/sys/kernel/uevent_helper",
+        "packet",
+        "open-rw:/srv/loopctl",
+        "tmpfs-mknod:/tmp/devs",
+        "io_uring",
+        "keyctl",
+    ];
+    let mut args = vec!["exec", &m, "systemd-run", "--quiet", "--wait", "--pipe", "/probe"];
+    args.extend_from_slice(&checks);
+    let r = h.run(&args);
+    h.run(["stop", &m]).success();
+    assert!(r.status.success(), "systemd-run of the probe: {r:?}");
+    let out = r.stdout;
+    for check in &checks[2..] {
+        let v = verdict(&out, check);
+        if *check == "tmpfs-mknod:/tmp/devs" {
+            assert!(v.starts_with("blocked:") || v.starts_with("mknod-refused:"), "{check}: {v}\n{out}");
+        } else {
+            assert_blocked(&out, check, "a root service of a booted machine");
+        }
     }
 }

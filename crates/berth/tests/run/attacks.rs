@@ -299,9 +299,13 @@ fn the_device_cgroup_holds_where_nodev_does_not() {
     let c = Ctx::probe();
     // Root given CAP_SYS_ADMIN and CAP_MKNOD can mount a tmpfs of its own,
     // where nodes open: only the device allow-list stops c 10:237 there.
-    let out = probe(&c, &["--capability", "sys_admin,mknod"], &["tmpfs-mknod:/tmp/devs"]);
+    // Without a user namespace (in one, the kernel refuses the mknod).
+    let out = probe(&c, &["--private-users=no", "--capability", "sys_admin,mknod"], &["tmpfs-mknod:/tmp/devs"]);
     let v = verdict(&out, "tmpfs-mknod:/tmp/devs");
     assert!(v == "blocked:EPERM", "a node on the container's own tmpfs must not open, it said {v:?}\n{out}");
+    let out = probe(&c, &["--capability", "sys_admin,mknod"], &["tmpfs-mknod:/tmp/devs"]);
+    let v = verdict(&out, "tmpfs-mknod:/tmp/devs");
+    assert!(v.starts_with("blocked:") || v.starts_with("mknod-refused:"), "in a user namespace: {v:?}\n{out}");
 }
 
 #[test]

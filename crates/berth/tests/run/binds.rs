@@ -11,7 +11,8 @@ fn bind_is_visible_both_ways() {
     let c = Ctx::busybox();
     let host = c.dir("shared");
     fs::write(host.join("from-host"), "written on the host\n").unwrap();
-    let bind = format!("{}:/mnt/shared", s(&host));
+    // Mapped: the host's root-owned directory is container root's.
+    let bind = format!("{}:/mnt/shared:idmap", s(&host));
     let o = c
         .sh(&["--bind", &bind], "cat /mnt/shared/from-host; echo written inside > /mnt/shared/from-container")
         .success();
@@ -174,7 +175,7 @@ fn overlay_lowers_stack_left_to_right_as_in_systemd_nspawn() {
 fn mounts_made_inside_do_not_propagate_to_the_host() {
     let c = Ctx::busybox();
     let host = c.dir("propagation");
-    let bind = format!("{}:/b", s(&host));
+    let bind = format!("{}:/b:idmap", s(&host));
     // Mounting inside takes CAP_SYS_ADMIN, which commands lack by default.
     let mut r = c.spawn(&[
         "--capability",

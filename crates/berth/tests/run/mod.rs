@@ -18,6 +18,7 @@ mod resolv;
 mod rootfs;
 mod security;
 mod signals;
+mod userns;
 mod users;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,221 @@
+//! Which 65536 host IDs a container maps its users to.
+//!
+//! berth owns the IDs from 0x80000 up to 0x6FFF0000, in slots of 65536,
+//! skipping every slot that overlaps a range in `/etc/subuid` or
+//! `/etc/subgid` (those belong to rootless podman and friends). A slot
+//! is in use while a lock on `/var/lib/berth-userns/SLOT` is held: the
+//! kernel drops it when the holder exits, however it exits, so a crashed
+//! run leaks nothing and two running containers never share IDs, whatever
+//! store they come from. A machine's slot is also reserved while it is
+//! stopped: the file names its store and machine, and other runs pass it
+//! by for as long as that machine's record still names the slot (so a
+//! removed or renamed machine frees it without a step of its own). A
+//! machine asks for its slot again and gets another one only if a
+//! running container holds it (idmapped mounts make a move free).
+
+use crate::RuntimeError;
+use rustix::fs::{flock, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+/// IDs per container: uid 0 to 65535, as systemd-nspawn and podman give.
+pub const SIZE: u32 = 65536;
+/// The first ID berth hands out: above every ID a host gives its users.
+pub const FIRST: u32 = 0x80000;
+/// One past the last.
+pub const END: u32 = 0x7000_0000;
+
+/// A range of host IDs: container ID `n` is host ID `base + n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdRange {
+    pub base: u32,
+    pub count: u32,
+}
+
+impl IdRange {
+    /// The line for `/proc/PID/uid_map` and `gid_map`.
+    pub fn map_line(&self) -> String {
+        format!("0 {} {}\n", self.base, self.count)
+    }
+
+    fn overlaps(&self, start: u64, count: u64) -> bool {
+        let (a, b) = (self.base as u64, self.base as u64 + self.count as u64);
+        start < b && a < start + count
+    }
+}
+
+/// A range held for one run; dropping it lets the slot go.
+#[derive(Debug)]
+pub struct Lease {
+    pub range: IdRange,
+    _lock: Option<OwnedFd>,
+}
+
+impl Lease {
+    /// A range not tied to a slot (`identity`, `UID:COUNT`): not locked.
+    pub fn unlocked(range: IdRange) -> Lease {
+        Lease { range, _lock: None }
+    }
+}
+
+/// Where slot locks and reservations live (shared by every store on the
+/// host; `BERTH_USERNS_DIR` moves it).
+pub fn lock_dir() -> PathBuf {
+    std::env::var_os("BERTH_USERNS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/lib/berth-userns"))
+}
+
+/// The machine a slot is reserved for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Its store's root directory.
+    pub store: PathBuf,
+    pub machine: String,
+}
+
+impl Owner {
+    fn encode(&self) -> Vec<u8> {
+        format!("{}\n{}\n", self.store.display(), self.machine).into_bytes()
+    }
+
+    fn decode(b: &[u8]) -> Option<Owner> {
+        let text = std::str::from_utf8(b).ok()?;
+        let mut it = text.lines();
+        let (store, machine) = (it.next()?, it.next()?);
+        Some(Owner { store: PathBuf::from(store), machine: machine.to_string() })
+    }
+
+    /// Whether the machine still exists and its record names `base`.
+    fn holds(&self, base: u32) -> bool {
+        let rec = self.store.join("machines").join(&self.machine).join("machine.json");
+        let Ok(body) = std::fs::read(rec) else { return false };
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        v.get("uid_base").and_then(|b| b.as_u64()) == Some(base as u64)
+    }
+}
+
+/// `(start, count)` ranges of `/etc/subuid`-style text (pure).
+pub fn parse_subids(text: &str) -> Vec<(u64, u64)> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let mut it = l.trim().split(':');
+            let (_, s, c) = (it.next()?, it.next()?, it.next()?);
+            Some((s.trim().parse().ok()?, c.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Every slot berth may use, in order, without the ones in `reserved`
+/// (pure).
+pub fn slots(reserved: &[(u64, u64)]) -> impl Iterator<Item = IdRange> + '_ {
+    (FIRST..END)
+        .step_by(SIZE as usize)
+        .map(|base| IdRange { base, count: SIZE })
+        .filter(move |r| !reserved.iter().any(|&(s, c)| r.overlaps(s, c)))
+}
+
+/// The host's sub-ID ranges, which berth keeps clear of.
+fn host_reserved() -> Vec<(u64, u64)> {
+    let mut v = Vec::new();
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        v.extend(parse_subids(&std::fs::read_to_string(f).unwrap_or_default()));
+    }
+    v
+}
+
+/// Takes `preferred` when it is a valid slot, free and not another
+/// machine's, else the first such slot; reserves it for `owner` (a
+/// machine) until that machine's record names another one.
+pub fn lease(preferred: Option<u32>, owner: Option<&Owner>) -> Result<Lease, RuntimeError> {
+    let dir = lock_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::sys(format!("creating {}", dir.display()), e))?;
+    let reserved = host_reserved();
+    let valid = |b: u32| (FIRST..END).contains(&b) && b.is_multiple_of(SIZE) && slots(&reserved).any(|r| r.base == b);
+    if let Some(p) = preferred.filter(|p| valid(*p)) {
+        if let Some(l) = try_slot(&dir, p, owner)? {
+            return Ok(l);
+        }
+    }
+    for r in slots(&reserved) {
+        if Some(r.base) == preferred {
+            continue;
+        }
+        if let Some(l) = try_slot(&dir, r.base, owner)? {
+            return Ok(l);
+        }
+    }
+    Err(RuntimeError::Setup(
+        "no free range of user IDs: every one of berth's is in use; stop a container or use --private-users=no".into(),
+    ))
+}
+
+/// Locks slot `base` unless a running container holds it or another
+/// machine has it reserved; records `owner`'s reservation.
+fn try_slot(dir: &Path, base: u32, owner: Option<&Owner>) -> Result<Option<Lease>, RuntimeError> {
+    let p = dir.join(base.to_string());
+    let e = |what: &'static str| {
+        let p = p.clone();
+        move |e: Errno| RuntimeError::sys(format!("{what} {}", p.display()), e)
+    };
+    let fd = rustix::fs::open(&p, OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
+        .map_err(e("opening"))?;
+    match flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(Errno::WOULDBLOCK) => return Ok(None),
+        Err(err) => return Err(e("locking")(err)),
+    }
+    let mut buf = [0u8; 4096];
+    let n = rustix::io::pread(&fd, &mut buf, 0).map_err(e("reading"))?;
+    let current = Owner::decode(&buf[..n]);
+    if let Some(c) = &current {
+        if Some(c) != owner && c.holds(base) {
+            return Ok(None); // another machine's, stopped
+        }
+    }
+    if current.as_ref() != owner || (owner.is_none() && n > 0) {
+        let body = owner.map(Owner::encode).unwrap_or_default();
+        rustix::fs::ftruncate(&fd, 0).map_err(e("writing"))?;
+        rustix::io::pwrite(&fd, &body, 0).map_err(e("writing"))?;
+    }
+    Ok(Some(Lease { range: IdRange { base, count: SIZE }, _lock: Some(fd) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_keep_clear_of_subids() {
+        let sub = parse_subids("# comment\nalice:100000:65536\nbob:589824:1\nbad line\n");
+        assert_eq!(sub, vec![(100000, 65536), (589824, 1)]);
+        let first: Vec<u32> = slots(&sub).take(2).map(|r| r.base).collect();
+        // 0x80000 = 524288 is clear; 589824 (0x90000) is taken by bob.
+        assert_eq!(first, vec![0x80000, 0xA0000]);
+        assert_eq!(IdRange { base: 0x80000, count: SIZE }.map_line(), "0 524288 65536\n");
+        assert!(slots(&[]).all(|r| r.base >= FIRST && r.base + r.count <= END));
+    }
+
+    #[test]
+    fn a_held_slot_is_not_handed_out_twice() {
+        let dir = std::env::temp_dir().join(format!("berth-userns-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = try_slot(&dir, FIRST, None).unwrap().expect("free");
+        // flock is per open file description: a second open conflicts.
+        assert!(try_slot(&dir, FIRST, None).unwrap().is_none());
+        drop(a);
+        assert!(try_slot(&dir, FIRST, None).unwrap().is_some());
+        // A reservation holds while the machine's record names the slot.
+        let store = dir.join("store");
+        let mdir = store.join("machines/m");
+        std::fs::create_dir_all(&mdir).unwrap();
+        std::fs::write(mdir.join("machine.json"), format!("{{\"uid_base\": {FIRST}}}")).unwrap();
+        let owner = Owner { store: store.clone(), machine: "m".into() };
+        drop(try_slot(&dir, FIRST, Some(&owner)).unwrap().expect("free for m"));
+        assert!(try_slot(&dir, FIRST, None).unwrap().is_none(), "reserved for m");
+        assert!(try_slot(&dir, FIRST, Some(&owner)).unwrap().is_some(), "m's own");
+        std::fs::remove_dir_all(&mdir).unwrap();
+        assert!(try_slot(&dir, FIRST, None).unwrap().is_some(), "m is gone: free again");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
