@@ -65,10 +65,17 @@ pub fn run_hooked(spec: &RunSpec, run_dir: &Path, hooks: &dyn Hooks) -> Result<O
             tracing::warn!("the host's bounding set lacks {}: the container runs without them", missing.join(", "));
         }
     }
-    let risky = caps::names(asked & want & caps::compute(caps::HOST_ROOT, &[], &[], &[]).unwrap_or(0));
-    if !risky.is_empty() {
+    // Container root is host root without a user namespace, and also in
+    // one whose range holds host uid 0 (identity): then capabilities are
+    // the host's.
+    let host_users = spec.users.is_none_or(|r| r.base == 0);
+    let host_root = caps::compute(caps::HOST_ROOT, &[], &[], &[]).unwrap_or(0);
+    let given = if spec.boot { want } else { asked & want };
+    let risky = caps::names(given & host_root);
+    if host_users && !risky.is_empty() {
         tracing::warn!(
-            "{} in a container that shares the host's users amounts to host root: only for containers you trust",
+            "{} in a container that shares the host's users (--private-users=no or identity) amounts to host \
+             root: only for containers you trust",
             risky.join(", ")
         );
     }
@@ -129,6 +136,22 @@ fn run_in(
     mask: u64,
     hooks: &dyn Hooks,
 ) -> Result<Outcome, RuntimeError> {
+    // Descriptors handed on must be the caller's: checked before berth
+    // opens anything of its own, which would take their numbers.
+    let activated = listen_fds();
+    if !crate::caller_fds_open(spec.preserve_fds) {
+        return Err(RuntimeError::Invalid(format!(
+            "--preserve-fds {}: descriptors 3 to {} are not all open: hand them over or pass fewer",
+            spec.preserve_fds,
+            2 + spec.preserve_fds
+        )));
+    }
+    if !crate::caller_fds_open(activated) {
+        return Err(RuntimeError::Invalid(format!(
+            "LISTEN_FDS={activated}: descriptors 3 to {} are not all open: fix the socket activation",
+            2 + activated
+        )));
+    }
     let pipe = || pipe_with(PipeFlags::CLOEXEC).map_err(|e| RuntimeError::sys("creating a pipe", e));
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -158,14 +181,6 @@ fn run_in(
     // The tree, layers and binds, opened on the host side; inside its user
     // namespace container root could not reach them.
     let host = crate::userns::idmap::HostMounts::prepare(spec)?;
-    let activated = listen_fds();
-    if !crate::caller_fds_open(spec.preserve_fds) {
-        return Err(RuntimeError::Invalid(format!(
-            "--preserve-fds {}: descriptors 3 to {} are not all open: hand them over or pass fewer",
-            spec.preserve_fds,
-            2 + spec.preserve_fds
-        )));
-    }
     // The command is PID 2 (the first child of berth's init); a booted
     // init is PID 1.
     let mut listen_env = Vec::new();
@@ -240,7 +255,8 @@ fn run_in(
             } else {
                 None
             };
-            host.idmap(ns.as_ref(), range.base, spec.ownership)?;
+            let writable = !spec.read_only && spec.volatile == crate::spec::Volatile::No;
+            host.idmap(ns.as_ref(), range, spec.ownership, writable)?;
             if spec.boot {
                 // A booted systemd manages its own part of the tree.
                 cgroup.delegate(range.base)?;

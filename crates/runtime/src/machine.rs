@@ -110,7 +110,9 @@ pub fn running(name: &str) -> Result<State, RuntimeError> {
 /// Joins the leader's cgroup and namespaces (user, cgroup, ipc, uts, net,
 /// pid, mount), all at once through a pidfd: a pid reused after the leader died
 /// cannot redirect us into another process's namespaces. The pid
-/// namespace applies to children: fork after this.
+/// namespace applies to children: fork after this. When the machine has a
+/// user namespace of its own, this process joins it as the namespace's
+/// root (so what it makes inside, a pty, is root's there).
 pub fn enter(st: &State) -> Result<(), RuntimeError> {
     let pid = rustix::process::Pid::from_raw(st.leader)
         .ok_or_else(|| RuntimeError::Invalid(format!("machine {:?} has no leader", st.name)))?;
@@ -130,10 +132,15 @@ pub fn enter(st: &State) -> Result<(), RuntimeError> {
         | libc::CLONE_NEWNS;
     // Its user namespace too, when it has one of its own: then the
     // capabilities kept are the namespace's, not the host's.
-    if own_userns(st.leader)? {
+    let userns = own_userns(st.leader)?;
+    if userns {
         all |= libc::CLONE_NEWUSER;
     }
-    sys::setns_pidfd(&pidfd, all).map_err(|e| RuntimeError::sys("entering the machine's namespaces", e))
+    sys::setns_pidfd(&pidfd, all).map_err(|e| RuntimeError::sys("entering the machine's namespaces", e))?;
+    if userns {
+        crate::creds::become_ns_root().map_err(|e| RuntimeError::sys("becoming root in the machine's users", e))?;
+    }
+    Ok(())
 }
 
 /// Whether `pid` lives in a user namespace other than ours.

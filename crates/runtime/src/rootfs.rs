@@ -170,7 +170,7 @@ pub fn setup(spec: &RunSpec, run_dir: &OwnedFd, console: Option<&Path>, host: &H
     mount_root(spec, &scratch, &root_path, &host.root)?;
     let root = Root::open(&root_path)?;
     mount_proc(&root)?;
-    mount_sys(&root)?;
+    mount_sys(&root, host.sysfs.as_ref())?;
     mount_dev(&root, console)?;
     // The host's node (or a copy the container's root owns), bound: the
     // bind keeps the flags of the mount it comes from, where devices open;
@@ -211,7 +211,10 @@ pub fn setup(spec: &RunSpec, run_dir: &OwnedFd, console: Option<&Path>, host: &H
     m::unmount(".", UnmountFlags::DETACH).map_err(err("detaching the old root"))?;
     rustix::process::chdir("/").map_err(err("chdir /"))?;
     if ro_root {
-        m::mount_remount("/", F::BIND | F::RDONLY, "").map_err(err("making the root read-only"))?;
+        // Added to the root's flags (a remount would replace them, nodev
+        // included); /dev, /run, /tmp and binds keep theirs.
+        sys::mount_setattr_one(Path::new("/"), sys::MOUNT_ATTR_RDONLY)
+            .map_err(|e| RuntimeError::sys("making the root read-only", e))?;
     }
     Ok(())
 }
@@ -326,7 +329,8 @@ fn mount_root(spec: &RunSpec, scratch: &Path, root: &Path, host: &RootMount) -> 
                 return Err(RuntimeError::Setup("--volatile=yes needs a /usr directory in the tree".into()));
             }
             m::mount_bind_recursive(&src, &usr).map_err(err("binding /usr"))?;
-            m::mount_remount(&usr, F::BIND | F::RDONLY, "").map_err(err("making /usr read-only"))?;
+            sys::mount_setattr_recursive(&usr, sys::MOUNT_ATTR_RDONLY)
+                .map_err(|e| RuntimeError::sys("making /usr read-only", e))?;
             // usr-merged trees need their /bin, /lib… symlinks.
             for l in ["bin", "sbin", "lib", "lib64", "lib32", "libx32"] {
                 if let Ok(t) = std::fs::read_link(lower.join(l)) {
@@ -438,11 +442,15 @@ fn mount_proc(root: &Root) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn mount_sys(root: &Root) -> Result<(), RuntimeError> {
+fn mount_sys(root: &Root, made: Option<&OwnedFd>) -> Result<(), RuntimeError> {
     let t = root.target(Path::new("sys"), Kind::Dir)?;
+    if let Some(fd) = made {
+        return attach(fd, Path::new("/sys"), Some(&t.0), "/sys");
+    }
     let flags = F::RDONLY | F::NOSUID | F::NODEV | F::NOEXEC;
     if mount_fs("sysfs", &t.path(), "sysfs", flags, "").is_err() {
-        root.bind(Path::new("/sys"), Path::new("sys"), Kind::Dir, true, true)?;
+        // The host's sysfs alone, not what is mounted below it.
+        root.bind(Path::new("/sys"), Path::new("sys"), Kind::Dir, false, true)?;
     }
     Ok(())
 }

@@ -340,32 +340,48 @@ pub fn scrub_cmdline_and_environ(name: &[u8]) {
     }
 }
 
-/// `mount_setattr(path, AT_RECURSIVE)` setting `set` (MOUNT_ATTR_*)
-/// on the mount at `path` and every mount below it.
-pub fn mount_setattr_recursive(path: &std::path::Path, set: u64) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
-    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
-    // SAFETY: `c` is a NUL-terminated path and `attr` a mount_attr of the
-    // size passed; the kernel only reads both during the call.
+/// The kernel's `struct mount_attr`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) on `path` relative to `dirfd`.
+fn mount_setattr(dirfd: libc::c_int, path: &std::ffi::CStr, flags: libc::c_int, attr: &MountAttr) -> io::Result<()> {
+    // SAFETY: `path` is NUL-terminated and `attr` a mount_attr of the size
+    // passed; the kernel only reads both during the call, and `dirfd` is
+    // AT_FDCWD or a descriptor the caller keeps open for its duration.
     check(unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::AT_RECURSIVE as libc::c_uint,
-            &attr as *const MountAttr,
+            dirfd,
+            path.as_ptr(),
+            flags as libc::c_uint,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     })
     .map(|_| ())
+}
+
+/// `mount_setattr(path, AT_RECURSIVE)` setting `set` (MOUNT_ATTR_*)
+/// on the mount at `path` and every mount below it.
+pub fn mount_setattr_recursive(path: &std::path::Path, set: u64) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    mount_setattr(libc::AT_FDCWD, &c, libc::AT_RECURSIVE, &attr)
+}
+
+/// `mount_setattr(path)` setting `set` on the mount at `path` alone.
+pub fn mount_setattr_one(path: &std::path::Path, set: u64) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    mount_setattr(libc::AT_FDCWD, &c, 0, &attr)
 }
 
 /// MOUNT_ATTR_RDONLY, NOSUID and NODEV for [`mount_setattr_recursive`].
@@ -469,35 +485,12 @@ pub fn mount_setattr_fd(
     recursive: bool,
 ) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
     const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
     let (set, ns) = match userns {
         Some(u) => (set | MOUNT_ATTR_IDMAP, u.as_raw_fd() as u64),
         None => (set, 0),
     };
     let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: ns };
-    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    // SAFETY: the path is a static empty C string, `attr` a mount_attr of
-    // the size passed; the kernel only reads both during the call, and the
-    // descriptors are owned by the caller for its duration.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    })
-    .map(|_| ())
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    mount_setattr(fd.as_raw_fd(), c"", flags, &attr)
 }

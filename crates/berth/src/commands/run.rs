@@ -70,8 +70,8 @@ fn lowers_of(store: &Store, rec: &ImageRecord, run: &RunDir) -> Result<Vec<PathB
 fn users_lease(store: &Store, mode: PrivateUsers, machine: Option<&str>) -> Result<Option<Lease>> {
     match mode {
         PrivateUsers::No => Ok(None),
-        PrivateUsers::Identity => Ok(Some(Lease::unlocked(IdRange { base: 0, count: userns::range::SIZE }))),
-        PrivateUsers::Fixed(r) => Ok(Some(Lease::unlocked(r))),
+        PrivateUsers::Identity => Ok(Some(Lease::fixed(IdRange { base: 0, count: userns::range::SIZE })?)),
+        PrivateUsers::Fixed(r) => Ok(Some(Lease::fixed(r)?)),
         PrivateUsers::Pick => {
             let rec = machine.and_then(|m| store.load_machine(m).ok());
             let root = std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
@@ -82,6 +82,31 @@ fn users_lease(store: &Store, mode: PrivateUsers, machine: Option<&str>) -> Resu
             }
             Ok(Some(lease))
         }
+    }
+}
+
+/// Whether a user other than root can reach `p`: every directory from `/`
+/// down to it searchable by others.
+fn reachable_by_others(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(p) = std::fs::canonicalize(p) else { return false };
+    p.ancestors().all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+/// A lock on tree `dir` for the run: exclusive for a run that writes to
+/// it, shared for one that does not.
+fn lock_tree(dir: &Path, shared: bool) -> Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{flock, FlockOperation, Mode, OFlags};
+    let fd = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .with_context(|| format!("opening {}", dir.display()))?;
+    let op = if shared { FlockOperation::NonBlockingLockShared } else { FlockOperation::NonBlockingLockExclusive };
+    match flock(&fd, op) {
+        Ok(()) => Ok(fd),
+        Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+            "directory tree {} is in use by another container: wait for it, or run with -x or --read-only",
+            dir.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("locking {}", dir.display())),
     }
 }
 
@@ -142,6 +167,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let mut config = None;
     let mut machine_ro = false;
     let mut _attached = None;
+    let mut _tree_lock = None;
     let (rootfs, hostname) = if let Some(img) = &disk {
         let att = berth_store::import::disk::attach_root(img, a.read_only)?;
         let rootfs = Rootfs::Block {
@@ -157,6 +183,11 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         if !dir.is_dir() {
             bail!("{} is not a directory", dir.display());
         }
+        // One writer at a time, as systemd-nspawn locks a tree: two
+        // containers writing one tree would each own its files (and a
+        // shift of owners under a running one would pull them away).
+        let shared = a.ephemeral || a.read_only || volatile != Volatile::No;
+        _tree_lock = Some(lock_tree(&dir, shared)?);
         let h = default_hostname(&dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         (if a.ephemeral { tmp_overlay(vec![dir])? } else { Rootfs::Dir(dir) }, h)
     } else if let Some(name) = &a.machine {
@@ -259,6 +290,25 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let ownership: Ownership = a.private_users_ownership.parse().map_err(|e: String| anyhow!(e))?;
     let machine_name = a.machine.as_ref().or(a.name.as_ref()).filter(|_| !a.ephemeral || a.machine.is_some());
     let lease = users_lease(&store, private_users, machine_name.map(String::as_str))?;
+    if lease.as_ref().is_some_and(|l| l.range.base != 0) && ownership != Ownership::Off {
+        // A file the container's root makes is root's on disk (nothing is
+        // shifted), so a setuid file it makes in a tree other users can
+        // reach is a setuid-root file on the host.
+        let writes_tree = !a.ephemeral && !a.read_only && volatile == Volatile::No;
+        let mut places: Vec<&Path> = a.directory.iter().filter(|_| writes_tree).map(PathBuf::as_path).collect();
+        for m in &mounts {
+            if let spec::BindMount::Overlay { upper: Some(u), readonly: false, .. } = m {
+                places.push(u);
+            }
+        }
+        for p in places.into_iter().filter(|p| reachable_by_others(p)) {
+            eprintln!(
+                "berth: warning: {} is reachable by every user of this host, and files the container makes setuid \
+                 there are setuid root on the host: keep it below a directory only root can enter (chmod 700)",
+                p.display()
+            );
+        }
+    }
     let spec = RunSpec {
         rootfs: Some(rootfs),
         args,

@@ -8,7 +8,7 @@
 //! writable mount below it, and `exec` that handed back dropped
 //! capabilities.
 
-use super::cap_mask;
+use super::{cap_mask, kill_and_remove};
 use crate::harness::container::{status_field, Ctx};
 use crate::harness::probe::{assert_blocked, verdict};
 use std::process::Command;
@@ -34,21 +34,6 @@ fn under_bash(prelude: &str, cmd: &Command) -> Command {
     let mut wrapped = Command::new("bash");
     wrapped.arg("-c").arg(format!("{prelude}; exec \"$@\"")).arg("bash").arg(cmd.get_program()).args(cmd.get_args());
     wrapped
-}
-
-/// Kills machine `name` (started with `run -d`) and removes it, once its
-/// supervisor has finished cleaning up (`kill` does not wait for that).
-fn kill_and_remove(c: &Ctx, name: &str) {
-    let _ = c.berth.run(["kill", name, "-s", "KILL"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let rm = c.berth.run(["rm", name]);
-        if rm.status.success() || Instant::now() > deadline {
-            rm.success();
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 const USERS: &[(&str, &[&str])] = &[("root", &[]), ("uid 1000", &["-u", "1000:1000"])];

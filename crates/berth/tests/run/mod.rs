@@ -22,6 +22,22 @@ mod userns;
 mod users;
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Kills machine `name` (started with `run -d`) and removes it, once its
+/// supervisor has finished cleaning up (`kill` does not wait for that).
+pub fn kill_and_remove(c: &crate::harness::container::Ctx, name: &str) {
+    let _ = c.berth.run(["kill", name, "-s", "KILL"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rm = c.berth.run(["rm", name]);
+        if rm.status.success() || Instant::now() > deadline {
+            rm.success();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 /// `env` output as a map.
 pub fn parse_env(out: &str) -> BTreeMap<String, String> {

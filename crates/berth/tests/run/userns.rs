@@ -5,6 +5,7 @@
 //! without its user namespace, or checks a promise of the range
 //! allocation; all of them fail on berth before user namespaces.
 
+use super::kill_and_remove;
 use crate::harness::container::{s, Ctx};
 use crate::harness::probe::assert_blocked;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -40,19 +41,6 @@ fn wait_running(c: &Ctx, name: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("machine {name} did not come up");
-}
-
-fn kill_and_remove(c: &Ctx, name: &str) {
-    let _ = c.berth.run(["kill", name, "-s", "KILL"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let rm = c.berth.run(["rm", name]);
-        if rm.status.success() || Instant::now() > deadline {
-            rm.success();
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -229,4 +217,55 @@ fn chown_shifts_a_tree_on_disk_and_back_into_another_range() {
     c.run_image(&["--private-users-ownership=chown"], &["/bin/true"])
         .failure()
         .stderr_mentions(&["--private-users-ownership=chown"]);
+}
+
+#[test]
+fn a_tree_has_one_writer_and_given_ranges_stay_clear_of_running_ones() {
+    let c = Ctx::busybox();
+    let tree = c.busybox_tree();
+    let t = s(&tree);
+    let mut first = c.spawn(&["-D", &t, "/bin/sh", "-c", "echo up; sleep 30"]);
+    first.wait_for_output("up", Duration::from_secs(20));
+    // (Run without the harness's leftover check, which would count the
+    // running container's.)
+    let second = c.berth.run(["run", "-D", &t, "/bin/true"]);
+    assert!(!second.status.success() && second.stderr.contains("in use"), "a second writer: {second:?}");
+    let reader = c.berth.run(["run", "-x", "-D", &t, "/bin/true"]);
+    assert!(!reader.status.success(), "a reader while a writer runs: {reader:?}");
+    // The running container's range cannot be given to another one.
+    let map = std::fs::read_to_string(format!("/proc/{}/uid_map", first_leader(&first))).expect("uid_map");
+    let base: u64 = map.split_whitespace().nth(1).and_then(|b| b.parse().ok()).expect("base");
+    let given = c.berth.run(["run", &format!("--private-users={base}"), &c.image, "/bin/true"]);
+    assert!(!given.status.success() && given.stderr.contains("running container"), "{given:?}");
+    first.signal(rustix::process::Signal::TERM);
+    first.wait();
+    c.run(&["-D", &t, "/bin/true"]).success();
+}
+
+/// The host pid of a process of the container under a running `berth run`.
+fn first_leader(r: &crate::harness::container::Running<'_>) -> u32 {
+    let procs = crate::harness::container::processes_with_token(&r.token);
+    procs
+        .iter()
+        .find(|(_, cmd)| !cmd.contains("/berth "))
+        .map(|(p, _)| *p)
+        .unwrap_or_else(|| panic!("no container process in {procs:?}"))
+}
+
+#[test]
+fn no_host_sysfs_mounts_and_read_only_keeps_nodev() {
+    let c = Ctx::busybox();
+    // A fresh sysfs (the host's network), not a bind of the host's /sys
+    // with its cgroup tree below.
+    let o = c.sh(&[], "ls /sys/fs/cgroup | wc -l; grep -c ' /sys/' /proc/self/mountinfo; true").success().out();
+    assert_eq!(o.split_whitespace().collect::<Vec<_>>(), ["0", "0"], "nothing below /sys:\n{o}");
+    let o = c.sh(&["--read-only"], "grep ' / / ' /proc/self/mountinfo").success().out();
+    let opts = o.split_whitespace().nth(5).unwrap_or_default().to_string();
+    assert!(opts.contains("ro") && opts.contains("nodev"), "a read-only root stays nodev: {o}");
+    // Capabilities that amount to host root: a warning only where
+    // container root is host root.
+    let warned = c.run_image(&["--private-users=no", "--capability", "sys_admin"], &["/bin/true"]).success();
+    assert!(warned.stderr.contains("amounts to host root"), "{}", warned.stderr);
+    let quiet = c.run_image(&["--capability", "sys_admin"], &["/bin/true"]).success();
+    assert!(!quiet.stderr.contains("amounts to host root"), "{}", quiet.stderr);
 }

@@ -20,6 +20,11 @@ use std::path::Path;
 const CAPS: &str = "security.capability";
 const ACLS: [&str; 2] = ["system.posix_acl_access", "system.posix_acl_default"];
 
+/// Where a shift in progress is recorded on the tree's top directory
+/// (`OLD NEW`): the top is shifted last, so a walk that was cut short is
+/// finished by the next one, which moves IDs of both ranges.
+const PENDING: &str = "trusted.berth.idshift";
+
 /// Shifts `tree`'s owners so that its IDs start at `base`. Returns
 /// whether anything changed.
 pub fn shift_tree(tree: &Path, base: u32) -> Result<bool, RuntimeError> {
@@ -31,48 +36,59 @@ pub fn shift_tree(tree: &Path, base: u32) -> Result<bool, RuntimeError> {
         rfs::open(tree, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(e("opening"))?;
     let st = rfs::fstat(&top).map_err(e("reading"))?;
     let old = st.st_uid - st.st_uid % SIZE;
-    if old == base && st.st_gid - st.st_gid % SIZE == base {
+    let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&top));
+    let pending = get(&proc, PENDING)
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|v| v.split_whitespace().nth(1).and_then(|n| n.parse::<u32>().ok()));
+    if old == base && st.st_gid - st.st_gid % SIZE == base && pending.is_none() {
         return Ok(false);
     }
-    let shift = Shift { old, new: base };
+    let shift = Shift { old, also: pending.filter(|p| *p != base), new: base };
+    rfs::setxattr(proc.as_str(), PENDING, format!("{old} {base}").as_bytes(), rfs::XattrFlags::empty())
+        .map_err(e("marking"))?;
     walk(&top, st.st_dev, &shift)
         .map_err(|err| RuntimeError::sys(format!("shifting the owners of {}", tree.display()), err))?;
-    fix(&top, None, &st, &shift).map_err(e("shifting the owner of"))?;
+    fix(&top, None, &shift).map_err(e("shifting the owner of"))?;
+    rfs::removexattr(proc.as_str(), PENDING).map_err(e("unmarking"))?;
     Ok(true)
 }
 
 struct Shift {
     old: u32,
+    /// The target of a shift that was cut short, moved too.
+    also: Option<u32>,
     new: u32,
 }
 
 impl Shift {
-    /// An ID of the old range moved to the new one; others stay.
+    /// An ID of the old range (or of `also`) moved to the new one; others stay.
     fn id(&self, id: u32) -> u32 {
-        if id >= self.old && id - self.old < SIZE {
-            id - self.old + self.new
-        } else {
-            id
+        for from in std::iter::once(self.old).chain(self.also) {
+            if id >= from && id - from < SIZE {
+                return id - from + self.new;
+            }
         }
+        id
     }
 }
 
+/// Shifts what is below `dir`, one directory handle per level (names are
+/// read and the listing closed before going down).
 fn walk(dir: &OwnedFd, dev: u64, shift: &Shift) -> Result<(), Errno> {
-    let mut entries = rfs::Dir::read_from(dir)?;
     let mut subdirs = Vec::new();
-    for ent in entries.by_ref() {
-        let ent = ent?;
-        let name = ent.file_name();
-        if name == c"." || name == c".." {
-            continue;
-        }
-        let st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-        if st.st_dev != dev {
-            continue; // another filesystem mounted below: not this tree's
-        }
-        fix(dir, Some(name), &st, shift)?;
-        if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
-            subdirs.push(name.to_owned());
+    {
+        let mut entries = rfs::Dir::read_from(dir)?;
+        for ent in entries.by_ref() {
+            let ent = ent?;
+            let name = ent.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            if let Some(st) = fix(dir, Some(name), shift)? {
+                if st.st_dev == dev && rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
+                    subdirs.push(name.to_owned());
+                }
+            }
         }
     }
     for name in subdirs {
@@ -82,35 +98,46 @@ fn walk(dir: &OwnedFd, dev: u64, shift: &Shift) -> Result<(), Errno> {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        walk(&sub, dev, shift)?;
+        if rfs::fstat(&sub)?.st_dev == dev {
+            walk(&sub, dev, shift)?;
+        }
     }
     Ok(())
 }
 
 /// Shifts one node (`name` in `dir`, or `dir` itself), keeping its mode
-/// bits, file capabilities and ACLs.
-fn fix(dir: &OwnedFd, name: Option<&std::ffi::CStr>, st: &rfs::Stat, shift: &Shift) -> Result<(), Errno> {
-    let (uid, gid) = (shift.id(st.st_uid), shift.id(st.st_gid));
-    if uid == st.st_uid && gid == st.st_gid {
-        return Ok(());
-    }
-    let kind = rfs::FileType::from_raw_mode(st.st_mode);
-    let path = name.unwrap_or(c"");
-    let flags = if name.is_some() { AtFlags::SYMLINK_NOFOLLOW } else { AtFlags::EMPTY_PATH };
-    if kind == rfs::FileType::Symlink {
-        return rfs::chownat(dir, path, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)), flags);
-    }
-    // Regular files, directories, nodes: through an O_PATH handle, so that
-    // nothing is opened for reading (a FIFO would block) and xattrs are
-    // read and written on this very inode.
+/// bits, file capabilities and ACLs. Everything is read from and done to
+/// the inode opened (O_PATH, not following a symlink), so a rename in the
+/// tree meanwhile cannot redirect it. Returns its stat (before), `None`
+/// for a node on another filesystem (left alone).
+fn fix(dir: &OwnedFd, name: Option<&std::ffi::CStr>, shift: &Shift) -> Result<Option<rfs::Stat>, Errno> {
     let fd = match name {
-        Some(n) => rfs::openat(dir, n, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?,
+        Some(n) => match rfs::openat(dir, n, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None), // gone meanwhile
+            Err(e) => return Err(e),
+        },
         None => rustix::io::dup(dir)?,
     };
+    let st = rfs::fstat(&fd)?;
+    if name.is_some() && st.st_dev != rfs::fstat(dir)?.st_dev {
+        return Ok(None);
+    }
+    let (uid, gid) = (shift.id(st.st_uid), shift.id(st.st_gid));
+    if uid == st.st_uid && gid == st.st_gid {
+        return Ok(Some(st));
+    }
+    let kind = rfs::FileType::from_raw_mode(st.st_mode);
+    let owner = (Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)));
+    if kind == rfs::FileType::Symlink {
+        // An O_PATH handle on the link itself: chown it, not its target.
+        rfs::chownat(&fd, c"", owner.0, owner.1, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
+        return Ok(Some(st));
+    }
     let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
     let caps = if kind == rfs::FileType::RegularFile { get(&proc, CAPS) } else { None };
     let acls: Vec<(&str, Vec<u8>)> = ACLS.iter().filter_map(|a| get(&proc, a).map(|v| (*a, v))).collect();
-    rfs::chownat(&fd, c"", Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)), AtFlags::EMPTY_PATH)?;
+    rfs::chownat(&fd, c"", owner.0, owner.1, AtFlags::EMPTY_PATH)?;
     if st.st_mode & 0o6000 != 0 {
         rfs::chmod(proc.as_str(), Mode::from_raw_mode(st.st_mode & 0o7777))?;
     }
@@ -120,11 +147,12 @@ fn fix(dir: &OwnedFd, name: Option<&std::ffi::CStr>, st: &rfs::Stat, shift: &Shi
     for (name, v) in acls {
         rfs::setxattr(proc.as_str(), name, &shift_acl(&v, shift), rfs::XattrFlags::empty())?;
     }
-    Ok(())
+    Ok(Some(st))
 }
 
 fn get(path: &str, name: &str) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 4096];
+    let size = rfs::getxattr(path, name, &mut [0u8; 0][..]).ok()?;
+    let mut buf = vec![0u8; size];
     let n = rfs::getxattr(path, name, &mut buf).ok()?;
     buf.truncate(n);
     Some(buf)
@@ -174,10 +202,10 @@ mod tests {
 
     #[test]
     fn ids_move_between_ranges() {
-        let s = Shift { old: 0, new: 0x80000 };
+        let s = Shift { old: 0, also: None, new: 0x80000 };
         assert_eq!((s.id(0), s.id(65535), s.id(65536)), (0x80000, 0x8FFFF, 65536));
-        let back = Shift { old: 0x80000, new: 0x90000 };
-        assert_eq!((back.id(0x80001), back.id(5)), (0x90001, 5));
+        let back = Shift { old: 0x80000, also: Some(0xA0000), new: 0x90000 };
+        assert_eq!((back.id(0x80001), back.id(5), back.id(0xA0002)), (0x90001, 5, 0x90002));
     }
 
     #[test]
@@ -195,7 +223,7 @@ mod tests {
             acl.extend_from_slice(&7u16.to_le_bytes());
             acl.extend_from_slice(&id.to_le_bytes());
         }
-        let out = shift_acl(&acl, &Shift { old: 0, new: 0x80000 });
+        let out = shift_acl(&acl, &Shift { old: 0, also: None, new: 0x80000 });
         let id = |i: usize| u32::from_le_bytes(out[4 + i * 8 + 4..4 + i * 8 + 8].try_into().unwrap());
         assert_eq!((id(0), id(1), id(2)), (u32::MAX, 0x80000 + 1000, 0x80000 + 5));
     }

@@ -13,7 +13,7 @@
 //! container root inside, files the container creates land on disk with
 //! the container's own ids, and nothing is ever chowned.
 
-use super::Ownership;
+use super::{IdRange, Ownership};
 use crate::spec::{BindMount, Rootfs, RunSpec, Volatile};
 use crate::{sys, RuntimeError};
 use rustix::fd::{AsRawFd, OwnedFd};
@@ -67,6 +67,11 @@ pub struct HostMounts {
     pub user: Vec<Option<UserMount>>,
     /// The `--device` nodes.
     pub devices: Devices,
+    /// A fresh sysfs (read-only) for a container in a user namespace on
+    /// the host's network, where it could not mount one itself: without
+    /// it, /sys would be a bind of the host's, with the host's cgroup tree
+    /// and every other mount below it.
+    pub sysfs: Option<OwnedFd>,
     /// The root's directory, for a tree used in place (`-D`, a machine's own).
     dir: Option<PathBuf>,
 }
@@ -83,6 +88,14 @@ fn clone_tree(path: &Path, recursive: bool) -> Result<OwnedFd, RuntimeError> {
         flags |= OpenTreeFlags::AT_RECURSIVE;
     }
     m::open_tree(rustix::fs::CWD, path, flags).map_err(err(format!("opening {}", path.display())))
+}
+
+/// A layer or upper directory: its own mount, `nodev` (a device node in a
+/// layer never opens a host device, wherever the layer ends up attached).
+fn layer(path: &Path) -> Result<OwnedFd, RuntimeError> {
+    let fd = clone_tree(path, false)?;
+    restrict(&fd, sys::MOUNT_ATTR_NODEV, path)?;
+    Ok(fd)
 }
 
 fn restrict(fd: &OwnedFd, set: u64, what: &Path) -> Result<(), RuntimeError> {
@@ -110,7 +123,7 @@ impl HostMounts {
                 RootMount::Tree(fd)
             }
             Rootfs::Overlay { lowers, upper, work } => {
-                let lowers = lowers.iter().map(|l| clone_tree(l, false)).collect::<Result<Vec<_>, _>>()?;
+                let lowers = lowers.iter().map(|l| layer(l)).collect::<Result<Vec<_>, _>>()?;
                 let upper = if writable {
                     let (Some(dir), Some(u), Some(w)) = (upper.parent(), upper.file_name(), work.file_name()) else {
                         return Err(RuntimeError::Invalid(format!("bad overlay upper {}", upper.display())));
@@ -122,7 +135,7 @@ impl HostMounts {
                             work.display()
                         )));
                     }
-                    Some(Upper { dir: clone_tree(dir, false)?, upper: u.to_os_string(), work: w.to_os_string() })
+                    Some(Upper { dir: layer(dir)?, upper: u.to_os_string(), work: w.to_os_string() })
                 } else {
                     None
                 };
@@ -166,7 +179,8 @@ impl HostMounts {
             Rootfs::Dir(d) => Some(d.clone()),
             _ => None,
         };
-        Ok(HostMounts { root, user, devices, dir })
+        let sysfs = if spec.users.is_some() && !spec.private_network { Some(sysfs()?) } else { None };
+        Ok(HostMounts { root, user, devices, dir, sysfs })
     }
 
     /// Maps the root's mounts (and `:idmap` binds, `--overlay` layers)
@@ -174,11 +188,20 @@ impl HostMounts {
     /// `ownership` for a tree used in place (which `chown` shifts on disk
     /// instead). Detached mounts only: call before the container attaches
     /// them. `userns` is `None` for a range starting at 0 (nothing to map).
-    pub fn idmap(&self, userns: Option<&OwnedFd>, base: u32, ownership: Ownership) -> Result<(), RuntimeError> {
+    pub fn idmap(
+        &self,
+        userns: Option<&OwnedFd>,
+        range: IdRange,
+        ownership: Ownership,
+        writable: bool,
+    ) -> Result<(), RuntimeError> {
+        let try_map = |fd: &OwnedFd, recursive: bool| match userns {
+            Some(ns) => sys::mount_setattr_fd(fd, 0, Some(ns), recursive),
+            None => Ok(()),
+        };
         let map = |fd: &OwnedFd, recursive: bool, what: &str| -> Result<(), RuntimeError> {
-            let Some(userns) = userns else { return Ok(()) };
-            sys::mount_setattr_fd(fd, 0, Some(userns), recursive).map_err(|e| {
-                let hint = if e.raw_os_error() == Some(libc::EINVAL) {
+            try_map(fd, recursive).map_err(|e| {
+                let hint = if unmappable(&e) {
                     ": its filesystem cannot be idmapped; use --private-users-ownership=off or --private-users=no"
                 } else {
                     ""
@@ -186,7 +209,27 @@ impl HostMounts {
                 RuntimeError::Setup(format!("idmapping {what}: {e}{hint}"))
             })
         };
-        let chown = |dir: &Path| super::chown::shift_tree(dir, base).map(|_| ());
+        // Shifting owners on disk rewrites the tree: only for a whole
+        // aligned range (the shift in force is read back from the top's
+        // owner) and a run that may write to it.
+        let chown = |dir: &Path| -> Result<(), RuntimeError> {
+            if range.count != super::range::SIZE || !range.base.is_multiple_of(super::range::SIZE) {
+                return Err(RuntimeError::Invalid(format!(
+                    "shifting {}'s owners needs a range of 65536 IDs starting at a multiple of 65536, not {}:{}",
+                    dir.display(),
+                    range.base,
+                    range.count
+                )));
+            }
+            if !writable {
+                return Err(RuntimeError::Invalid(format!(
+                    "{} needs its owners shifted on disk (--private-users-ownership=chown), which a read-only or \
+                     volatile run does not do: run it once writable, or use --private-users-ownership=off",
+                    dir.display()
+                )));
+            }
+            super::chown::shift_tree(dir, range.base).map(|_| ())
+        };
         match (&self.root, &self.dir) {
             (_, _) if ownership == Ownership::Off => {}
             (RootMount::Tree(_), Some(dir)) if ownership == Ownership::Chown => chown(dir)?,
@@ -195,12 +238,15 @@ impl HostMounts {
                 // mapped, or shifted where its filesystem cannot be mapped.
                 let top =
                     std::fs::metadata(dir).map_err(|e| RuntimeError::sys(format!("reading {}", dir.display()), e))?;
-                let uid = std::os::unix::fs::MetadataExt::uid(&top);
-                if uid >= super::range::SIZE && uid.is_multiple_of(super::range::SIZE) {
+                let (uid, gid) = (std::os::unix::fs::MetadataExt::uid(&top), std::os::unix::fs::MetadataExt::gid(&top));
+                if uid == gid && uid >= super::range::FIRST && uid.is_multiple_of(super::range::SIZE) {
                     chown(dir)?;
-                } else if let Err(e) = map(fd, true, "the root tree") {
-                    tracing::debug!("{e}: shifting owners instead");
-                    chown(dir)?;
+                } else {
+                    match try_map(fd, true) {
+                        Ok(()) => {}
+                        Err(e) if unmappable(&e) => chown(dir)?,
+                        Err(_) => map(fd, true, "the root tree")?,
+                    }
                 }
             }
             (RootMount::Tree(fd), _) => map(fd, true, "the root tree")?,
@@ -251,8 +297,15 @@ impl HostMounts {
             Devices::Nodes(n) => v.extend(n.iter().map(|d| d.as_raw_fd())),
             Devices::Shifted(t) => v.push(t.as_raw_fd()),
         }
+        v.extend(self.sysfs.iter().map(|s| s.as_raw_fd()));
         v
     }
+}
+
+/// Whether `e` from `MOUNT_ATTR_IDMAP` means the filesystem has no idmap
+/// support (rather than a failure worth reporting).
+fn unmappable(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP))
 }
 
 /// `--device` nodes for the container.
@@ -299,6 +352,19 @@ fn shifted_nodes(spec: &RunSpec, base: u32) -> Result<OwnedFd, RuntimeError> {
     Ok(t)
 }
 
+fn sysfs() -> Result<OwnedFd, RuntimeError> {
+    let run = || -> Result<OwnedFd, Errno> {
+        let fs = m::fsopen("sysfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+        m::fsconfig_create(&fs)?;
+        let attrs = MountAttrFlags::MOUNT_ATTR_RDONLY
+            | MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+        m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+    };
+    run().map_err(err("mounting a sysfs for the container"))
+}
+
 /// A disk image's filesystem, mounted here as a detached mount (nodev;
 /// read-only when asked): opening the device happens on the host side,
 /// outside the container's device allow-list.
@@ -338,7 +404,7 @@ fn user_overlay(lowers: &[PathBuf], upper: Option<&Path>, readonly: bool) -> Res
             let work = format!(".{}.berth-work", name.to_string_lossy());
             std::fs::create_dir_all(dir.join(&work))
                 .map_err(|e| RuntimeError::sys("creating the overlay workdir", e))?;
-            up = Some(Upper { dir: clone_tree(dir, false)?, upper: name.to_os_string(), work: work.into() });
+            up = Some(Upper { dir: layer(dir)?, upper: name.to_os_string(), work: work.into() });
         }
         (Some(u), true) => all.push(u.to_path_buf()),
         (None, _) => {}
@@ -349,6 +415,6 @@ fn user_overlay(lowers: &[PathBuf], upper: Option<&Path>, readonly: bool) -> Res
         restrict(&fd, sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV, &all[0])?;
         return Ok(UserMount::Tree { fd, dir: true, idmap: false });
     }
-    let lowers = all.iter().map(|l| clone_tree(l, false)).collect::<Result<Vec<_>, _>>()?;
+    let lowers = all.iter().map(|l| layer(l)).collect::<Result<Vec<_>, _>>()?;
     Ok(UserMount::Layers { lowers, throwaway: !readonly && up.is_none(), upper: up })
 }

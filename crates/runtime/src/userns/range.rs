@@ -45,24 +45,46 @@ impl IdRange {
     }
 }
 
-/// A range held for one run; dropping it lets the slot go.
+/// A range held for one run; dropping it lets its slots go.
 #[derive(Debug)]
 pub struct Lease {
     pub range: IdRange,
-    _lock: Option<OwnedFd>,
+    _locks: Vec<OwnedFd>,
 }
 
 impl Lease {
-    /// A range not tied to a slot (`identity`, `UID:COUNT`): not locked.
-    pub fn unlocked(range: IdRange) -> Lease {
-        Lease { range, _lock: None }
+    /// A range given by the user (`identity`, `UID[:COUNT]`): every slot
+    /// of berth's it overlaps is locked, so no container berth picks a
+    /// range for shares IDs with it, and it is refused while a running
+    /// container holds one of them.
+    pub fn fixed(range: IdRange) -> Result<Lease, RuntimeError> {
+        let dir = lock_dir();
+        let (start, end) = (range.base as u64, range.base as u64 + range.count as u64);
+        let mut locks = Vec::new();
+        let mut slot = (start.max(FIRST as u64) / SIZE as u64) * SIZE as u64;
+        while slot < end.min(END as u64) {
+            std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::sys(format!("creating {}", dir.display()), e))?;
+            match lock_slot(&dir, slot as u32)? {
+                Some(fd) => locks.push(fd),
+                None => {
+                    return Err(RuntimeError::Invalid(format!(
+                    "--private-users={}:{}: a running container holds host IDs {slot}..{} of it; pick another range",
+                    range.base,
+                    range.count,
+                    slot + SIZE as u64 - 1
+                )))
+                }
+            }
+            slot += SIZE as u64;
+        }
+        Ok(Lease { range, _locks: locks })
     }
 }
 
-/// Where slot locks and reservations live (shared by every store on the
-/// host; `BERTH_USERNS_DIR` moves it).
+/// Where slot locks and reservations live: one place for every store on
+/// the host (a second place would hand out the same IDs twice).
 pub fn lock_dir() -> PathBuf {
-    std::env::var_os("BERTH_USERNS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/lib/berth-userns"))
+    PathBuf::from("/var/lib/berth-userns")
 }
 
 /// The machine a slot is reserved for.
@@ -150,21 +172,26 @@ pub fn lease(preferred: Option<u32>, owner: Option<&Owner>) -> Result<Lease, Run
     ))
 }
 
+/// The lock on slot `base`, unless a running container holds it.
+fn lock_slot(dir: &Path, base: u32) -> Result<Option<OwnedFd>, RuntimeError> {
+    let p = dir.join(base.to_string());
+    let fd = rustix::fs::open(&p, OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
+        .map_err(|e| RuntimeError::sys(format!("opening {}", p.display()), e))?;
+    match flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(fd)),
+        Err(Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(RuntimeError::sys(format!("locking {}", p.display()), e)),
+    }
+}
+
 /// Locks slot `base` unless a running container holds it or another
 /// machine has it reserved; records `owner`'s reservation.
 fn try_slot(dir: &Path, base: u32, owner: Option<&Owner>) -> Result<Option<Lease>, RuntimeError> {
-    let p = dir.join(base.to_string());
+    let Some(fd) = lock_slot(dir, base)? else { return Ok(None) };
     let e = |what: &'static str| {
-        let p = p.clone();
+        let p = dir.join(base.to_string());
         move |e: Errno| RuntimeError::sys(format!("{what} {}", p.display()), e)
     };
-    let fd = rustix::fs::open(&p, OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
-        .map_err(e("opening"))?;
-    match flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {}
-        Err(Errno::WOULDBLOCK) => return Ok(None),
-        Err(err) => return Err(e("locking")(err)),
-    }
     let mut buf = [0u8; 4096];
     let n = rustix::io::pread(&fd, &mut buf, 0).map_err(e("reading"))?;
     let current = Owner::decode(&buf[..n]);
@@ -178,7 +205,7 @@ fn try_slot(dir: &Path, base: u32, owner: Option<&Owner>) -> Result<Option<Lease
         rustix::fs::ftruncate(&fd, 0).map_err(e("writing"))?;
         rustix::io::pwrite(&fd, &body, 0).map_err(e("writing"))?;
     }
-    Ok(Some(Lease { range: IdRange { base, count: SIZE }, _lock: Some(fd) }))
+    Ok(Some(Lease { range: IdRange { base, count: SIZE }, _locks: vec![fd] }))
 }
 
 #[cfg(test)]
