@@ -205,13 +205,25 @@ fn run_in(
         // nothing of the host's.
         flags |= libc::CLONE_NEWUSER;
     }
+    // A root with CAP_SYS_ADMIN in its user namespace could undo what the
+    // mount table promises (remount a read-only bind writable): its init
+    // comes from a second clone that locks the table (`init::split_off`).
+    // The first clone then makes only the user and mount namespaces.
+    let split = spec.users.is_some() && mask & (1 << caps::number("sys_admin").unwrap_or(21)) != 0;
+    let (report_r, report_w) = if split {
+        flags = libc::CLONE_NEWNS | libc::CLONE_NEWUSER;
+        let (r, w) = pipe()?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
     let child = match sys::clone_fork(flags) {
         Err(e) => {
             sys::unblock_all();
             return Err(RuntimeError::sys("creating the container's namespaces", e));
         }
         Ok(None) => {
-            drop((sync_w, err_r, sfd));
+            drop((sync_w, err_r, sfd, report_r));
             let ctx = ChildContext {
                 spec: spec.clone(),
                 run_dir: run_dir.to_path_buf(),
@@ -224,6 +236,7 @@ fn run_in(
                 listen_env,
                 sync: sync_r,
                 errors: err_w,
+                split: report_w,
                 caps: mask,
             };
             child_main(ctx)
@@ -273,6 +286,22 @@ fn run_in(
     drop(host);
     let _ = rustix::io::write(&sync_w, b"g");
     drop(sync_w);
+    let child = match report_r {
+        Some(r) => {
+            drop(report_w);
+            let mut b = [0u8; 4];
+            match rustix::io::read(&r, &mut b) {
+                Ok(4) => {
+                    // The first stage is done: reap it; the init is ours.
+                    let _ = sys::waitpid(child, false);
+                    i32::from_le_bytes(b)
+                }
+                // It failed before: its status and message say why.
+                _ => child,
+            }
+        }
+        None => child,
+    };
     let mut message = String::new();
     let _ = std::fs::File::from(err_r).read_to_string(&mut message);
     if message.is_empty() {

@@ -36,6 +36,9 @@ pub struct ChildContext {
     pub listen_env: Vec<(String, String)>,
     pub sync: OwnedFd,
     pub errors: OwnedFd,
+    /// Set when the container's init comes from a second clone (see
+    /// [`split_off`]): where its host pid is reported.
+    pub split: Option<OwnedFd>,
     /// The capability mask to grant, already cut to the host's bounding set.
     pub caps: u64,
 }
@@ -64,6 +67,7 @@ pub fn child_main(mut ctx: ChildContext) -> ! {
         ctx.errors.as_raw_fd(),
         errors.as_raw_fd(),
         ctx.tty.as_ref().map_or(-1, |t| t.as_raw_fd()),
+        ctx.split.as_ref().map_or(-1, |t| t.as_raw_fd()),
     ];
     let listen: Vec<i32> = (3..3 + ctx.pass_fds as i32).collect();
     if sys::close_fds_except(&[&keep[..], &listen[..], &ctx.host.fds()[..]].concat()).is_err() {
@@ -147,13 +151,29 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
         crate::creds::become_ns_root()
             .map_err(|e| fail(RuntimeError::sys("becoming root in the user namespace", e)))?;
     }
+    if let Some(report) = &ctx.split {
+        // The host's /proc, where the init's maps are written: after the
+        // chroot no path leads there.
+        let proc = rustix::fs::open(
+            "/proc",
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| fail(RuntimeError::sys("opening /proc", e)))?;
+        rootfs::setup(spec, &run_dir, ctx.console.as_deref(), &ctx.host, true).map_err(fail)?;
+        split_off(spec, report, &proc)?;
+    }
     // A cgroup namespace rooted at the container's own cgroup.
     sys::unshare_cgroup().map_err(|e| fail(RuntimeError::sys("creating the cgroup namespace", e)))?;
     let _ = rustix::process::setsid();
     if spec.private_network {
         sys::loopback_up().map_err(|e| fail(RuntimeError::sys("bringing up lo", e)))?;
     }
-    rootfs::setup(spec, &run_dir, ctx.console.as_deref(), &ctx.host).map_err(fail)?;
+    if ctx.split.is_none() {
+        rootfs::setup(spec, &run_dir, ctx.console.as_deref(), &ctx.host, false).map_err(fail)?;
+    } else {
+        rootfs::kernel_fs(&ctx.host).map_err(fail)?;
+    }
     drop(run_dir);
     rustix::system::sethostname(spec.hostname.as_bytes())
         .map_err(|e| fail(RuntimeError::sys("setting the hostname", e)))?;
@@ -235,6 +255,78 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
             }
             _ => (126, format!("cannot run {arg0:?} in the container: {e}")),
         }),
+    }
+}
+
+/// The second stage of a container whose root holds `CAP_SYS_ADMIN` in
+/// its user namespace: the mount table was built (and pivoted into) by
+/// this process, in the mount namespace of the user namespace the host
+/// made; now the container's init is cloned into a user namespace nested
+/// in it (the same IDs) with new mount, pid, UTS, IPC and network
+/// namespaces. Copying the mount table into a user namespace that does
+/// not own it locks every mount: the init, whatever its capabilities, can
+/// neither remount a read-only bind or root writable, nor clear nodev or
+/// nosuid, nor unmount what covers something. `CLONE_PARENT` makes the
+/// init berth's child; this process reports its pid and exits. Returns in
+/// the init only.
+fn split_off(spec: &RunSpec, report: &OwnedFd, proc: &OwnedFd) -> Result<(), (i32, String)> {
+    let (go_r, go_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| fail(RuntimeError::sys("creating a pipe", e)))?;
+    let mut flags = libc::CLONE_PARENT
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC;
+    if spec.private_network {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // The init's maps are written by this process, as the namespace's
+    // root: they must be its to write, so the init starts dumpable (its
+    // /proc files belong to its user then, not to host root) and turns
+    // non-dumpable once mapped. Until then nothing else runs in its
+    // namespaces.
+    use rustix::process::{set_dumpable_behavior, DumpableBehavior};
+    let _ = set_dumpable_behavior(DumpableBehavior::Dumpable);
+    match sys::clone_fork(flags) {
+        Err(e) => Err(fail(RuntimeError::sys("creating the container's namespaces", e))),
+        Ok(None) => {
+            // Its parent is berth now: die with it, as the first stage would.
+            let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+            drop(go_w);
+            let mut b = [0u8; 1];
+            let mapped = matches!(rustix::io::read(&go_r, &mut b), Ok(1));
+            let _ = set_dumpable_behavior(DumpableBehavior::NotDumpable);
+            if mapped {
+                Ok(())
+            } else {
+                Err((SETUP_FAILED, "the container's users were not mapped".into()))
+            }
+        }
+        Ok(Some(pid)) => {
+            drop(go_r);
+            // The same IDs one level down: 0..COUNT of this namespace.
+            let count = spec.users.map_or(crate::userns::range::SIZE, |r| r.count);
+            let line = format!("0 0 {count}\n");
+            for f in ["uid_map", "gid_map"] {
+                let write = || -> Result<(), rustix::io::Errno> {
+                    let fd = rustix::fs::openat(
+                        proc,
+                        format!("{pid}/{f}"),
+                        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+                        rustix::fs::Mode::empty(),
+                    )?;
+                    rustix::io::write(&fd, line.as_bytes()).map(|_| ())
+                };
+                if let Err(e) = write() {
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                    return Err(fail(RuntimeError::sys(format!("writing the init's {f}"), e)));
+                }
+            }
+            let _ = rustix::io::write(&go_w, b"g");
+            let _ = rustix::io::write(report, &pid.to_le_bytes());
+            sys::exit_now(0)
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 //! The container's mount table, built inside its new mount namespace: the
 //! root (overlay, bind or volatile variant), `/proc` with masked paths,
 //! read-only `/sys`, a small `/dev`, `/run`, `/tmp`, `/etc/resolv.conf`,
-//! user mounts, then pivot_root. Every target inside the root is resolved
+//! user mounts, then pivot_root (for an init split off into a nested user
+//! namespace, a move onto `/` and a chroot: see [`setup`]); `/proc`,
+//! `/dev/mqueue` and a sysfs of the container's network come from the
+//! init itself ([`kernel_fs`]). Every target inside the root is resolved
 //! with `openat2(RESOLVE_IN_ROOT)` and mounted on through its
 //! `/proc/self/fd` link, so an image's symlinks (`/proc -> /etc`) cannot
 //! aim a mount or a write at the host.
@@ -160,7 +163,21 @@ impl Root {
 /// into it. Everything from the host's filesystems comes in as a detached
 /// mount in `host` (made before the container's namespaces existed); host
 /// paths looked up here are world-readable ones (`/dev/null`, os-release).
-pub fn setup(spec: &RunSpec, run_dir: &OwnedFd, console: Option<&Path>, host: &HostMounts) -> Result<(), RuntimeError> {
+///
+/// `split`: the table is for an init cloned after this (see
+/// `init::split_off`), whose copy of it will be locked. The root is then
+/// moved onto `/` and chrooted into rather than pivoted to: the host's
+/// mounts stay below it, out of reach (covered, and no path leads there),
+/// but present, which is what lets the init mount a procfs of its own
+/// (the kernel wants one fully visible in the namespace) in
+/// [`kernel_fs`]. Without `split`, [`kernel_fs`] runs here before the pivot.
+pub fn setup(
+    spec: &RunSpec,
+    run_dir: &OwnedFd,
+    console: Option<&Path>,
+    host: &HostMounts,
+    split: bool,
+) -> Result<(), RuntimeError> {
     m::mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
         .map_err(err("making / private"))?;
     let scratch_fd = scratch(run_dir)?;
@@ -169,8 +186,17 @@ pub fn setup(spec: &RunSpec, run_dir: &OwnedFd, console: Option<&Path>, host: &H
     std::fs::create_dir(&root_path).map_err(|e| RuntimeError::sys("creating the root's mount point", e))?;
     mount_root(spec, &scratch, &root_path, &host.root)?;
     let root = Root::open(&root_path)?;
-    mount_proc(&root)?;
-    mount_sys(&root, host.sysfs.as_ref())?;
+    // /proc, a sysfs of the container's network and /dev/mqueue belong to
+    // namespaces the container's init may not have yet: they come in
+    // [`kernel_fs`], after the pivot. Their mount points are made now,
+    // while the root may still be written.
+    for d in ["proc", "sys"] {
+        root.target(Path::new(d), Kind::Dir)?;
+    }
+    if let Some(sysfs) = &host.sysfs {
+        let t = root.target(Path::new("sys"), Kind::Dir)?;
+        attach(sysfs, Path::new("/sys"), Some(&t.0), "/sys")?;
+    }
     mount_dev(&root, console)?;
     // The host's node (or a copy the container's root owns), bound: the
     // bind keeps the flags of the mount it comes from, where devices open;
@@ -205,18 +231,57 @@ pub fn setup(spec: &RunSpec, run_dir: &OwnedFd, console: Option<&Path>, host: &H
         let t = root.target(Path::new("var"), Kind::Dir)?;
         mount_fs("tmpfs", &t.path(), "tmpfs", F::NOSUID | F::NODEV, "mode=0755")?;
     }
+    if !split {
+        kernel_fs_in(&root, host)?;
+    }
     drop(root);
-    rustix::process::chdir(&root_path).map_err(err("entering the root"))?;
-    rustix::process::pivot_root(".", ".").map_err(err("pivot_root"))?;
-    m::unmount(".", UnmountFlags::DETACH).map_err(err("detaching the old root"))?;
-    rustix::process::chdir("/").map_err(err("chdir /"))?;
     if ro_root {
         // Added to the root's flags (a remount would replace them, nodev
         // included); /dev, /run, /tmp and binds keep theirs.
-        sys::mount_setattr_one(Path::new("/"), sys::MOUNT_ATTR_RDONLY)
+        sys::mount_setattr_one(&root_path, sys::MOUNT_ATTR_RDONLY)
             .map_err(|e| RuntimeError::sys("making the root read-only", e))?;
     }
+    rustix::process::chdir(&root_path).map_err(err("entering the root"))?;
+    if split {
+        m::mount_move(".", "/").map_err(err("moving the root onto /"))?;
+        rustix::process::chroot(".").map_err(err("chroot"))?;
+    } else {
+        rustix::process::pivot_root(".", ".").map_err(err("pivot_root"))?;
+        m::unmount(".", UnmountFlags::DETACH).map_err(err("detaching the old root"))?;
+    }
+    rustix::process::chdir("/").map_err(err("chdir /"))?;
     Ok(())
+}
+
+/// The mounts tied to the container's own pid, network and IPC
+/// namespaces, made by its init: `/proc` (with its
+/// masks), `/sys` when the host did not make one, `/dev/mqueue`. No host
+/// path is involved, and nothing here needs /proc before it is mounted.
+pub fn kernel_fs(host: &HostMounts) -> Result<(), RuntimeError> {
+    kernel_fs_in(&Root::open(Path::new("/"))?, host)
+}
+
+fn kernel_fs_in(root: &Root, host: &HostMounts) -> Result<(), RuntimeError> {
+    mount_proc(root)?;
+    if host.sysfs.is_none() {
+        mount_sys(root)?;
+    }
+    let t = root.target(Path::new("dev/mqueue"), Kind::Dir)?;
+    attach(&fresh("mqueue", MOUNT_NOEXEC)?, Path::new("/dev/mqueue"), Some(&t.0), "/dev/mqueue")
+}
+
+/// nosuid, nodev and noexec, for [`fresh`].
+const MOUNT_NOEXEC: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | 0x8;
+
+/// A new detached mount of `fstype` (a kernel filesystem) with `attrs`.
+fn fresh(fstype: &str, attrs: u64) -> Result<OwnedFd, RuntimeError> {
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
+    let run = || -> Result<OwnedFd, Errno> {
+        let fs = m::fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC)?;
+        m::fsconfig_create(&fs)?;
+        m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::from_bits_retain(attrs as _))
+    };
+    run().map_err(err(format!("mounting {fstype}")))
 }
 
 /// A tmpfs of the container's own over `run_dir` (which, inside a user
@@ -404,7 +469,7 @@ fn run_host(root: &Root) -> Result<(), RuntimeError> {
 
 fn mount_proc(root: &Root) -> Result<(), RuntimeError> {
     let proc_t = root.target(Path::new("proc"), Kind::Dir)?;
-    mount_fs("proc", &proc_t.path(), "proc", F::NOSUID | F::NODEV | F::NOEXEC, "")?;
+    attach(&fresh("proc", MOUNT_NOEXEC)?, Path::new("/proc"), Some(&proc_t.0), "/proc")?;
     // Re-resolve: the handle now lands on the fresh procfs, not the
     // directory it covers; sub-paths go through its /proc/self/fd link.
     let base = root.target(Path::new("proc"), Kind::Dir)?;
@@ -442,17 +507,13 @@ fn mount_proc(root: &Root) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn mount_sys(root: &Root, made: Option<&OwnedFd>) -> Result<(), RuntimeError> {
+fn mount_sys(root: &Root) -> Result<(), RuntimeError> {
     let t = root.target(Path::new("sys"), Kind::Dir)?;
-    if let Some(fd) = made {
-        return attach(fd, Path::new("/sys"), Some(&t.0), "/sys");
-    }
-    let flags = F::RDONLY | F::NOSUID | F::NODEV | F::NOEXEC;
-    if mount_fs("sysfs", &t.path(), "sysfs", flags, "").is_err() {
+    match fresh("sysfs", MOUNT_NOEXEC | sys::MOUNT_ATTR_RDONLY) {
+        Ok(fd) => attach(&fd, Path::new("/sys"), Some(&t.0), "/sys"),
         // The host's sysfs alone, not what is mounted below it.
-        root.bind(Path::new("/sys"), Path::new("sys"), Kind::Dir, false, true)?;
+        Err(_) => root.bind(Path::new("/sys"), Path::new("sys"), Kind::Dir, false, true),
     }
-    Ok(())
 }
 
 /// The device nodes every container gets (besides its pty and console).
@@ -484,14 +545,11 @@ fn mount_dev(root: &Root, console: Option<&Path>) -> Result<(), RuntimeError> {
     link("/proc/self/fd/1", "stdout")?;
     link("/proc/self/fd/2", "stderr")?;
     link("/proc/kcore", "core")?;
-    for (d, fstype, flags, data) in [
-        ("shm", "tmpfs", F::NOSUID | F::NODEV, "mode=1777"),
-        ("mqueue", "mqueue", F::NOSUID | F::NODEV | F::NOEXEC, ""),
-    ] {
-        let p = dev.join(d);
-        std::fs::create_dir(&p).map_err(|e| RuntimeError::sys(format!("creating /dev/{d}"), e))?;
-        mount_fs(fstype, &p, fstype, flags, data)?;
-    }
+    let shm = dev.join("shm");
+    std::fs::create_dir(&shm).map_err(|e| RuntimeError::sys("creating /dev/shm", e))?;
+    mount_fs("tmpfs", &shm, "tmpfs", F::NOSUID | F::NODEV, "mode=1777")?;
+    // Mounted with the container's IPC namespace, in `kernel_fs`.
+    std::fs::create_dir(dev.join("mqueue")).map_err(|e| RuntimeError::sys("creating /dev/mqueue", e))?;
     if let Some(c) = console {
         let p = dev.join("console");
         std::fs::write(&p, b"").map_err(|e| RuntimeError::sys("creating /dev/console", e))?;

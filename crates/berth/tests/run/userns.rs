@@ -269,3 +269,21 @@ fn no_host_sysfs_mounts_and_read_only_keeps_nodev() {
     let quiet = c.run_image(&["--capability", "sys_admin"], &["/bin/true"]).success();
     assert!(!quiet.stderr.contains("amounts to host root"), "{}", quiet.stderr);
 }
+
+#[test]
+fn read_only_mounts_stay_read_only_for_root_with_cap_sys_admin() {
+    // Root in its user namespace with CAP_SYS_ADMIN (a booted init has
+    // it) must not make a read-only bind or root writable again: the
+    // mounts come locked from a namespace it does not own.
+    let c = Ctx::probe();
+    let dir = c.dir("ro-src");
+    let ro = format!("{}:/ro:idmap", s(&dir));
+    let checks = ["remount-rw:/ro", "create:/ro/pwned", "remount-rw:/", "create:/pwned"];
+    let mut args =
+        vec!["--capability", "sys_admin", "--read-only", "--bind-ro", ro.as_str(), c.image.as_str(), "/probe"];
+    args.extend_from_slice(&checks);
+    let out = c.run(&args).success().out();
+    assert_blocked(&out, "create:/ro/pwned", "a file below an idmapped --bind-ro");
+    assert_blocked(&out, "create:/pwned", "a file in a --read-only root");
+    assert!(!dir.join("pwned").exists(), "the host directory was written:\n{out}");
+}
