@@ -212,11 +212,14 @@ impl Cgroup {
         let track_in_pids = layout.unified.is_none();
         // Without a unified hierarchy to hang a device program on, the v1
         // devices controller enforces the allow-list.
+        // (`BERTH_DEVICES_CGROUP=v1` takes that path on a hybrid host too,
+        // which is how it is tested on one.)
+        let v1_devices = layout.unified.is_none() || std::env::var("BERTH_DEVICES_CGROUP").is_ok_and(|v| v == "v1");
         let want = [
             ("memory", limits.memory.is_some()),
             ("cpu", limits.cpus.is_some()),
             ("pids", limits.pids.is_some() || track_in_pids),
-            ("devices", layout.unified.is_none()),
+            ("devices", v1_devices),
         ];
         for (ctrl, needed) in want {
             if !needed {
@@ -255,8 +258,8 @@ impl Cgroup {
                 }
                 "devices" => {
                     write(&dir.join("devices.deny"), "a")?;
-                    for r in devices {
-                        write(&dir.join("devices.allow"), &r.v1_line())?;
+                    for line in devices.iter().flat_map(Rule::v1_lines) {
+                        write(&dir.join("devices.allow"), &line)?;
                     }
                 }
                 _ => {
@@ -267,15 +270,23 @@ impl Cgroup {
             }
         }
         if let Some(u) = &layout.unified {
-            let slice =
-                u.join(own_path("").trim_start_matches('/')).join(if own_devices { "berth-devices" } else { "berth" });
+            // (A slice of their own for runs under the v1 controller, so no
+            // device program attached for others applies to them.)
+            let slice_name = match (v1_devices, own_devices) {
+                (true, _) => "berth-v1devices",
+                (false, true) => "berth-devices",
+                (false, false) => "berth",
+            };
+            let slice = u.join(own_path("").trim_start_matches('/')).join(slice_name);
             sweep_stale(&slice);
             let dir = slice.join(name);
             mkdir(&dir, &mut cg)?;
             // On a hybrid host too: the kernel runs device programs by the
             // task's cgroup2 membership, and joining a v1 devices cgroup
             // would cost the start an RCU grace period.
-            devices_for(&slice, &dir, devices, own_devices)?;
+            if !v1_devices {
+                devices_for(&slice, &dir, devices, own_devices)?;
+            }
         }
         Ok(cg)
     }

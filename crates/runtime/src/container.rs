@@ -210,6 +210,28 @@ fn run_in(
     // comes from a second clone that locks the table (`init::split_off`).
     // The first clone then makes only the user and mount namespaces.
     let split = spec.users.is_some() && mask & (1 << caps::number("sys_admin").unwrap_or(21)) != 0;
+    if split {
+        // Those are mounted by the init, after the table was locked: a user
+        // mount below them would end up covered.
+        let mut kernel = vec![Path::new("/proc"), Path::new("/dev/mqueue")];
+        if spec.private_network {
+            kernel.push(Path::new("/sys"));
+        }
+        for m in &spec.mounts {
+            let dst = match m {
+                crate::spec::BindMount::Bind { dst, .. }
+                | crate::spec::BindMount::Tmpfs { dst, .. }
+                | crate::spec::BindMount::Overlay { dst, .. } => dst,
+            };
+            if let Some(k) = kernel.iter().find(|k| dst.starts_with(k)) {
+                return Err(RuntimeError::Invalid(format!(
+                    "{} is below {}, which a container with CAP_SYS_ADMIN mounts itself: mount it elsewhere",
+                    dst.display(),
+                    k.display()
+                )));
+            }
+        }
+    }
     let (report_r, report_w) = if split {
         flags = libc::CLONE_NEWNS | libc::CLONE_NEWUSER;
         let (r, w) = pipe()?;
@@ -285,14 +307,17 @@ fn run_in(
     }
     drop(host);
     let _ = rustix::io::write(&sync_w, b"g");
-    drop(sync_w);
+    // Held open until the container ends: its init sees the pipe hang up
+    // if berth dies (see `init::die_with_berth`).
+    let _sync_w = sync_w;
     let child = match report_r {
         Some(r) => {
             drop(report_w);
             let mut b = [0u8; 4];
             match rustix::io::read(&r, &mut b) {
                 Ok(4) => {
-                    // The first stage is done: reap it; the init is ours.
+                    // The first stage is done: reap it; the init is ours
+                    // (killed already if the first stage failed after all).
                     let _ = sys::waitpid(child, false);
                     i32::from_le_bytes(b)
                 }

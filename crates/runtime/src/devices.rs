@@ -39,10 +39,16 @@ impl Rule {
         Rule { kind: b'c', major: Some(major), minor, access }
     }
 
-    /// The v1 `devices.allow` line (`c 1:3 rwm`).
-    pub fn v1_line(&self) -> String {
+    /// The v1 `devices.allow` lines (`c 1:3 rwm`). A rule for every kind
+    /// is one line per kind: an `a` line there means "allow everything",
+    /// whatever its access letters.
+    pub fn v1_lines(&self) -> Vec<String> {
         let n = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_else(|| "*".into());
-        format!("{} {}:{} {}", self.kind as char, n(self.major), n(self.minor), access_string(self.access))
+        let kinds: &[u8] = if self.kind == b'a' { b"cb" } else { std::slice::from_ref(&self.kind) };
+        kinds
+            .iter()
+            .map(|k| format!("{} {}:{} {}", *k as char, n(self.major), n(self.minor), access_string(self.access)))
+            .collect()
     }
 }
 
@@ -216,8 +222,8 @@ mod tests {
         assert_eq!(run(&p, TYPE_CHAR, READ, 10, 200), 1);
         assert_eq!(run(&p, TYPE_CHAR, READ | WRITE, 10, 200), 0);
         assert_eq!(run(&p, TYPE_BLOCK, READ, 10, 200), 0, "a block device with the same numbers");
-        assert_eq!(rules[10].v1_line(), "c 10:200 r");
-        assert_eq!(defaults()[0].v1_line(), "a *:* m");
+        assert_eq!(rules[10].v1_lines(), ["c 10:200 r"]);
+        assert_eq!(defaults()[0].v1_lines(), ["c *:* m", "b *:* m"]);
         assert_eq!(parse_access("rw"), Ok(READ | WRITE));
         assert!(parse_access("x").is_err() && parse_access("").is_err());
     }

@@ -150,6 +150,8 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
         // (a host uid of the container's range) before touching anything.
         crate::creds::become_ns_root()
             .map_err(|e| fail(RuntimeError::sys("becoming root in the user namespace", e)))?;
+        // A change of uid clears the parent-death signal.
+        die_with_berth(&ctx.sync);
     }
     if let Some(report) = &ctx.split {
         // The host's /proc, where the init's maps are written: after the
@@ -161,7 +163,7 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
         )
         .map_err(|e| fail(RuntimeError::sys("opening /proc", e)))?;
         rootfs::setup(spec, &run_dir, ctx.console.as_deref(), &ctx.host, true).map_err(fail)?;
-        split_off(spec, report, &proc)?;
+        split_off(spec, report, &proc, &ctx.sync)?;
     }
     // A cgroup namespace rooted at the container's own cgroup.
     sys::unshare_cgroup().map_err(|e| fail(RuntimeError::sys("creating the cgroup namespace", e)))?;
@@ -233,6 +235,7 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
     let filter = seccomp.then(|| ctx.policy.filter(crate::creds::effective(&creds, mask, true)));
     crate::creds::become_user(&creds, mask, true, filter.as_deref())
         .map_err(|e| fail(RuntimeError::sys("taking the container's user and privileges", e)))?;
+    die_with_berth(&ctx.sync);
     // SAFETY of the closure: it runs between fork and exec in a
     // single-threaded child and only makes system calls (no allocation).
     unsafe {
@@ -258,9 +261,21 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
     }
 }
 
+/// Arms the parent-death signal (again: a change of uid clears it) and
+/// leaves at once if berth is gone already: it holds the sync pipe's
+/// write end open for as long as the container runs.
+fn die_with_berth(sync: &OwnedFd) {
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    let mut fds = [rustix::event::PollFd::new(sync, rustix::event::PollFlags::IN)];
+    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    if rustix::event::poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().contains(rustix::event::PollFlags::HUP) {
+        sys::exit_now(SETUP_FAILED);
+    }
+}
+
 /// The second stage of a container whose root holds `CAP_SYS_ADMIN` in
-/// its user namespace: the mount table was built (and pivoted into) by
-/// this process, in the mount namespace of the user namespace the host
+/// its user namespace: the mount table was built (and moved onto `/` and
+/// chrooted into) by this process, in the mount namespace of the user namespace the host
 /// made; now the container's init is cloned into a user namespace nested
 /// in it (the same IDs) with new mount, pid, UTS, IPC and network
 /// namespaces. Copying the mount table into a user namespace that does
@@ -269,7 +284,7 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
 /// nosuid, nor unmount what covers something. `CLONE_PARENT` makes the
 /// init berth's child; this process reports its pid and exits. Returns in
 /// the init only.
-fn split_off(spec: &RunSpec, report: &OwnedFd, proc: &OwnedFd) -> Result<(), (i32, String)> {
+fn split_off(spec: &RunSpec, report: &OwnedFd, proc: &OwnedFd, sync: &OwnedFd) -> Result<(), (i32, String)> {
     let (go_r, go_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| fail(RuntimeError::sys("creating a pipe", e)))?;
     let mut flags = libc::CLONE_PARENT
@@ -291,8 +306,8 @@ fn split_off(spec: &RunSpec, report: &OwnedFd, proc: &OwnedFd) -> Result<(), (i3
     match sys::clone_fork(flags) {
         Err(e) => Err(fail(RuntimeError::sys("creating the container's namespaces", e))),
         Ok(None) => {
-            // Its parent is berth now: die with it, as the first stage would.
-            let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+            // Its parent is berth now: die with it.
+            die_with_berth(sync);
             drop(go_w);
             let mut b = [0u8; 1];
             let mapped = matches!(rustix::io::read(&go_r, &mut b), Ok(1));
@@ -306,8 +321,15 @@ fn split_off(spec: &RunSpec, report: &OwnedFd, proc: &OwnedFd) -> Result<(), (i3
         Ok(Some(pid)) => {
             drop(go_r);
             // The same IDs one level down: 0..COUNT of this namespace.
-            let count = spec.users.map_or(crate::userns::range::SIZE, |r| r.count);
+            let count = spec.users.map(|r| r.count).unwrap_or_default();
             let line = format!("0 0 {count}\n");
+            // The init is berth's child: berth learns its pid whatever
+            // happens next, to reap it.
+            let told = rustix::io::write(report, &pid.to_le_bytes());
+            if told.is_err() {
+                let _ = sys::kill(pid, libc::SIGKILL);
+                sys::exit_now(SETUP_FAILED);
+            }
             for f in ["uid_map", "gid_map"] {
                 let write = || -> Result<(), rustix::io::Errno> {
                     let fd = rustix::fs::openat(
@@ -324,7 +346,6 @@ fn split_off(spec: &RunSpec, report: &OwnedFd, proc: &OwnedFd) -> Result<(), (i3
                 }
             }
             let _ = rustix::io::write(&go_w, b"g");
-            let _ = rustix::io::write(report, &pid.to_le_bytes());
             sys::exit_now(0)
         }
     }

@@ -132,24 +132,14 @@ pub fn enter(st: &State) -> Result<(), RuntimeError> {
         | libc::CLONE_NEWNS;
     // Its user namespace too, when it has one of its own: then the
     // capabilities kept are the namespace's, not the host's.
-    // Its root, which setns(CLONE_NEWNS) does not give: a machine whose
-    // init was split off (see `init::split_off`) has its root moved onto
-    // the namespace's, over the host's mounts, and chrooted into.
-    let root = rustix::fs::open(
-        format!("/proc/{}/root", st.leader),
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| RuntimeError::sys(format!("opening machine {:?}'s root", st.name), e))?;
     let userns = own_userns(st.leader)?;
     if userns {
         all |= libc::CLONE_NEWUSER;
     }
     sys::setns_pidfd(&pidfd, all).map_err(|e| RuntimeError::sys("entering the machine's namespaces", e))?;
-    rustix::process::fchdir(&root)
-        .and_then(|_| rustix::process::chroot("."))
-        .and_then(|_| rustix::process::chdir("/"))
-        .map_err(|e| RuntimeError::sys("entering the machine's root", e))?;
+    // (setns into the mount namespace puts this process at its root,
+    // which for a split-off init is the root moved over the host's; the
+    // init's own chroot, which it could move anywhere, is not followed.)
     if userns {
         crate::creds::become_ns_root().map_err(|e| RuntimeError::sys("becoming root in the machine's users", e))?;
     }

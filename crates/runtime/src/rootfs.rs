@@ -187,9 +187,9 @@ pub fn setup(
     mount_root(spec, &scratch, &root_path, &host.root)?;
     let root = Root::open(&root_path)?;
     // /proc, a sysfs of the container's network and /dev/mqueue belong to
-    // namespaces the container's init may not have yet: they come in
-    // [`kernel_fs`], after the pivot. Their mount points are made now,
-    // while the root may still be written.
+    // its pid, network and IPC namespaces: mounted here (after /dev) when
+    // this process is the init, else by the init ([`kernel_fs`]). Their
+    // mount points are made now, while the root may still be written.
     for d in ["proc", "sys"] {
         root.target(Path::new(d), Kind::Dir)?;
     }
@@ -198,6 +198,9 @@ pub fn setup(
         attach(sysfs, Path::new("/sys"), Some(&t.0), "/sys")?;
     }
     mount_dev(&root, console)?;
+    if !split {
+        kernel_fs_in(&root, host, false)?;
+    }
     // The host's node (or a copy the container's root owns), bound: the
     // bind keeps the flags of the mount it comes from, where devices open;
     // the cgroup allows this one.
@@ -231,9 +234,6 @@ pub fn setup(
         let t = root.target(Path::new("var"), Kind::Dir)?;
         mount_fs("tmpfs", &t.path(), "tmpfs", F::NOSUID | F::NODEV, "mode=0755")?;
     }
-    if !split {
-        kernel_fs_in(&root, host)?;
-    }
     drop(root);
     if ro_root {
         // Added to the root's flags (a remount would replace them, nodev
@@ -258,13 +258,14 @@ pub fn setup(
 /// masks), `/sys` when the host did not make one, `/dev/mqueue`. No host
 /// path is involved, and nothing here needs /proc before it is mounted.
 pub fn kernel_fs(host: &HostMounts) -> Result<(), RuntimeError> {
-    kernel_fs_in(&Root::open(Path::new("/"))?, host)
+    kernel_fs_in(&Root::open(Path::new("/"))?, host, true)
 }
 
-fn kernel_fs_in(root: &Root, host: &HostMounts) -> Result<(), RuntimeError> {
+/// `split`: the init, chrooted, where no host /sys is left to fall back to.
+fn kernel_fs_in(root: &Root, host: &HostMounts, split: bool) -> Result<(), RuntimeError> {
     mount_proc(root)?;
     if host.sysfs.is_none() {
-        mount_sys(root)?;
+        mount_sys(root, split)?;
     }
     let t = root.target(Path::new("dev/mqueue"), Kind::Dir)?;
     attach(&fresh("mqueue", MOUNT_NOEXEC)?, Path::new("/dev/mqueue"), Some(&t.0), "/dev/mqueue")
@@ -507,10 +508,11 @@ fn mount_proc(root: &Root) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn mount_sys(root: &Root) -> Result<(), RuntimeError> {
+fn mount_sys(root: &Root, split: bool) -> Result<(), RuntimeError> {
     let t = root.target(Path::new("sys"), Kind::Dir)?;
     match fresh("sysfs", MOUNT_NOEXEC | sys::MOUNT_ATTR_RDONLY) {
         Ok(fd) => attach(&fd, Path::new("/sys"), Some(&t.0), "/sys"),
+        Err(e) if split => Err(e),
         // The host's sysfs alone, not what is mounted below it.
         Err(_) => root.bind(Path::new("/sys"), Path::new("sys"), Kind::Dir, false, true),
     }

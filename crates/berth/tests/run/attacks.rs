@@ -294,6 +294,31 @@ fn the_device_cgroup_holds_where_nodev_does_not() {
 }
 
 #[test]
+fn the_v1_devices_controller_holds_the_allow_list_alone() {
+    // Hosts without a unified hierarchy enforce the allow-list with the v1
+    // devices controller; BERTH_DEVICES_CGROUP=v1 takes that path here
+    // (under a slice no device program is attached to).
+    let c = Ctx::probe();
+    let run = |opts: &[&str], checks: &[&str]| {
+        let mut args: Vec<&str> = opts.to_vec();
+        args.push(&c.image);
+        args.push("/probe");
+        args.extend_from_slice(checks);
+        let (mut cmd, token) = c.command(&args);
+        cmd.env("BERTH_DEVICES_CGROUP", "v1");
+        c.spawn_command(cmd, token, format!("berth run {}", args.join(" ")), false).wait().success().out()
+    };
+    let out = run(
+        &["--private-users=no", "--capability", "sys_admin,mknod"],
+        &["tmpfs-mknod:/tmp/devs", "open-rw:/dev/null"],
+    );
+    assert_eq!(verdict(&out, "tmpfs-mknod:/tmp/devs"), "blocked:EPERM", "a node of its own must not open:\n{out}");
+    assert_eq!(verdict(&out, "open-rw:/dev/null"), "ok", "berth's own nodes open:\n{out}");
+    let out = run(&["--device", "/dev/loop-control"], &["open-rw:/dev/loop-control"]);
+    assert_eq!(verdict(&out, "open-rw:/dev/loop-control"), "ok", "--device adds the node:\n{out}");
+}
+
+#[test]
 fn device_adds_one_node_with_the_access_asked() {
     let c = Ctx::probe();
     let out = probe(&c, &[], &["open-r:/dev/loop-control"]);

@@ -131,7 +131,17 @@ fn ephemeral_image_run_leaves_the_store_as_it_was() {
 #[test]
 fn container_dies_when_berth_is_killed_with_sigkill() {
     let c = Ctx::busybox();
-    let mut r = c.spawn(&[&c.image, "/bin/sh", "-c", "echo ready; sleep 1005"]);
+    // As root (whose uid change into its user namespace clears the
+    // parent-death signal), as a user, and split off (CAP_SYS_ADMIN).
+    for opts in [&[][..], &["-u", "1000:1000"][..], &["--capability", "sys_admin"][..]] {
+        dies_with_berth(&c, opts);
+    }
+}
+
+fn dies_with_berth(c: &Ctx, opts: &[&str]) {
+    let mut args: Vec<&str> = opts.to_vec();
+    args.extend_from_slice(&[&c.image, "/bin/sh", "-c", "echo ready; sleep 1005"]);
+    let mut r = c.spawn(&args);
     r.wait_for_output("ready", Duration::from_secs(10));
     let (pid, token, cgroups) = (r.pid, r.token.clone(), r.cgroups());
     r.kill_unchecked();
@@ -169,8 +179,8 @@ fn container_dies_when_berth_is_killed_with_sigkill() {
     assert!(stuck.is_empty(), "could not remove the cgroups of the killed run: {stuck:?}");
     assert!(
         survivors.is_empty(),
-        "after `kill -9` of berth (pid {pid}) its container keeps running (nothing ties the container's PID 1 \
-         to berth's life, e.g. PR_SET_PDEATHSIG): {survivors:?}"
+        "{opts:?}: after `kill -9` of berth (pid {pid}) its container keeps running (nothing ties the \
+         container's PID 1 to berth's life, e.g. PR_SET_PDEATHSIG): {survivors:?}"
     );
 }
 

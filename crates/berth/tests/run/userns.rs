@@ -287,3 +287,19 @@ fn read_only_mounts_stay_read_only_for_root_with_cap_sys_admin() {
     assert_blocked(&out, "create:/pwned", "a file in a --read-only root");
     assert!(!dir.join("pwned").exists(), "the host directory was written:\n{out}");
 }
+
+#[test]
+fn mounts_below_proc_and_what_a_locked_table_refuses() {
+    let c = Ctx::busybox();
+    let f = c.dir("fake-proc").join("cpuinfo");
+    std::fs::write(&f, "not the host's\n").expect("fake cpuinfo");
+    // A bind over a /proc file (lxcfs does this) lands on the procfs.
+    let bind = format!("{}:/proc/cpuinfo", s(&f));
+    let o = c.sh(&["--bind-ro", &bind], "cat /proc/cpuinfo").success().out();
+    assert_eq!(o, "not the host's\n", "the bind covers procfs' file");
+    // With CAP_SYS_ADMIN the init mounts /proc after the table is locked:
+    // refused in one line rather than covered.
+    c.run_image(&["--capability", "sys_admin", "--bind-ro", &bind], &["/bin/true"])
+        .failure()
+        .stderr_mentions(&["/proc/cpuinfo", "elsewhere"]);
+}
