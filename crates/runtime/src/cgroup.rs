@@ -154,6 +154,9 @@ fn device_program(dir: &Path, rules: &[Rule]) -> Result<(), RuntimeError> {
 #[derive(Debug)]
 pub struct Cgroup {
     dirs: Vec<PathBuf>,
+    /// The one on the unified hierarchy, which a process can be cloned
+    /// straight into (see [`Cgroup::unified`]).
+    unified: Option<PathBuf>,
 }
 
 fn write(p: &Path, v: &str) -> Result<(), RuntimeError> {
@@ -165,7 +168,7 @@ impl Cgroup {
     /// open only the devices `devices` allows.
     pub fn create(name: &str, limits: &Limits, devices: &[Rule]) -> Result<Cgroup, RuntimeError> {
         let layout = Layout::detect();
-        let mut cg = Cgroup { dirs: Vec::new() };
+        let mut cg = Cgroup { dirs: Vec::new(), unified: None };
         let mkdir = |p: &Path, cg: &mut Cgroup| -> Result<(), RuntimeError> {
             std::fs::create_dir_all(p).map_err(|e| RuntimeError::sys(format!("creating cgroup {}", p.display()), e))?;
             cg.dirs.push(p.to_path_buf());
@@ -189,6 +192,7 @@ impl Cgroup {
             sweep_stale(&slice);
             let dir = slice.join(name);
             mkdir(&dir, &mut cg)?;
+            cg.unified = Some(dir.clone());
             devices_for(&slice, &dir, devices, own_devices)?;
             if let Some(m) = limits.memory {
                 write(&dir.join("memory.max"), &m.to_string())?;
@@ -281,6 +285,7 @@ impl Cgroup {
             sweep_stale(&slice);
             let dir = slice.join(name);
             mkdir(&dir, &mut cg)?;
+            cg.unified = Some(dir.clone());
             // On a hybrid host too: the kernel runs device programs by the
             // task's cgroup2 membership, and joining a v1 devices cgroup
             // would cost the start an RCU grace period.
@@ -291,9 +296,28 @@ impl Cgroup {
         Ok(cg)
     }
 
-    /// Moves `pid` into every directory of the cgroup.
-    pub fn add(&self, pid: i32) -> Result<(), RuntimeError> {
+    /// The directory on the unified hierarchy, opened for
+    /// `CLONE_INTO_CGROUP`: a process cloned into it starts there, where
+    /// moving it in afterwards waits for the cgroup lock's RCU grace period
+    /// (milliseconds on a busy host, most of a container's start).
+    pub fn unified(&self) -> Result<Option<rustix::fd::OwnedFd>, RuntimeError> {
+        use rustix::fs::{Mode, OFlags};
+        self.unified
+            .as_ref()
+            .map(|d| {
+                rustix::fs::open(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|e| RuntimeError::sys(format!("opening cgroup {}", d.display()), e))
+            })
+            .transpose()
+    }
+
+    /// Moves `pid` into every directory of the cgroup (but the unified
+    /// one when `cloned_in`: it started there).
+    pub fn add(&self, pid: i32, cloned_in: bool) -> Result<(), RuntimeError> {
         for d in &self.dirs {
+            if cloned_in && Some(d) == self.unified.as_ref() {
+                continue;
+            }
             write(&d.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())

@@ -239,7 +239,21 @@ fn run_in(
     } else {
         (None, None)
     };
-    let child = match sys::clone_fork(flags) {
+    // Straight into the container's cgroup on the unified hierarchy, when
+    // there is one (the v1 ones, if any, are joined below).
+    let mut into = cgroup.unified()?;
+    let cloned = match &into {
+        Some(fd) => match sys::clone_into_cgroup(flags, fd) {
+            // A kernel before 5.7: no clone3 (or no CLONE_INTO_CGROUP).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::E2BIG)) => {
+                into = None;
+                sys::clone_fork(flags)
+            }
+            r => r,
+        },
+        None => sys::clone_fork(flags),
+    };
+    let child = match cloned {
         Err(e) => {
             sys::unblock_all();
             return Err(RuntimeError::sys("creating the container's namespaces", e));
@@ -275,7 +289,7 @@ fn run_in(
     // EIO and the console would go silent. The end is seen by waitpid.
     let _slave = slave;
     let setup = || -> Result<(), RuntimeError> {
-        cgroup.add(child)?;
+        cgroup.add(child, into.is_some())?;
         if let Some(range) = spec.users {
             map_users(child, range)?;
             let ns = if range.base != 0 {

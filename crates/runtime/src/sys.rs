@@ -26,6 +26,47 @@ pub fn clone_fork(flags: libc::c_int) -> io::Result<Option<libc::pid_t>> {
     Ok(if pid == 0 { None } else { Some(pid as libc::pid_t) })
 }
 
+/// [`clone_fork`] into the cgroup2 directory `cgroup` (clone3 with
+/// `CLONE_INTO_CGROUP`): the child starts in it. `Ok(None)` in the child.
+pub fn clone_into_cgroup(flags: libc::c_int, cgroup: &std::os::fd::OwnedFd) -> io::Result<Option<libc::pid_t>> {
+    use std::os::fd::AsRawFd;
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    let args = CloneArgs {
+        flags: flags as u32 as u64 | CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup.as_raw_fd() as u64,
+    };
+    // SAFETY: as for `clone_fork`: with no stack, clone3 behaves like
+    // fork(2) (the child runs on a copy of the parent's stack), and the
+    // caller is single-threaded. `args` is a clone_args of the size
+    // passed, read by the kernel during the call only.
+    let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    let pid = check(r)?;
+    Ok(if pid == 0 { None } else { Some(pid as libc::pid_t) })
+}
+
 /// The signals berth forwards or watches.
 pub const FORWARDED: &[libc::c_int] = &[
     libc::SIGINT,
