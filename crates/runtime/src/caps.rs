@@ -57,6 +57,9 @@ pub const NAMES: &[&str] = &[
 /// sysfs, without CAP_MKNOD make device nodes, without CAP_NET_RAW sniff
 /// the host's network, without CAP_SYS_PTRACE reach PID 1 or an entering
 /// `berth exec`, without CAP_DAC_READ_SEARCH open files by handle.
+/// CAP_SYS_ADMIN's bit in a capability mask.
+pub const SYS_ADMIN: u64 = 1 << 21;
+
 pub const DEFAULT: &[&str] = &[
     "chown",
     "dac_override",

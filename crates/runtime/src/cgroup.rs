@@ -298,8 +298,8 @@ impl Cgroup {
 
     /// The directory on the unified hierarchy, opened for
     /// `CLONE_INTO_CGROUP`: a process cloned into it starts there, where
-    /// moving it in afterwards waits for the cgroup lock's RCU grace period
-    /// (milliseconds on a busy host, most of a container's start).
+    /// moving it in afterwards takes the cgroup migration lock, which can
+    /// wait for an RCU grace period on a busy host.
     pub fn unified(&self) -> Result<Option<rustix::fd::OwnedFd>, RuntimeError> {
         use rustix::fs::{Mode, OFlags};
         self.unified

@@ -209,28 +209,9 @@ fn run_in(
     // mount table promises (remount a read-only bind writable): its init
     // comes from a second clone that locks the table (`init::split_off`).
     // The first clone then makes only the user and mount namespaces.
-    let split = spec.users.is_some() && mask & (1 << caps::number("sys_admin").unwrap_or(21)) != 0;
+    let split = spec.users.is_some() && mask & caps::SYS_ADMIN != 0;
     if split {
-        // Those are mounted by the init, after the table was locked: a user
-        // mount below them would end up covered.
-        let mut kernel = vec![Path::new("/proc"), Path::new("/dev/mqueue")];
-        if spec.private_network {
-            kernel.push(Path::new("/sys"));
-        }
-        for m in &spec.mounts {
-            let dst = match m {
-                crate::spec::BindMount::Bind { dst, .. }
-                | crate::spec::BindMount::Tmpfs { dst, .. }
-                | crate::spec::BindMount::Overlay { dst, .. } => dst,
-            };
-            if let Some(k) = kernel.iter().find(|k| dst.starts_with(k)) {
-                return Err(RuntimeError::Invalid(format!(
-                    "{} is below {}, which a container with CAP_SYS_ADMIN mounts itself: mount it elsewhere",
-                    dst.display(),
-                    k.display()
-                )));
-            }
-        }
+        no_mounts_below_kernel_fs(spec)?;
     }
     let (report_r, report_w) = if split {
         flags = libc::CLONE_NEWNS | libc::CLONE_NEWUSER;
@@ -382,9 +363,26 @@ fn run_in(
 /// the host. Written by host root, so setgroups(2) stays allowed inside.
 fn map_users(child: libc::pid_t, range: crate::userns::IdRange) -> Result<(), RuntimeError> {
     let line = range.map_line();
-    for f in ["uid_map", "gid_map"] {
-        std::fs::write(format!("/proc/{child}/{f}"), &line)
-            .map_err(|e| RuntimeError::sys(format!("writing the container's {f} ({})", line.trim()), e))?;
+    crate::userns::write_maps(rustix::fs::CWD, &format!("/proc/{child}"), &line)
+        .map_err(|e| RuntimeError::sys(format!("writing the container's ID maps ({})", line.trim()), e))
+}
+
+/// For a split-off init (see `init::split_off`): `/proc`, `/dev/mqueue`
+/// and a private network's `/sys` are mounted by the init, after the table
+/// was locked, so a user mount below them would end up covered.
+fn no_mounts_below_kernel_fs(spec: &RunSpec) -> Result<(), RuntimeError> {
+    let mut kernel = vec![Path::new("/proc"), Path::new("/dev/mqueue")];
+    if spec.private_network {
+        kernel.push(Path::new("/sys"));
+    }
+    for dst in spec.mounts.iter().map(|m| m.dst()) {
+        if let Some(k) = kernel.iter().find(|k| dst.starts_with(k)) {
+            return Err(RuntimeError::Invalid(format!(
+                "{} is below {}, which a container with CAP_SYS_ADMIN mounts itself: mount it elsewhere",
+                dst.display(),
+                k.display()
+            )));
+        }
     }
     Ok(())
 }

@@ -275,9 +275,9 @@ fn die_with_berth(sync: &OwnedFd) {
 
 /// The second stage of a container whose root holds `CAP_SYS_ADMIN` in
 /// its user namespace: the mount table was built (and moved onto `/` and
-/// chrooted into) by this process, in the mount namespace of the user namespace the host
-/// made; now the container's init is cloned into a user namespace nested
-/// in it (the same IDs) with new mount, pid, UTS, IPC and network
+/// chrooted into) by this process, in the mount namespace of the user
+/// namespace the host made; now the container's init is cloned into a user
+/// namespace nested in it (the same IDs) with new mount, pid, UTS, IPC and network
 /// namespaces. Copying the mount table into a user namespace that does
 /// not own it locks every mount: the init, whatever its capabilities, can
 /// neither remount a read-only bind or root writable, nor clear nodev or
@@ -330,20 +330,9 @@ fn split_off(spec: &RunSpec, report: &OwnedFd, proc: &OwnedFd, sync: &OwnedFd) -
                 let _ = sys::kill(pid, libc::SIGKILL);
                 sys::exit_now(SETUP_FAILED);
             }
-            for f in ["uid_map", "gid_map"] {
-                let write = || -> Result<(), rustix::io::Errno> {
-                    let fd = rustix::fs::openat(
-                        proc,
-                        format!("{pid}/{f}"),
-                        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
-                        rustix::fs::Mode::empty(),
-                    )?;
-                    rustix::io::write(&fd, line.as_bytes()).map(|_| ())
-                };
-                if let Err(e) = write() {
-                    let _ = sys::kill(pid, libc::SIGKILL);
-                    return Err(fail(RuntimeError::sys(format!("writing the init's {f}"), e)));
-                }
+            if let Err(e) = crate::userns::write_maps(proc, &pid.to_string(), &line) {
+                let _ = sys::kill(pid, libc::SIGKILL);
+                return Err(fail(RuntimeError::sys("writing the init's ID maps", e)));
             }
             let _ = rustix::io::write(&go_w, b"g");
             sys::exit_now(0)

@@ -10,7 +10,7 @@
 //! aim a mount or a write at the host.
 
 use crate::spec::{BindMount, ResolvConf, RunSpec, Volatile};
-use crate::userns::idmap::{Devices, HostMounts, RootMount, Upper, UserMount};
+use crate::userns::idmap::{detached, Devices, HostMounts, RootMount, Upper, UserMount};
 use crate::{sys, RuntimeError};
 use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
@@ -134,7 +134,7 @@ impl Root {
         if readonly {
             let attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
             let t = self.target(rel, kind)?;
-            sys::mount_setattr_recursive(&t.path(), attrs)
+            sys::mount_setattr_path(&t.path(), attrs, true)
                 .map_err(|e| RuntimeError::sys(format!("restricting {}", rel.display()), e))?;
         }
         Ok(())
@@ -238,7 +238,7 @@ pub fn setup(
     if ro_root {
         // Added to the root's flags (a remount would replace them, nodev
         // included); /dev, /run, /tmp and binds keep theirs.
-        sys::mount_setattr_one(&root_path, sys::MOUNT_ATTR_RDONLY)
+        sys::mount_setattr_path(&root_path, sys::MOUNT_ATTR_RDONLY, false)
             .map_err(|e| RuntimeError::sys("making the root read-only", e))?;
     }
     rustix::process::chdir(&root_path).map_err(err("entering the root"))?;
@@ -254,9 +254,9 @@ pub fn setup(
 }
 
 /// The mounts tied to the container's own pid, network and IPC
-/// namespaces, made by its init: `/proc` (with its
-/// masks), `/sys` when the host did not make one, `/dev/mqueue`. No host
-/// path is involved, and nothing here needs /proc before it is mounted.
+/// namespaces, made by its init: `/proc` (with its masks), `/sys` when the
+/// host did not make one, `/dev/mqueue`. No host path is involved, and
+/// nothing here needs /proc before it is mounted.
 pub fn kernel_fs(host: &HostMounts) -> Result<(), RuntimeError> {
     kernel_fs_in(&Root::open(Path::new("/"))?, host, true)
 }
@@ -268,37 +268,24 @@ fn kernel_fs_in(root: &Root, host: &HostMounts, split: bool) -> Result<(), Runti
         mount_sys(root, split)?;
     }
     let t = root.target(Path::new("dev/mqueue"), Kind::Dir)?;
-    attach(&fresh("mqueue", MOUNT_NOEXEC)?, Path::new("/dev/mqueue"), Some(&t.0), "/dev/mqueue")
+    attach(&fresh("mqueue", KERNEL_FS)?, Path::new("/dev/mqueue"), Some(&t.0), "/dev/mqueue")
 }
 
-/// nosuid, nodev and noexec, for [`fresh`].
-const MOUNT_NOEXEC: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | 0x8;
+/// nosuid, nodev and noexec: the kernel's own filesystems.
+const KERNEL_FS: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
 
-/// A new detached mount of `fstype` (a kernel filesystem) with `attrs`.
+/// [`detached`], the error naming `fstype`.
 fn fresh(fstype: &str, attrs: u64) -> Result<OwnedFd, RuntimeError> {
-    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
-    let run = || -> Result<OwnedFd, Errno> {
-        let fs = m::fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC)?;
-        m::fsconfig_create(&fs)?;
-        m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::from_bits_retain(attrs as _))
-    };
-    run().map_err(err(format!("mounting {fstype}")))
+    detached(fstype, &[], attrs).map_err(err(format!("mounting {fstype}")))
 }
 
 /// A tmpfs of the container's own over `run_dir` (which, inside a user
 /// namespace, container root could not write to): the root's mount point
 /// and the overlay's layers go there. Returns a handle on it.
 fn scratch(run_dir: &OwnedFd) -> Result<OwnedFd, RuntimeError> {
-    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
+    use rustix::mount::MoveMountFlags;
     let run = || -> Result<OwnedFd, Errno> {
-        let fs = m::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
-        m::fsconfig_set_string(&fs, "mode", "0700")?;
-        m::fsconfig_create(&fs)?;
-        let mnt = m::fsmount(
-            &fs,
-            FsMountFlags::FSMOUNT_CLOEXEC,
-            MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID,
-        )?;
+        let mnt = detached("tmpfs", &[("mode", Some("0700"))], sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOSUID)?;
         m::move_mount(
             &mnt,
             "",
@@ -395,7 +382,7 @@ fn mount_root(spec: &RunSpec, scratch: &Path, root: &Path, host: &RootMount) -> 
                 return Err(RuntimeError::Setup("--volatile=yes needs a /usr directory in the tree".into()));
             }
             m::mount_bind_recursive(&src, &usr).map_err(err("binding /usr"))?;
-            sys::mount_setattr_recursive(&usr, sys::MOUNT_ATTR_RDONLY)
+            sys::mount_setattr_path(&usr, sys::MOUNT_ATTR_RDONLY, true)
                 .map_err(|e| RuntimeError::sys("making /usr read-only", e))?;
             // usr-merged trees need their /bin, /lib… symlinks.
             for l in ["bin", "sbin", "lib", "lib64", "lib32", "libx32"] {
@@ -447,7 +434,7 @@ fn layers(
         // overlayfs wants two layers or an upper: one layer alone is the
         // tree itself, read-only.
         m::mount_bind(&paths[0], target).map_err(err("binding a layer"))?;
-        return sys::mount_setattr_recursive(target, sys::MOUNT_ATTR_RDONLY)
+        return sys::mount_setattr_path(target, sys::MOUNT_ATTR_RDONLY, true)
             .map_err(|e| RuntimeError::sys("making the layer read-only", e));
     }
     overlay(&paths, upper.as_ref().map(|(u, w)| (u.as_path(), w.as_path())), target)
@@ -470,7 +457,7 @@ fn run_host(root: &Root) -> Result<(), RuntimeError> {
 
 fn mount_proc(root: &Root) -> Result<(), RuntimeError> {
     let proc_t = root.target(Path::new("proc"), Kind::Dir)?;
-    attach(&fresh("proc", MOUNT_NOEXEC)?, Path::new("/proc"), Some(&proc_t.0), "/proc")?;
+    attach(&fresh("proc", KERNEL_FS)?, Path::new("/proc"), Some(&proc_t.0), "/proc")?;
     // Re-resolve: the handle now lands on the fresh procfs, not the
     // directory it covers; sub-paths go through its /proc/self/fd link.
     let base = root.target(Path::new("proc"), Kind::Dir)?;
@@ -510,7 +497,7 @@ fn mount_proc(root: &Root) -> Result<(), RuntimeError> {
 
 fn mount_sys(root: &Root, split: bool) -> Result<(), RuntimeError> {
     let t = root.target(Path::new("sys"), Kind::Dir)?;
-    match fresh("sysfs", MOUNT_NOEXEC | sys::MOUNT_ATTR_RDONLY) {
+    match fresh("sysfs", KERNEL_FS | sys::MOUNT_ATTR_RDONLY) {
         Ok(fd) => attach(&fd, Path::new("/sys"), Some(&t.0), "/sys"),
         Err(e) if split => Err(e),
         // The host's sysfs alone, not what is mounted below it.

@@ -669,8 +669,7 @@ pub static FILTER_NO_ADMIN: [SockFilter; LEN_NO_ADMIN] = build(false);
 
 /// The filter for a process with capability mask `caps`.
 pub fn for_caps(caps: u64) -> &'static [SockFilter] {
-    const CAP_SYS_ADMIN: u64 = 1 << 21;
-    if caps & CAP_SYS_ADMIN != 0 {
+    if caps & crate::caps::SYS_ADMIN != 0 {
         &FILTER
     } else {
         &FILTER_NO_ADMIN
@@ -768,8 +767,7 @@ impl Policy {
     /// [`Policy::filter`], or why the policy cannot be compiled (a list
     /// so scattered that the program outgrows its jumps).
     pub fn try_filter(&self, caps: u64) -> Result<std::borrow::Cow<'static, [SockFilter]>, String> {
-        const CAP_SYS_ADMIN: u64 = 1 << 21;
-        let admin = caps & CAP_SYS_ADMIN != 0;
+        let admin = caps & crate::caps::SYS_ADMIN != 0;
         if self.allow.is_empty() && self.deny.is_empty() {
             return Ok(std::borrow::Cow::Borrowed(for_caps(caps)));
         }

@@ -63,6 +63,15 @@ pub enum BindMount {
     },
 }
 
+impl BindMount {
+    /// Where it goes in the container.
+    pub fn dst(&self) -> &std::path::Path {
+        match self {
+            BindMount::Bind { dst, .. } | BindMount::Tmpfs { dst, .. } | BindMount::Overlay { dst, .. } => dst,
+        }
+    }
+}
+
 /// How `/etc/resolv.conf` is provided (`--resolv-conf`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ResolvConf {

@@ -408,27 +408,20 @@ fn mount_setattr(dirfd: libc::c_int, path: &std::ffi::CStr, flags: libc::c_int, 
     .map(|_| ())
 }
 
-/// `mount_setattr(path, AT_RECURSIVE)` setting `set` (MOUNT_ATTR_*)
-/// on the mount at `path` and every mount below it.
-pub fn mount_setattr_recursive(path: &std::path::Path, set: u64) -> io::Result<()> {
+/// `mount_setattr(path)` setting `set` (MOUNT_ATTR_*) on the mount at
+/// `path`, and on every mount below it when `recursive`.
+pub fn mount_setattr_path(path: &std::path::Path, set: u64, recursive: bool) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
     let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
-    mount_setattr(libc::AT_FDCWD, &c, libc::AT_RECURSIVE, &attr)
+    mount_setattr(libc::AT_FDCWD, &c, if recursive { libc::AT_RECURSIVE } else { 0 }, &attr)
 }
 
-/// `mount_setattr(path)` setting `set` on the mount at `path` alone.
-pub fn mount_setattr_one(path: &std::path::Path, set: u64) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
-    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
-    mount_setattr(libc::AT_FDCWD, &c, 0, &attr)
-}
-
-/// MOUNT_ATTR_RDONLY, NOSUID and NODEV for [`mount_setattr_recursive`].
+/// MOUNT_ATTR_RDONLY, NOSUID, NODEV and NOEXEC for the `mount_setattr` calls.
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
 /// setns(2) into several namespaces of the process `pidfd` refers to at
 /// once (a pidfd names one process, so a reused pid cannot redirect it).

@@ -74,8 +74,10 @@ fn users_lease(store: &Store, mode: PrivateUsers, machine: Option<&str>) -> Resu
         PrivateUsers::Fixed(r) => Ok(Some(Lease::fixed(r)?)),
         PrivateUsers::Pick => {
             let rec = machine.and_then(|m| store.load_machine(m).ok());
-            let root = std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
-            let owner = rec.as_ref().map(|r| Owner { store: root.clone(), machine: r.name.clone() });
+            let owner = rec.as_ref().map(|r| Owner {
+                store: std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf()),
+                machine: r.name.clone(),
+            });
             let lease = userns::range::lease(rec.as_ref().and_then(|r| r.uid_base), owner.as_ref())?;
             if let Some(r) = rec.filter(|r| r.uid_base != Some(lease.range.base)) {
                 store.set_machine_uid_base(&r.name, Some(lease.range.base))?;
@@ -168,6 +170,8 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let mut machine_ro = false;
     let mut _attached = None;
     let mut _tree_lock = None;
+    // Whether a `-D` tree is written to (else it is only read).
+    let writes_tree = !a.ephemeral && !a.read_only && volatile == Volatile::No;
     let (rootfs, hostname) = if let Some(img) = &disk {
         let att = berth_store::import::disk::attach_root(img, a.read_only)?;
         let rootfs = Rootfs::Block {
@@ -186,8 +190,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         // One writer at a time, as systemd-nspawn locks a tree: two
         // containers writing one tree would each own its files (and a
         // shift of owners under a running one would pull them away).
-        let shared = a.ephemeral || a.read_only || volatile != Volatile::No;
-        _tree_lock = Some(lock_tree(&dir, shared)?);
+        _tree_lock = Some(lock_tree(&dir, !writes_tree)?);
         let h = default_hostname(&dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         (if a.ephemeral { tmp_overlay(vec![dir])? } else { Rootfs::Dir(dir) }, h)
     } else if let Some(name) = &a.machine {
@@ -294,7 +297,6 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         // A file the container's root makes is root's on disk (nothing is
         // shifted), so a setuid file it makes in a tree other users can
         // reach is a setuid-root file on the host.
-        let writes_tree = !a.ephemeral && !a.read_only && volatile == Volatile::No;
         let mut places: Vec<&Path> = a.directory.iter().filter(|_| writes_tree).map(PathBuf::as_path).collect();
         for m in &mounts {
             if let spec::BindMount::Overlay { upper: Some(u), readonly: false, .. } = m {

@@ -18,13 +18,18 @@ const SECRET: &str = "BERTH_TEST_SECRET=hunter2-caller-token";
 
 /// `berth run OPTS IMAGE /probe CHECKS…` with SECRET in berth's environment.
 fn probe(c: &Ctx, opts: &[&str], checks: &[&str]) -> String {
+    let (k, v) = SECRET.split_once('=').expect("secret");
+    probe_env(c, &[(k, v)], opts, checks)
+}
+
+/// `berth run OPTS IMAGE /probe CHECKS…` with `env` in berth's environment.
+fn probe_env(c: &Ctx, env: &[(&str, &str)], opts: &[&str], checks: &[&str]) -> String {
     let mut args: Vec<&str> = opts.to_vec();
     args.push(&c.image);
     args.push("/probe");
     args.extend_from_slice(checks);
     let (mut cmd, token) = c.command(&args);
-    let (k, v) = SECRET.split_once('=').expect("secret");
-    cmd.env(k, v);
+    cmd.envs(env.iter().copied());
     c.spawn_command(cmd, token, format!("berth run {}", args.join(" ")), false).wait().success().out()
 }
 
@@ -299,15 +304,7 @@ fn the_v1_devices_controller_holds_the_allow_list_alone() {
     // devices controller; BERTH_DEVICES_CGROUP=v1 takes that path here
     // (under a slice no device program is attached to).
     let c = Ctx::probe();
-    let run = |opts: &[&str], checks: &[&str]| {
-        let mut args: Vec<&str> = opts.to_vec();
-        args.push(&c.image);
-        args.push("/probe");
-        args.extend_from_slice(checks);
-        let (mut cmd, token) = c.command(&args);
-        cmd.env("BERTH_DEVICES_CGROUP", "v1");
-        c.spawn_command(cmd, token, format!("berth run {}", args.join(" ")), false).wait().success().out()
-    };
+    let run = |opts: &[&str], checks: &[&str]| probe_env(&c, &[("BERTH_DEVICES_CGROUP", "v1")], opts, checks);
     let out = run(
         &["--private-users=no", "--capability", "sys_admin,mknod"],
         &["tmpfs-mknod:/tmp/devs", "open-rw:/dev/null"],

@@ -107,7 +107,9 @@ impl HostMounts {
     /// Opens and mounts what `spec` names, on the host side.
     pub fn prepare(spec: &RunSpec) -> Result<HostMounts, RuntimeError> {
         let Some(rootfs) = &spec.rootfs else { return Err(RuntimeError::Invalid("no root filesystem given".into())) };
-        let writable = matches!(spec.volatile, Volatile::No | Volatile::State);
+        // An upper directory where the root is written through (a
+        // volatile root writes to a tmpfs of its own instead).
+        let with_upper = matches!(spec.volatile, Volatile::No | Volatile::State);
         if spec.users.is_some() && spec.ownership == Ownership::Chown && !matches!(rootfs, Rootfs::Dir(_)) {
             return Err(RuntimeError::Invalid(
                 "--private-users-ownership=chown works on a directory tree (-D, a machine without an image): \
@@ -124,7 +126,7 @@ impl HostMounts {
             }
             Rootfs::Overlay { lowers, upper, work } => {
                 let lowers = lowers.iter().map(|l| layer(l)).collect::<Result<Vec<_>, _>>()?;
-                let upper = if writable {
+                let upper = if with_upper {
                     let (Some(dir), Some(u), Some(w)) = (upper.parent(), upper.file_name(), work.file_name()) else {
                         return Err(RuntimeError::Invalid(format!("bad overlay upper {}", upper.display())));
                     };
@@ -142,7 +144,7 @@ impl HostMounts {
                 RootMount::Overlay { lowers, upper }
             }
             Rootfs::Block { device, fstype, read_only } => {
-                RootMount::Tree(block(device, fstype, *read_only || !writable)?)
+                RootMount::Tree(block(device, fstype, *read_only || !with_upper)?)
             }
         };
         let mut user = Vec::new();
@@ -302,6 +304,20 @@ impl HostMounts {
     }
 }
 
+/// A new detached mount of `fstype` with `options` (a value, or `None`
+/// for a flag) and `attrs` (MOUNT_ATTR_*).
+pub(crate) fn detached(fstype: &str, options: &[(&str, Option<&str>)], attrs: u64) -> Result<OwnedFd, Errno> {
+    let fs = m::fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for (key, value) in options {
+        match value {
+            Some(v) => m::fsconfig_set_string(&fs, *key, *v)?,
+            None => m::fsconfig_set_flag(&fs, *key)?,
+        }
+    }
+    m::fsconfig_create(&fs)?;
+    m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::from_bits_retain(attrs as _))
+}
+
 /// Whether `e` from `MOUNT_ATTR_IDMAP` means the filesystem has no idmap
 /// support (rather than a failure worth reporting).
 fn unmappable(e: &std::io::Error) -> bool {
@@ -322,14 +338,8 @@ pub enum Devices {
 }
 
 fn shifted_nodes(spec: &RunSpec, base: u32) -> Result<OwnedFd, RuntimeError> {
-    let fs = m::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(err("fsopen tmpfs"))?;
-    let run = || -> Result<OwnedFd, Errno> {
-        m::fsconfig_set_string(&fs, "mode", "0755")?;
-        m::fsconfig_set_string(&fs, "size", "64k")?;
-        m::fsconfig_create(&fs)?;
-        m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_NOSUID)
-    };
-    let t = run().map_err(err("mounting a tmpfs for --device nodes"))?;
+    let t = detached("tmpfs", &[("mode", Some("0755")), ("size", Some("64k"))], sys::MOUNT_ATTR_NOSUID)
+        .map_err(err("mounting a tmpfs for --device nodes"))?;
     let shift = |id: u32| if id < super::range::SIZE { base + id } else { base + super::range::SIZE - 2 };
     for (i, d) in spec.devices.iter().enumerate() {
         let st = rustix::fs::stat(&d.host).map_err(err(format!("--device {}", d.host.display())))?;
@@ -353,36 +363,21 @@ fn shifted_nodes(spec: &RunSpec, base: u32) -> Result<OwnedFd, RuntimeError> {
 }
 
 fn sysfs() -> Result<OwnedFd, RuntimeError> {
-    let run = || -> Result<OwnedFd, Errno> {
-        let fs = m::fsopen("sysfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
-        m::fsconfig_create(&fs)?;
-        let attrs = MountAttrFlags::MOUNT_ATTR_RDONLY
-            | MountAttrFlags::MOUNT_ATTR_NOSUID
-            | MountAttrFlags::MOUNT_ATTR_NODEV
-            | MountAttrFlags::MOUNT_ATTR_NOEXEC;
-        m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
-    };
-    run().map_err(err("mounting a sysfs for the container"))
+    let attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
+    detached("sysfs", &[], attrs).map_err(err("mounting a sysfs for the container"))
 }
 
 /// A disk image's filesystem, mounted here as a detached mount (nodev;
 /// read-only when asked): opening the device happens on the host side,
 /// outside the container's device allow-list.
 fn block(device: &Path, fstype: &str, ro: bool) -> Result<OwnedFd, RuntimeError> {
-    let run = || -> Result<OwnedFd, Errno> {
-        let fs = m::fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC)?;
-        m::fsconfig_set_string(&fs, "source", device)?;
-        if ro {
-            m::fsconfig_set_flag(&fs, "ro")?;
-        }
-        m::fsconfig_create(&fs)?;
-        let mut attrs = MountAttrFlags::MOUNT_ATTR_NODEV;
-        if ro {
-            attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
-        }
-        m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+    let source = device.to_string_lossy();
+    let (options, attrs) = if ro {
+        (vec![("source", Some(source.as_ref())), ("ro", None)], sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_RDONLY)
+    } else {
+        (vec![("source", Some(source.as_ref()))], sys::MOUNT_ATTR_NODEV)
     };
-    run().map_err(err(format!("mounting {} ({fstype})", device.display())))
+    detached(fstype, &options, attrs).map_err(err(format!("mounting {} ({fstype})", device.display())))
 }
 
 /// `--overlay`/`--overlay-ro`: its layers and upper opened here, to be

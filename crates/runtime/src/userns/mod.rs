@@ -17,6 +17,21 @@ pub mod range;
 
 pub use range::{IdRange, Lease, Owner};
 
+/// Writes `line` to `PREFIX/uid_map` and `PREFIX/gid_map` (a process's
+/// /proc directory, relative to `dir`).
+pub(crate) fn write_maps(dir: impl rustix::fd::AsFd, prefix: &str, line: &str) -> rustix::io::Result<()> {
+    for f in ["uid_map", "gid_map"] {
+        let fd = rustix::fs::openat(
+            &dir,
+            format!("{prefix}/{f}"),
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        rustix::io::write(&fd, line.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// `--private-users`, with systemd-nspawn's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PrivateUsers {
