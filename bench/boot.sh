@@ -16,7 +16,7 @@
 #   PS_RUNS=30          timed `berth ps` runs (hyperfine -N)
 #   POLL_MS=50          readiness poll interval
 #   BOOT_TIMEOUT=60     seconds a boot may take before the run counts as failed
-#   BERTH=PATH          berth binary (default target/release/berth; rebuilt with
+#   BERTH=PATH          berth binary (default target/HOST/release/berth; rebuilt with
 #                       `cargo build --release -p berth` when missing or older
 #                       than the sources)
 #   BOOT_TREE=DIR       bootable tree (default: the test cache
@@ -43,7 +43,7 @@ PS_RUNS=${PS_RUNS:-30}
 POLL_MS=${POLL_MS:-50}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-60}
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BERTH=${BERTH:-$ROOT_DIR/target/release/berth}
+BERTH=${BERTH:-$ROOT_DIR/target/$HOST_TUPLE/release/berth}
 BENCH_CACHE=${BENCH_CACHE:-/var/cache/berth-bench}
 BENCH_TMP=${BENCH_TMP:-/var/tmp}
 ALL_TOOLS="berth nspawn"
@@ -116,7 +116,7 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- berth binary
 berth_ok=1
-if [[ $BERTH == "$ROOT_DIR/target/release/berth" ]]; then
+if [[ $BERTH == "$ROOT_DIR/target/$HOST_TUPLE/release/berth" ]]; then
     stale=
     if [[ ! -x $BERTH ]]; then
         stale="missing"

@@ -46,3 +46,7 @@ EOF
     done
     curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null || die "docker-registry did not answer on 127.0.0.1:$PORT"
 }
+
+# cargo builds for the host tuple (.cargo/config.toml): the default berth
+# binary is target/$HOST_TUPLE/release/berth.
+HOST_TUPLE=$(rustc --print host-tuple 2>/dev/null) || HOST_TUPLE=$(uname -m)-unknown-linux-gnu

@@ -15,7 +15,7 @@
 #                       the RUNS rounds (hyperfine --parameter-scan: one name per run)
 #   XZ_RUNS=1           timed runs of the xz export pair (xz -6 on one thread takes
 #                       about 75 s per run here)
-#   BERTH=PATH          berth binary (default target/release/berth; rebuilt with
+#   BERTH=PATH          berth binary (default target/HOST/release/berth; rebuilt with
 #                       `cargo build --release -p berth` when missing or older
 #                       than the sources)
 #   BENCH_CACHE=DIR     fixture cache shared with pull.sh (default /var/cache/berth-bench)
@@ -33,7 +33,7 @@ RUNS=${RUNS:-3}
 FAST_RUNS=${FAST_RUNS:-30}
 XZ_RUNS=${XZ_RUNS:-1}
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BERTH=${BERTH:-$ROOT_DIR/target/release/berth}
+BERTH=${BERTH:-$ROOT_DIR/target/$HOST_TUPLE/release/berth}
 BENCH_CACHE=${BENCH_CACHE:-/var/cache/berth-bench}
 BENCH_TMP=${BENCH_TMP:-/var/tmp}
 BTRFS_SIZE=${BTRFS_SIZE:-2G}
@@ -101,7 +101,7 @@ mark_failed() { # tool [status]
 
 # ---------------------------------------------------------------- berth binary
 berth_ok=1
-if [[ $BERTH == "$ROOT_DIR/target/release/berth" ]]; then
+if [[ $BERTH == "$ROOT_DIR/target/$HOST_TUPLE/release/berth" ]]; then
     stale=
     if [[ ! -x $BERTH ]]; then
         stale="missing"

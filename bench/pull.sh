@@ -8,7 +8,7 @@
 #
 # Environment:
 #   RUNS=3              timed runs per tool (hyperfine --runs)
-#   BERTH=PATH          berth binary (default target/release/berth; built
+#   BERTH=PATH          berth binary (default target/HOST/release/berth; built
 #                       with `cargo build --release -p berth` when missing)
 #   BENCH_CACHE=DIR     fixture cache (default /var/cache/berth-bench)
 #   BENCH_TMP=DIR       scratch parent dir (default /var/tmp)
@@ -23,7 +23,7 @@ trap 'printf "[bench] internal error: line %s exited %s\n" "$LINENO" "$?" >&2' E
 
 RUNS=${RUNS:-3}
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BERTH=${BERTH:-$ROOT_DIR/target/release/berth}
+BERTH=${BERTH:-$ROOT_DIR/target/$HOST_TUPLE/release/berth}
 BENCH_CACHE=${BENCH_CACHE:-/var/cache/berth-bench}
 BENCH_TMP=${BENCH_TMP:-/var/tmp}
 TOOLS=${TOOLS:-berth skopeo-umoci podman floor-gzip floor-pigz}
@@ -157,7 +157,7 @@ fi
 berth_ok=1
 if [[ " $TOOLS " == *" berth "* ]]; then
     if [[ ! -x $BERTH ]]; then
-        if [[ $BERTH == "$ROOT_DIR/target/release/berth" ]]; then
+        if [[ $BERTH == "$ROOT_DIR/target/$HOST_TUPLE/release/berth" ]]; then
             log "building berth (cargo build --release -p berth)"
             (cd "$ROOT_DIR" && cargo build --release -p berth) >"$WORK/cargo.log" 2>&1 || {
                 tail -n 20 "$WORK/cargo.log" >&2; log "berth build failed"; berth_ok=0; }

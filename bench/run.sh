@@ -12,7 +12,7 @@
 #   WARMUP=3            untimed runs before each hyperfine (hyperfine --warmup)
 #   ROUNDS=3            interleaved rounds (each tool runs RUNS/ROUNDS per round)
 #   PARALLEL=50         containers started at once in the parallel check
-#   BERTH=PATH          berth binary (default target/release/berth; rebuilt with
+#   BERTH=PATH          berth binary (default target/HOST/release/berth; rebuilt with
 #                       `cargo build --release -p berth` when missing or older
 #                       than the sources)
 #   BENCH_CACHE=DIR     fixture cache shared with pull.sh (default /var/cache/berth-bench)
@@ -28,7 +28,7 @@ WARMUP=${WARMUP:-3}
 ROUNDS=${ROUNDS:-3}
 PARALLEL=${PARALLEL:-50}
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BERTH=${BERTH:-$ROOT_DIR/target/release/berth}
+BERTH=${BERTH:-$ROOT_DIR/target/$HOST_TUPLE/release/berth}
 BENCH_CACHE=${BENCH_CACHE:-/var/cache/berth-bench}
 BENCH_TMP=${BENCH_TMP:-/var/tmp}
 ALL_TOOLS="berth-image berth-dir runc crun nspawn podman floor"
@@ -117,7 +117,7 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------- berth binary
 berth_ok=1
 if has_tool berth-image || has_tool berth-dir; then
-    if [[ $BERTH == "$ROOT_DIR/target/release/berth" ]]; then
+    if [[ $BERTH == "$ROOT_DIR/target/$HOST_TUPLE/release/berth" ]]; then
         stale=
         if [[ ! -x $BERTH ]]; then
             stale="missing"

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (berth mounts and owns files)" >&2; exit 1; }
 bash scripts/deps.sh
 cargo build --release -q -p berth
-berth=$PWD/target/release/berth
+berth=$PWD/target/$(rustc --print host-tuple)/release/berth
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cleanup() { mountpoint -q "$work/mnt" && umount "$work/mnt"; [ -n "${reg:-}" ] && kill "$reg" 2>/dev/null; rm -rf "$work"; }
