@@ -242,6 +242,43 @@ fn a_tree_has_one_writer_and_given_ranges_stay_clear_of_running_ones() {
     c.run(&["-D", &t, "/bin/true"]).success();
 }
 
+#[test]
+fn ranges_systemd_nspawn_holds_are_passed_by_and_berth_s_are_locked_for_it() {
+    let c = Ctx::busybox();
+    // A slot far above what the other tests pick, held the way
+    // systemd-nspawn -U holds the range it picked.
+    let base = 0x6000_0000u64;
+    let dir = Path::new("/run/systemd/nspawn-uid");
+    std::fs::create_dir_all(dir).expect("nspawn's lock dir");
+    let lock = dir.join(base.to_string());
+    let lock_s = s(&lock);
+    use std::os::unix::process::CommandExt;
+    let mut nspawn = std::process::Command::new("flock")
+        .args(["-n", "-o", &lock_s, "sleep", "60"])
+        .process_group(0)
+        .spawn()
+        .expect("flock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::process::Command::new("flock").args(["-n", &lock_s, "true"]).status().expect("flock").success() {
+        assert!(Instant::now() < deadline, "flock did not take {lock_s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let refused = c.berth.run(["run", &format!("--private-users={base}:65536"), &c.image, "/bin/true"]);
+    assert!(!refused.status.success() && refused.stderr.contains("systemd-nspawn"), "{refused:?}");
+    // flock and its sleep both go.
+    let group = rustix::process::Pid::from_raw(nspawn.id() as i32).expect("pid");
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    let _ = nspawn.wait();
+    // Free again; while berth's container runs, nspawn finds it locked.
+    let given = format!("--private-users={base}:65536");
+    let mut ours = c.spawn(&[&given, &c.image, "/bin/sh", "-c", "echo up; sleep 30"]);
+    ours.wait_for_output("up", Duration::from_secs(20));
+    let held = std::process::Command::new("flock").args(["-n", &lock_s, "true"]).status().expect("flock");
+    assert!(!held.success(), "the range of a running berth container is locked for systemd-nspawn");
+    ours.signal(rustix::process::Signal::TERM);
+    ours.wait();
+}
+
 /// The host pid of a process of the container under a running `berth run`.
 fn first_leader(r: &crate::harness::container::Running<'_>) -> u32 {
     let procs = crate::harness::container::processes_with_token(&r.token);

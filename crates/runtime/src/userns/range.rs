@@ -12,6 +12,12 @@
 //! removed or renamed machine frees it without a step of its own). A
 //! machine asks for its slot again and gets another one only if a
 //! running container holds it (idmapped mounts make a move free).
+//!
+//! systemd-nspawn picks its `-U` ranges from the same span and locks them
+//! on `/run/systemd/nspawn-uid/BASE`: berth takes that lock too for every
+//! slot it uses and passes by a slot nspawn holds, so the two never share
+//! IDs. Like nspawn, it also passes by a slot where `/etc/passwd` or
+//! `/etc/group` names an ID.
 
 use crate::RuntimeError;
 use rustix::fs::{flock, FlockOperation, Mode, OFlags};
@@ -59,21 +65,23 @@ impl Lease {
     /// container holds one of them.
     pub fn fixed(range: IdRange) -> Result<Lease, RuntimeError> {
         let dir = lock_dir();
+        let nspawn = nspawn_dir();
         let (start, end) = (range.base as u64, range.base as u64 + range.count as u64);
         let mut locks = Vec::new();
         let mut slot = (start.max(FIRST as u64) / SIZE as u64) * SIZE as u64;
         while slot < end.min(END as u64) {
             std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::sys(format!("creating {}", dir.display()), e))?;
-            match lock_slot(&dir, slot as u32)? {
-                Some(fd) => locks.push(fd),
-                None => {
-                    return Err(RuntimeError::Invalid(format!(
-                    "--private-users={}:{}: a running container holds host IDs {slot}..{} of it; pick another range",
+            let busy = |who: &str| {
+                RuntimeError::Invalid(format!(
+                    "--private-users={}:{}: {who} holds host IDs {slot}..{} of it; pick another range",
                     range.base,
                     range.count,
                     slot + SIZE as u64 - 1
-                )))
-                }
+                ))
+            };
+            locks.push(lock_slot(&dir, slot as u32)?.ok_or_else(|| busy("a running container"))?);
+            if let Some(n) = &nspawn {
+                locks.push(lock_slot(n, slot as u32)?.ok_or_else(|| busy("a systemd-nspawn container"))?);
             }
             slot += SIZE as u64;
         }
@@ -85,6 +93,21 @@ impl Lease {
 /// the host (a second place would hand out the same IDs twice).
 pub fn lock_dir() -> PathBuf {
     PathBuf::from("/var/lib/berth-userns")
+}
+
+/// Where systemd-nspawn locks the ranges it picks, when there is one:
+/// without `/run/systemd` nspawn cannot lock (nor pick) a range either.
+fn nspawn_dir() -> Option<PathBuf> {
+    let dir = Path::new("/run/systemd/nspawn-uid");
+    if !dir.parent().is_some_and(Path::is_dir) {
+        return None;
+    }
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+        Ok(()) => Some(dir.to_path_buf()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Some(dir.to_path_buf()),
+        Err(_) => None,
+    }
 }
 
 /// The machine a slot is reserved for.
@@ -128,6 +151,12 @@ pub fn parse_subids(text: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// `(id, 1)` for every ID in `/etc/passwd`- or `/etc/group`-style text
+/// (pure): the third field of each line.
+pub fn parse_db_ids(text: &str) -> Vec<(u64, u64)> {
+    text.lines().filter_map(|l| Some((l.split(':').nth(2)?.trim().parse().ok()?, 1))).collect()
+}
+
 /// Every slot berth may use, in order, without the ones in `reserved`
 /// (pure).
 pub fn slots(reserved: &[(u64, u64)]) -> impl Iterator<Item = IdRange> + '_ {
@@ -137,11 +166,19 @@ pub fn slots(reserved: &[(u64, u64)]) -> impl Iterator<Item = IdRange> + '_ {
         .filter(move |r| !reserved.iter().any(|&(s, c)| r.overlaps(s, c)))
 }
 
-/// The host's sub-ID ranges, which berth keeps clear of.
+/// The host's sub-ID ranges and the IDs of its users and groups, which
+/// berth keeps clear of.
 fn host_reserved() -> Vec<(u64, u64)> {
     let mut v = Vec::new();
     for f in ["/etc/subuid", "/etc/subgid"] {
         v.extend(parse_subids(&std::fs::read_to_string(f).unwrap_or_default()));
+    }
+    for f in ["/etc/passwd", "/etc/group"] {
+        v.extend(
+            parse_db_ids(&std::fs::read_to_string(f).unwrap_or_default())
+                .into_iter()
+                .filter(|&(id, _)| id >= FIRST as u64),
+        );
     }
     v
 }
@@ -152,10 +189,12 @@ fn host_reserved() -> Vec<(u64, u64)> {
 pub fn lease(preferred: Option<u32>, owner: Option<&Owner>) -> Result<Lease, RuntimeError> {
     let dir = lock_dir();
     std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::sys(format!("creating {}", dir.display()), e))?;
+    let nspawn = nspawn_dir();
+    let nspawn = nspawn.as_deref();
     let reserved = host_reserved();
     let valid = |b: u32| (FIRST..END).contains(&b) && b.is_multiple_of(SIZE) && slots(&reserved).any(|r| r.base == b);
     if let Some(p) = preferred.filter(|p| valid(*p)) {
-        if let Some(l) = try_slot(&dir, p, owner)? {
+        if let Some(l) = try_slot(&dir, nspawn, p, owner)? {
             return Ok(l);
         }
     }
@@ -163,7 +202,7 @@ pub fn lease(preferred: Option<u32>, owner: Option<&Owner>) -> Result<Lease, Run
         if Some(r.base) == preferred {
             continue;
         }
-        if let Some(l) = try_slot(&dir, r.base, owner)? {
+        if let Some(l) = try_slot(&dir, nspawn, r.base, owner)? {
             return Ok(l);
         }
     }
@@ -184,9 +223,15 @@ fn lock_slot(dir: &Path, base: u32) -> Result<Option<OwnedFd>, RuntimeError> {
     }
 }
 
-/// Locks slot `base` unless a running container holds it or another
-/// machine has it reserved; records `owner`'s reservation.
-fn try_slot(dir: &Path, base: u32, owner: Option<&Owner>) -> Result<Option<Lease>, RuntimeError> {
+/// Locks slot `base` unless a running container (berth's, or nspawn's in
+/// `nspawn`) holds it or another machine has it reserved; records
+/// `owner`'s reservation.
+fn try_slot(
+    dir: &Path,
+    nspawn: Option<&Path>,
+    base: u32,
+    owner: Option<&Owner>,
+) -> Result<Option<Lease>, RuntimeError> {
     let Some(fd) = lock_slot(dir, base)? else { return Ok(None) };
     let e = |what: &'static str| {
         let p = dir.join(base.to_string());
@@ -200,12 +245,20 @@ fn try_slot(dir: &Path, base: u32, owner: Option<&Owner>) -> Result<Option<Lease
             return Ok(None); // another machine's, stopped
         }
     }
+    let mut locks = vec![fd];
+    if let Some(n) = nspawn {
+        match lock_slot(n, base)? {
+            Some(l) => locks.push(l),
+            None => return Ok(None), // a systemd-nspawn container's
+        }
+    }
+    let fd = &locks[0];
     if current.as_ref() != owner || (owner.is_none() && n > 0) {
         let body = owner.map(Owner::encode).unwrap_or_default();
-        rustix::fs::ftruncate(&fd, 0).map_err(e("writing"))?;
-        rustix::io::pwrite(&fd, &body, 0).map_err(e("writing"))?;
+        rustix::fs::ftruncate(fd, 0).map_err(e("writing"))?;
+        rustix::io::pwrite(fd, &body, 0).map_err(e("writing"))?;
     }
-    Ok(Some(Lease { range: IdRange { base, count: SIZE }, _locks: vec![fd] }))
+    Ok(Some(Lease { range: IdRange { base, count: SIZE }, _locks: locks }))
 }
 
 #[cfg(test)]
@@ -227,22 +280,43 @@ mod tests {
     fn a_held_slot_is_not_handed_out_twice() {
         let dir = std::env::temp_dir().join(format!("berth-userns-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let a = try_slot(&dir, FIRST, None).unwrap().expect("free");
+        let a = try_slot(&dir, None, FIRST, None).unwrap().expect("free");
         // flock is per open file description: a second open conflicts.
-        assert!(try_slot(&dir, FIRST, None).unwrap().is_none());
+        assert!(try_slot(&dir, None, FIRST, None).unwrap().is_none());
         drop(a);
-        assert!(try_slot(&dir, FIRST, None).unwrap().is_some());
+        assert!(try_slot(&dir, None, FIRST, None).unwrap().is_some());
         // A reservation holds while the machine's record names the slot.
         let store = dir.join("store");
         let mdir = store.join("machines/m");
         std::fs::create_dir_all(&mdir).unwrap();
         std::fs::write(mdir.join("machine.json"), format!("{{\"uid_base\": {FIRST}}}")).unwrap();
         let owner = Owner { store: store.clone(), machine: "m".into() };
-        drop(try_slot(&dir, FIRST, Some(&owner)).unwrap().expect("free for m"));
-        assert!(try_slot(&dir, FIRST, None).unwrap().is_none(), "reserved for m");
-        assert!(try_slot(&dir, FIRST, Some(&owner)).unwrap().is_some(), "m's own");
+        drop(try_slot(&dir, None, FIRST, Some(&owner)).unwrap().expect("free for m"));
+        assert!(try_slot(&dir, None, FIRST, None).unwrap().is_none(), "reserved for m");
+        assert!(try_slot(&dir, None, FIRST, Some(&owner)).unwrap().is_some(), "m's own");
         std::fs::remove_dir_all(&mdir).unwrap();
-        assert!(try_slot(&dir, FIRST, None).unwrap().is_some(), "m is gone: free again");
+        assert!(try_slot(&dir, None, FIRST, None).unwrap().is_some(), "m is gone: free again");
+        // A slot systemd-nspawn holds is passed by; one berth holds is
+        // locked for nspawn too.
+        let nspawn = dir.join("nspawn-uid");
+        std::fs::create_dir_all(&nspawn).unwrap();
+        let theirs = lock_slot(&nspawn, FIRST).unwrap().expect("free");
+        assert!(try_slot(&dir, Some(&nspawn), FIRST, None).unwrap().is_none(), "nspawn's");
+        drop(theirs);
+        let ours = try_slot(&dir, Some(&nspawn), FIRST, None).unwrap().expect("free again");
+        assert!(lock_slot(&nspawn, FIRST).unwrap().is_none(), "locked for nspawn while berth holds it");
+        drop(ours);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn user_and_group_ids_are_read_from_the_third_field() {
+        let ids =
+            parse_db_ids("root:x:0:0:root:/root:/bin/sh\nsvc:x:600000:600000::/:/bin/false\nbroken\nwheel:x:10:\n");
+        assert_eq!(ids, vec![(0, 1), (600000, 1), (10, 1)]);
+        let first: Vec<u32> = slots(&ids).take(1).map(|r| r.base).collect();
+        // 600000 lies in 0x90000..0xA0000 (589824..655360).
+        assert_eq!(slots(&[(600000, 1)]).nth(1).map(|r| r.base), Some(0xA0000));
+        assert_eq!(first, vec![0x80000]);
     }
 }
