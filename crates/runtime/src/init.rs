@@ -8,10 +8,9 @@ use crate::spec::RunSpec;
 use crate::sys::{self, Exit};
 use crate::{caps, rootfs, users, RuntimeError};
 use rustix::fd::{AsRawFd, OwnedFd};
+use std::ffi::CString;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
 
 /// Exit status for "berth could not set the container up".
 pub const SETUP_FAILED: i32 = 125;
@@ -211,22 +210,36 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
     if !std::path::Path::new(&cwd).is_dir() {
         return Err((SETUP_FAILED, format!("working directory {cwd} does not exist in the container")));
     }
-    let mut cmd = Command::new(arg0);
-    cmd.args(&spec.args[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v))).current_dir(&cwd);
-    let ctty_fd = match &ctx.tty {
-        Some(tty) => {
-            crate::pty::attach(&mut cmd, tty, ctx.tty_fds).map_err(|e| fail(RuntimeError::sys("console", e)))?
-        }
-        None => 0,
+    let c = |what: &str, v: &str| CString::new(v).map_err(|_| (SETUP_FAILED, format!("{what} {v:?} holds a NUL byte")));
+    let argv = spec.args.iter().map(|a| c("argument", a)).collect::<Result<Vec<_>, _>>()?;
+    let envp = env.iter().map(|(k, v)| c("environment entry", &format!("{k}={v}"))).collect::<Result<Vec<_>, _>>()?;
+    // The PATH search happens here, with the command's own PATH: the
+    // child only tries the files in order, as execvp would.
+    let paths = if arg0.contains('/') {
+        vec![c("command", arg0)?]
+    } else {
+        let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or_default();
+        path.split(':')
+            .map(|d| format!("{}/{arg0}", if d.is_empty() { "." } else { d }))
+            .filter_map(|p| CString::new(p).ok())
+            .collect()
     };
+    let (stdio, ctty) = match &ctx.tty {
+        Some(tty) => {
+            let fd = tty.as_raw_fd();
+            let which = ctx.tty_fds;
+            (which.map(|b| b.then_some(fd)), Some(which.iter().position(|b| *b).unwrap_or(0) as i32))
+        }
+        None => ([None; 3], None),
+    };
+    let plan = sys::Spawn { paths, argv, envp, cwd: c("working directory", &cwd)?, stdio, pass: ctx.pass_fds, ctty };
     let creds = user
         .as_ref()
         .map(|u| crate::creds::Creds { uid: u.uid, gid: u.gid, groups: u.groups.clone() })
         .unwrap_or_else(crate::creds::Creds::root);
-    let (mask, is_tty, seccomp) = (ctx.caps, ctx.tty.is_some(), !spec.no_seccomp);
-    let pass = ctx.pass_fds;
+    let (mask, seccomp) = (ctx.caps, !spec.no_seccomp);
     // PID 1 takes the command's user, groups, capabilities, no_new_privs
-    // and seccomp filter itself, then forks the command, which inherits
+    // and seccomp filter itself, then starts the command, which inherits
     // them: at no moment does PID 1 hold more than the command, and the
     // command has nothing to gain from it. Its argv and environment (the
     // caller's, host paths and tokens) are gone before the command starts.
@@ -236,26 +249,11 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
     crate::creds::become_user(&creds, mask, true, filter.as_deref())
         .map_err(|e| fail(RuntimeError::sys("taking the container's user and privileges", e)))?;
     die_with_berth(&ctx.sync);
-    // SAFETY of the closure: it runs between fork and exec in a
-    // single-threaded child and only makes system calls (no allocation).
-    unsafe {
-        cmd.pre_exec(move || {
-            sys::unblock_all();
-            sys::pass_fds(pass)?;
-            if is_tty {
-                rustix::process::setsid()?;
-                sys::set_controlling_tty(ctty_fd)?;
-            }
-            Ok(())
-        });
-    }
-    match cmd.spawn() {
-        Ok(child) => Ok((child.id() as libc::pid_t, creds.uid == 0)),
-        Err(e) => Err(match e.kind() {
-            std::io::ErrorKind::NotFound => (127, format!("command {arg0:?} not found in the container")),
-            std::io::ErrorKind::PermissionDenied => {
-                (126, format!("command {arg0:?} is not executable in the container"))
-            }
+    match sys::spawn(&plan) {
+        Ok(pid) => Ok((pid, creds.uid == 0)),
+        Err(e) => Err(match e.raw_os_error() {
+            Some(libc::ENOENT) => (127, format!("command {arg0:?} not found in the container")),
+            Some(libc::EACCES) => (126, format!("command {arg0:?} is not executable in the container")),
             _ => (126, format!("cannot run {arg0:?} in the container: {e}")),
         }),
     }

@@ -4,6 +4,9 @@
 
 use std::io;
 
+mod spawn;
+pub use spawn::{spawn, Spawn};
+
 fn check(r: libc::c_long) -> io::Result<libc::c_long> {
     if r < 0 {
         Err(io::Error::last_os_error())
