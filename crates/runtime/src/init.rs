@@ -210,13 +210,21 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
     if !std::path::Path::new(&cwd).is_dir() {
         return Err((SETUP_FAILED, format!("working directory {cwd} does not exist in the container")));
     }
+    // One entry per name, the later one winning (socket activation's
+    // LISTEN_* over `-E` ones), as std's Command had it.
+    let mut seen = std::collections::HashSet::new();
+    let mut env: Vec<(String, String)> = env.into_iter().rev().filter(|(k, _)| seen.insert(k.clone())).collect();
+    env.reverse();
     let c = |what: &str, v: &str| CString::new(v).map_err(|_| (SETUP_FAILED, format!("{what} {v:?} holds a NUL byte")));
     let argv = spec.args.iter().map(|a| c("argument", a)).collect::<Result<Vec<_>, _>>()?;
     let envp = env.iter().map(|(k, v)| c("environment entry", &format!("{k}={v}"))).collect::<Result<Vec<_>, _>>()?;
     // The PATH search happens here, with the command's own PATH: the
     // child only tries the files in order, as execvp would.
-    let paths = if arg0.contains('/') {
+    let search = !arg0.contains('/');
+    let paths = if !search {
         vec![c("command", arg0)?]
+    } else if arg0.is_empty() {
+        Vec::new()
     } else {
         let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or_default();
         path.split(':')
@@ -232,7 +240,8 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
         }
         None => ([None; 3], None),
     };
-    let plan = sys::Spawn { paths, argv, envp, cwd: c("working directory", &cwd)?, stdio, pass: ctx.pass_fds, ctty };
+    let plan =
+        sys::Spawn { paths, search, argv, envp, cwd: c("working directory", &cwd)?, stdio, pass: ctx.pass_fds, ctty };
     let creds = user
         .as_ref()
         .map(|u| crate::creds::Creds { uid: u.uid, gid: u.gid, groups: u.groups.clone() })

@@ -120,3 +120,41 @@ fn image_without_entrypoint_or_cmd_needs_a_command() {
     let o = c.run(&[&img, "echo", "given"]).success();
     assert_eq!(o.out(), "given\n", "{}", o.describe());
 }
+
+#[test]
+fn the_command_starts_with_default_signals_and_scripts_without_a_shebang_run() {
+    let c = Ctx::busybox();
+    // berth itself ignores SIGPIPE (Rust's runtime does); an ignored
+    // signal stays ignored across exec, so the command must get it back
+    // at its default, or `yes | head` pipelines never end by SIGPIPE.
+    let o = c.run_image(&[], &["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]).success().out();
+    let mask = |name: &str| {
+        let l = o.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {o}"));
+        u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("x"), 16).expect("mask")
+    };
+    assert_eq!(mask("SigBlk:"), 0, "no signal blocked:\n{o}");
+    assert_eq!(mask("SigIgn:") & (1 << (libc_sigpipe() - 1)), 0, "SIGPIPE is not ignored:\n{o}");
+    // As execvp: a file the kernel cannot execute runs as a shell script;
+    // a name not found is 127, a file that may not run 126.
+    let name = format!("scr{}", std::process::id());
+    c.run_image(
+        &["--name", &name],
+        &[
+            "/bin/sh",
+            "-c",
+            "printf 'echo from-script $1\\n' > /bin/noshebang; chmod +x /bin/noshebang; printf 'x' > /noexec",
+        ],
+    )
+    .success();
+    let o = c.run(&["-M", &name, "noshebang", "arg1"]).success().out();
+    assert_eq!(o.trim(), "from-script arg1");
+    let o = c.run(&["-M", &name, "/bin/noshebang", "arg2"]).success().out();
+    assert_eq!(o.trim(), "from-script arg2");
+    c.run(&["-M", &name, "no-such-command"]).status(127);
+    c.run(&["-M", &name, "/noexec"]).status(126);
+}
+
+/// SIGPIPE's number (13 on every Linux architecture).
+fn libc_sigpipe() -> u32 {
+    rustix::process::Signal::PIPE.as_raw() as u32
+}

@@ -15,8 +15,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 /// What [`spawn`]'s child needs, made ready by the caller: the child runs
 /// on the caller's memory until it execs (vfork), so it must not allocate.
 pub struct Spawn {
-    /// The files to try, in order (the `PATH` search done beforehand).
+    /// The files to try, in order: one for a name with a `/`, else one per
+    /// `PATH` entry (the search is done beforehand).
     pub paths: Vec<CString>,
+    /// Whether `paths` came from a `PATH` search: a file that is missing
+    /// (or a directory that is not one) moves on to the next, as in execvp.
+    pub search: bool,
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
     pub cwd: CString,
@@ -34,7 +38,11 @@ pub struct Spawn {
 /// before the clone.
 struct Shared {
     paths: Vec<*const libc::c_char>,
+    search: bool,
     argv: Vec<*const libc::c_char>,
+    /// Per path, `/bin/sh PATH ARGS…`: a file without `#!` that the kernel
+    /// refuses (ENOEXEC) runs as a shell script, as execvp does.
+    sh_argv: Vec<Vec<*const libc::c_char>>,
     envp: Vec<*const libc::c_char>,
     cwd: *const libc::c_char,
     stdio: [Option<RawFd>; 3],
@@ -44,17 +52,28 @@ struct Shared {
     err: AtomicI32,
 }
 
+const SH: &std::ffi::CStr = c"/bin/sh";
+/// The child's stack, above one guard page.
+const STACK: usize = 64 * 1024;
+const GUARD: usize = 4096;
+
 /// Starts `s` as a child process that shares this one's memory until it
 /// execs (`clone(CLONE_VM | CLONE_VFORK)`, what posix_spawn does): no copy
 /// of this process's page tables and no copy-on-write faults afterwards,
 /// which a fork of the init would cost on every start. Returns the pid;
 /// an error if any step before the exec failed (the child is reaped).
 pub fn spawn(s: &Spawn) -> io::Result<libc::pid_t> {
-    let nul = |v: &Vec<CString>| v.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
+    let nul = |v: &mut dyn Iterator<Item = *const libc::c_char>| v.chain([std::ptr::null()]).collect::<Vec<_>>();
     let shared = Shared {
         paths: s.paths.iter().map(|c| c.as_ptr()).collect(),
-        argv: nul(&s.argv),
-        envp: nul(&s.envp),
+        search: s.search,
+        argv: nul(&mut s.argv.iter().map(|c| c.as_ptr())),
+        sh_argv: s
+            .paths
+            .iter()
+            .map(|p| nul(&mut [SH.as_ptr(), p.as_ptr()].into_iter().chain(s.argv.iter().skip(1).map(|c| c.as_ptr()))))
+            .collect(),
+        envp: nul(&mut s.envp.iter().map(|c| c.as_ptr())),
         cwd: s.cwd.as_ptr(),
         stdio: s.stdio,
         pass: s.pass,
@@ -64,19 +83,41 @@ pub fn spawn(s: &Spawn) -> io::Result<libc::pid_t> {
     if shared.paths.is_empty() {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
     }
-    // The child's stack: it only makes system calls through libc.
-    let mut stack = vec![0u8; 64 * 1024];
-    // SAFETY: the stack grows down from the end of `stack`, 16-byte
-    // aligned; it outlives the child's use of it, because CLONE_VFORK
-    // suspends this thread until the child has execed or exited, and
-    // nothing else runs in this process (the init is single-threaded).
-    // The child only reads `shared` (kept alive by the same suspension)
-    // and writes its atomic `err`; it calls async-signal-safe libc
-    // wrappers only, never allocates and never returns into Rust code of
-    // this process's stack.
+    // SAFETY: a fresh private anonymous mapping, ours alone; its lowest
+    // page is made inaccessible so that an overflow of the child's stack
+    // faults instead of writing over this process's memory.
+    let base = unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            STACK + GUARD,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::mprotect(p, GUARD, libc::PROT_NONE) != 0 {
+            let e = io::Error::last_os_error();
+            libc::munmap(p, STACK + GUARD);
+            return Err(e);
+        }
+        p
+    };
+    // SAFETY: the stack grows down from the end of the mapping (page
+    // aligned, so 16-byte aligned); it outlives the child's use of it,
+    // because CLONE_VFORK suspends this thread until the child has execed
+    // or exited, and nothing else runs in this process (the init is
+    // single-threaded). The child only reads `shared` (kept alive by the
+    // same suspension) and writes its atomic `err`; it calls
+    // async-signal-safe libc wrappers only, never allocates and never
+    // returns into Rust code of this process's stack. Without
+    // CLONE_SETTLS it shares this thread's TLS, so its errno writes land
+    // in ours: harmless, since this thread is suspended meanwhile and reads
+    // errno after the clone only when the clone itself failed.
     let pid = unsafe {
-        let top = stack.as_mut_ptr().add(stack.len());
-        let top = top.sub(top as usize % 16);
+        let top = (base as *mut u8).add(STACK + GUARD);
         libc::clone(
             spawn_child,
             top as *mut libc::c_void,
@@ -84,8 +125,11 @@ pub fn spawn(s: &Spawn) -> io::Result<libc::pid_t> {
             &shared as *const Shared as *mut libc::c_void,
         )
     };
+    let clone_err = io::Error::last_os_error();
+    // SAFETY: the child is done with the stack (execed or exited).
+    unsafe { libc::munmap(base, STACK + GUARD) };
     if pid < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(clone_err);
     }
     match shared.err.load(Ordering::SeqCst) {
         0 => Ok(pid),
@@ -97,24 +141,40 @@ pub fn spawn(s: &Spawn) -> io::Result<libc::pid_t> {
     }
 }
 
+fn errno() -> libc::c_int {
+    io::Error::last_os_error().raw_os_error().filter(|e| *e != 0).unwrap_or(libc::EINVAL)
+}
+
 /// The child of [`spawn`]: a few system calls, then exec.
 extern "C" fn spawn_child(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` points at the parent's `Shared`, alive and unchanged
     // while this child runs (the parent is suspended by CLONE_VFORK).
     let s = unsafe { &*(arg as *const Shared) };
-    let fail = |s: &Shared| -> libc::c_int {
-        let e = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
-        s.err.store(if e == 0 { libc::EINVAL } else { e }, Ordering::SeqCst);
+    let fail = |s: &Shared, e: libc::c_int| -> libc::c_int {
+        s.err.store(e, Ordering::SeqCst);
         127
     };
-    // SAFETY (every call below): plain system calls on integers and on
-    // NUL-terminated strings and NULL-terminated arrays the parent built;
-    // the descriptor table is this child's own copy (no CLONE_FILES).
+    // SAFETY (every call below): plain system calls on integers, on a
+    // zeroed sigaction and on NUL-terminated strings and NULL-terminated
+    // arrays the parent built; the descriptor table and the signal
+    // handlers are this child's own copies (no CLONE_FILES, no
+    // CLONE_SIGHAND).
     unsafe {
+        // What std resets before an exec: SIGPIPE is ignored in berth
+        // (Rust's runtime does that) and an ignored signal stays ignored
+        // across exec. The runtime's SIGSEGV and SIGBUS handlers must not
+        // run on shared memory either.
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in [libc::SIGPIPE, libc::SIGSEGV, libc::SIGBUS] {
+            if libc::sigaction(sig, &dfl, std::ptr::null_mut()) != 0 {
+                return fail(s, errno());
+            }
+        }
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
-            return fail(s);
+            return fail(s, errno());
         }
         for (to, from) in s.stdio.iter().enumerate() {
             let Some(from) = *from else { continue };
@@ -124,37 +184,41 @@ extern "C" fn spawn_child(arg: *mut libc::c_void) -> libc::c_int {
                 libc::dup2(from, to as RawFd) >= 0
             };
             if !ok {
-                return fail(s);
+                return fail(s, errno());
             }
         }
         for fd in 3..3 + s.pass {
             if libc::fcntl(fd as RawFd, libc::F_SETFD, 0) != 0 {
-                return fail(s);
+                return fail(s, errno());
             }
         }
         if libc::syscall(libc::SYS_close_range, 3 + s.pass, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
-            return fail(s);
+            return fail(s, errno());
         }
         if let Some(tty) = s.ctty {
             if libc::setsid() < 0 || libc::ioctl(tty, libc::TIOCSCTTY, 0) != 0 {
-                return fail(s);
+                return fail(s, errno());
             }
         }
         if libc::chdir(s.cwd) != 0 {
-            return fail(s);
+            return fail(s, errno());
         }
-        // As execvp: the first file that runs; EACCES from one wins over
-        // ENOENT from the others.
+        // As execvp: the first file that runs; in a search, EACCES from
+        // one wins over ENOENT from the others.
         let mut denied = false;
-        for p in &s.paths {
+        for (p, sh) in s.paths.iter().zip(&s.sh_argv) {
             libc::execve(*p, s.argv.as_ptr(), s.envp.as_ptr());
-            match io::Error::last_os_error().raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ENOTDIR) => {}
-                Some(libc::EACCES) => denied = true,
-                _ => return fail(s),
+            let mut e = errno();
+            if e == libc::ENOEXEC {
+                libc::execve(SH.as_ptr(), sh.as_ptr(), s.envp.as_ptr());
+                e = errno();
+            }
+            match e {
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT if s.search => {}
+                libc::EACCES if s.search => denied = true,
+                e => return fail(s, e),
             }
         }
-        s.err.store(if denied { libc::EACCES } else { libc::ENOENT }, Ordering::SeqCst);
-        127
+        fail(s, if denied { libc::EACCES } else { libc::ENOENT })
     }
 }
