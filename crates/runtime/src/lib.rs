@@ -42,6 +42,8 @@ pub fn caller_fds_open(n: u32) -> bool {
 
 pub use pty::stdio_terminals;
 pub use spec::{BindMount, Console, ConsolePlan, Rootfs, RunSpec, Volatile};
+/// systemd's kind of lock file lock (its tests play systemd-nspawn with it).
+pub use sys::ofd_lock_exclusive;
 
 /// Errors from preparing or running a container.
 #[derive(Debug, thiserror::Error)]

@@ -244,39 +244,44 @@ fn a_tree_has_one_writer_and_given_ranges_stay_clear_of_running_ones() {
 
 #[test]
 fn ranges_systemd_nspawn_holds_are_passed_by_and_berth_s_are_locked_for_it() {
+    use berth_runtime::ofd_lock_exclusive;
+    use rustix::fs::{flock, FlockOperation};
+    use std::os::fd::AsFd;
     let c = Ctx::busybox();
-    // A slot far above what the other tests pick, held the way
-    // systemd-nspawn -U holds the range it picked.
+    // A slot far above what the other tests pick, locked the way
+    // systemd-nspawn -U locks the range it picked: an open file
+    // description lock (systemd 254 on), a flock before.
     let base = 0x6000_0000u64;
     let dir = Path::new("/run/systemd/nspawn-uid");
+    let made_run_systemd = !dir.parent().expect("parent").exists();
     std::fs::create_dir_all(dir).expect("nspawn's lock dir");
     let lock = dir.join(base.to_string());
-    let lock_s = s(&lock);
-    use std::os::unix::process::CommandExt;
-    let mut nspawn = std::process::Command::new("flock")
-        .args(["-n", "-o", &lock_s, "sleep", "60"])
-        .process_group(0)
-        .spawn()
-        .expect("flock");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::process::Command::new("flock").args(["-n", &lock_s, "true"]).status().expect("flock").success() {
-        assert!(Instant::now() < deadline, "flock did not take {lock_s}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let refused = c.berth.run(["run", &format!("--private-users={base}:65536"), &c.image, "/bin/true"]);
-    assert!(!refused.status.success() && refused.stderr.contains("systemd-nspawn"), "{refused:?}");
-    // flock and its sleep both go.
-    let group = rustix::process::Pid::from_raw(nspawn.id() as i32).expect("pid");
-    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-    let _ = nspawn.wait();
-    // Free again; while berth's container runs, nspawn finds it locked.
     let given = format!("--private-users={base}:65536");
+    for kind in ["ofd", "flock"] {
+        let theirs = std::fs::File::create(&lock).expect("lock file");
+        match kind {
+            "ofd" => ofd_lock_exclusive(theirs.as_fd()).expect("OFD lock"),
+            _ => flock(&theirs, FlockOperation::NonBlockingLockExclusive).expect("flock"),
+        }
+        let refused = c.berth.run(["run", &given, &c.image, "/bin/true"]);
+        assert!(!refused.status.success() && refused.stderr.contains("systemd-nspawn"), "{kind}: {refused:?}");
+        drop(theirs);
+    }
+    // Free again; while berth's container runs, nspawn finds it locked
+    // both ways, and the file goes with berth's lock, as nspawn's does.
     let mut ours = c.spawn(&[&given, &c.image, "/bin/sh", "-c", "echo up; sleep 30"]);
     ours.wait_for_output("up", Duration::from_secs(20));
-    let held = std::process::Command::new("flock").args(["-n", &lock_s, "true"]).status().expect("flock");
-    assert!(!held.success(), "the range of a running berth container is locked for systemd-nspawn");
+    let probe = std::fs::File::open(&lock).expect("berth's lock file");
+    assert!(ofd_lock_exclusive(probe.as_fd()).is_err(), "OFD-locked for systemd-nspawn while berth runs");
+    assert!(flock(&probe, FlockOperation::NonBlockingLockExclusive).is_err(), "flocked for older systemd-nspawn");
+    drop(probe);
     ours.signal(rustix::process::Signal::TERM);
     ours.wait();
+    assert!(!lock.exists(), "berth removes nspawn's lock file when it lets go");
+    if made_run_systemd {
+        let _ = std::fs::remove_dir(dir);
+        let _ = std::fs::remove_dir(dir.parent().expect("parent"));
+    }
 }
 
 /// The host pid of a process of the container under a running `berth run`.

@@ -531,3 +531,20 @@ pub fn mount_setattr_fd(
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     mount_setattr(fd.as_raw_fd(), c"", flags, &attr)
 }
+
+/// A non-blocking exclusive whole-file open-file-description lock
+/// (`F_OFD_SETLK`), what systemd takes on its lock files: it conflicts
+/// with such locks on other open files and with POSIX record locks, and,
+/// unlike a POSIX lock, stays until this descriptor (not any descriptor of
+/// the file) is closed. EAGAIN when another holds it.
+pub fn ofd_lock_exclusive(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed flock is valid (l_start = l_len = 0: the whole
+    // file, l_pid = 0 as F_OFD_* requires); fcntl only reads it.
+    unsafe {
+        let mut l: libc::flock = std::mem::zeroed();
+        l.l_type = libc::F_WRLCK as libc::c_short;
+        l.l_whence = libc::SEEK_SET as libc::c_short;
+        check(libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &l) as libc::c_long).map(|_| ())
+    }
+}

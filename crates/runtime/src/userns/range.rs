@@ -14,14 +14,16 @@
 //! running container holds it (idmapped mounts make a move free).
 //!
 //! systemd-nspawn picks its `-U` ranges from the same span and locks them
-//! on `/run/systemd/nspawn-uid/BASE`: berth takes that lock too for every
-//! slot it uses and passes by a slot nspawn holds, so the two never share
-//! IDs. Like nspawn, it also passes by a slot where `/etc/passwd` or
+//! on `/run/systemd/nspawn-uid/BASE` (an open-file-description lock since
+//! systemd 254, a flock before; the file is deleted on release): berth
+//! takes both locks there for every slot it uses and passes by a slot
+//! nspawn holds, so the two never share IDs. Like nspawn, it also passes by a slot where `/etc/passwd` or
 //! `/etc/group` names an ID.
 
 use crate::RuntimeError;
 use rustix::fs::{flock, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
+use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +58,54 @@ impl IdRange {
 pub struct Lease {
     pub range: IdRange,
     _locks: Vec<OwnedFd>,
+    _nspawn: Vec<NspawnLock>,
+}
+
+/// systemd-nspawn's lock on a slot, held by berth.
+#[derive(Debug)]
+struct NspawnLock {
+    path: PathBuf,
+    _fd: OwnedFd,
+}
+
+impl Drop for NspawnLock {
+    /// As nspawn does: the file goes while it is still locked (nspawn
+    /// checks that the file it locked still has a name).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// What came of trying systemd-nspawn's lock on a slot.
+enum Nspawn {
+    Locked(NspawnLock),
+    /// A systemd-nspawn container holds the slot.
+    Busy,
+    /// The lock file cannot be made (a read-only or foreign `/run`):
+    /// nspawn could not lock, nor pick, a range there either.
+    Unlockable,
+}
+
+/// Takes systemd-nspawn's lock on slot `base` in `dir`, both kinds.
+fn lock_nspawn(dir: &Path, base: u32) -> Nspawn {
+    let path = dir.join(base.to_string());
+    for _ in 0..8 {
+        let flags = OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let Ok(fd) = rustix::fs::open(&path, flags, Mode::from_raw_mode(0o600)) else { return Nspawn::Unlockable };
+        let ofd = crate::sys::ofd_lock_exclusive(fd.as_fd()).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO));
+        for r in [flock(&fd, FlockOperation::NonBlockingLockExclusive), ofd] {
+            match r {
+                Ok(()) => {}
+                Err(Errno::WOULDBLOCK) | Err(Errno::ACCESS) => return Nspawn::Busy,
+                Err(_) => return Nspawn::Unlockable,
+            }
+        }
+        // A lock on a file nspawn deleted as we opened it guards nothing.
+        if rustix::fs::fstat(&fd).is_ok_and(|st| st.st_nlink > 0) {
+            return Nspawn::Locked(NspawnLock { path, _fd: fd });
+        }
+    }
+    Nspawn::Busy
 }
 
 impl Lease {
@@ -67,7 +117,7 @@ impl Lease {
         let dir = lock_dir();
         let nspawn = nspawn_dir();
         let (start, end) = (range.base as u64, range.base as u64 + range.count as u64);
-        let mut locks = Vec::new();
+        let (mut locks, mut theirs) = (Vec::new(), Vec::new());
         let mut slot = (start.max(FIRST as u64) / SIZE as u64) * SIZE as u64;
         while slot < end.min(END as u64) {
             std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::sys(format!("creating {}", dir.display()), e))?;
@@ -81,11 +131,15 @@ impl Lease {
             };
             locks.push(lock_slot(&dir, slot as u32)?.ok_or_else(|| busy("a running container"))?);
             if let Some(n) = &nspawn {
-                locks.push(lock_slot(n, slot as u32)?.ok_or_else(|| busy("a systemd-nspawn container"))?);
+                match lock_nspawn(n, slot as u32) {
+                    Nspawn::Locked(l) => theirs.push(l),
+                    Nspawn::Busy => return Err(busy("a systemd-nspawn container")),
+                    Nspawn::Unlockable => {}
+                }
             }
             slot += SIZE as u64;
         }
-        Ok(Lease { range, _locks: locks })
+        Ok(Lease { range, _locks: locks, _nspawn: theirs })
     }
 }
 
@@ -245,20 +299,20 @@ fn try_slot(
             return Ok(None); // another machine's, stopped
         }
     }
-    let mut locks = vec![fd];
+    let mut theirs = Vec::new();
     if let Some(n) = nspawn {
-        match lock_slot(n, base)? {
-            Some(l) => locks.push(l),
-            None => return Ok(None), // a systemd-nspawn container's
+        match lock_nspawn(n, base) {
+            Nspawn::Locked(l) => theirs.push(l),
+            Nspawn::Busy => return Ok(None), // a systemd-nspawn container's
+            Nspawn::Unlockable => {}
         }
     }
-    let fd = &locks[0];
     if current.as_ref() != owner || (owner.is_none() && n > 0) {
         let body = owner.map(Owner::encode).unwrap_or_default();
-        rustix::fs::ftruncate(fd, 0).map_err(e("writing"))?;
-        rustix::io::pwrite(fd, &body, 0).map_err(e("writing"))?;
+        rustix::fs::ftruncate(&fd, 0).map_err(e("writing"))?;
+        rustix::io::pwrite(&fd, &body, 0).map_err(e("writing"))?;
     }
-    Ok(Some(Lease { range: IdRange { base, count: SIZE }, _locks: locks }))
+    Ok(Some(Lease { range: IdRange { base, count: SIZE }, _locks: vec![fd], _nspawn: theirs }))
 }
 
 #[cfg(test)]
@@ -300,12 +354,23 @@ mod tests {
         // locked for nspawn too.
         let nspawn = dir.join("nspawn-uid");
         std::fs::create_dir_all(&nspawn).unwrap();
-        let theirs = lock_slot(&nspawn, FIRST).unwrap().expect("free");
-        assert!(try_slot(&dir, Some(&nspawn), FIRST, None).unwrap().is_none(), "nspawn's");
+        // systemd 254 and later: an open file description lock.
+        let file = nspawn.join(FIRST.to_string());
+        let theirs = std::fs::File::create(&file).unwrap();
+        crate::sys::ofd_lock_exclusive(theirs.as_fd()).unwrap();
+        assert!(try_slot(&dir, Some(&nspawn), FIRST, None).unwrap().is_none(), "nspawn's (OFD lock)");
+        drop(theirs);
+        // Before: a flock.
+        let theirs = std::fs::File::open(&file).unwrap();
+        flock(&theirs, FlockOperation::NonBlockingLockExclusive).unwrap();
+        assert!(try_slot(&dir, Some(&nspawn), FIRST, None).unwrap().is_none(), "nspawn's (flock)");
         drop(theirs);
         let ours = try_slot(&dir, Some(&nspawn), FIRST, None).unwrap().expect("free again");
-        assert!(lock_slot(&nspawn, FIRST).unwrap().is_none(), "locked for nspawn while berth holds it");
+        let probe = std::fs::File::open(&file).unwrap();
+        assert!(crate::sys::ofd_lock_exclusive(probe.as_fd()).is_err(), "OFD-locked for nspawn");
+        assert_eq!(flock(&probe, FlockOperation::NonBlockingLockExclusive), Err(Errno::WOULDBLOCK));
         drop(ours);
+        assert!(!file.exists(), "nspawn's lock file goes with the lock");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
