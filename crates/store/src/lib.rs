@@ -27,6 +27,13 @@
 //! `refs.json`, and `refs.json` is replaced by rename: an image is visible
 //! whole or not at all, whenever the process dies.
 //!
+//! **Permissions.** The root is 0700 and owned by root: layers hold the
+//! setuid files and device nodes of every image, machines the files their
+//! containers wrote, so no other local user may reach anything below it.
+//! A store made looser (by an older berth, or by hand) is tightened when
+//! it is next opened. Containers never need a path into the store: berth
+//! opens what they use on the host side and hands it over as mounts.
+//!
 //! **Garbage collection.** `gc` takes `locks/gc` exclusively (so no pull is
 //! half-way), drops image records no name points at, then every layer and
 //! blob no remaining record uses, then everything under `tmp/`.
@@ -75,6 +82,7 @@ impl Store {
         }
         let root =
             std::fs::canonicalize(&root).map_err(|e| StoreError::io(format!("resolving {}", root.display()), e))?;
+        tighten(&root)?;
         let store = Store { root };
         format::upgrade(&store)?;
         Ok(store)
@@ -103,4 +111,15 @@ impl Store {
     pub fn lock_path(&self, name: &str) -> PathBuf {
         self.root.join("locks").join(name)
     }
+}
+
+/// Makes `root` 0700 if it grants anything to group or others.
+fn tighten(root: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(root).map_err(|e| StoreError::io(format!("reading {}", root.display()), e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StoreError::io(format!("making {} private (0700)", root.display()), e))?;
+    }
+    Ok(())
 }

@@ -2,7 +2,9 @@
 //! as an overlayfs of its layer directories (a bind mount for a single
 //! layer). Lower directories go in one `lowerdir+` each through the new
 //! mount API where the kernel has it (no page-size limit on the option
-//! string), else in the classic `lowerdir=` option.
+//! string), else in the classic `lowerdir=` option. Every such view is
+//! `nosuid` and `nodev` (a layer's setuid files and device nodes are
+//! inert through it), and `noexec` where nothing is meant to run.
 
 use crate::{ImageRecord, Store, StoreError};
 use rustix::fs::CWD;
@@ -36,39 +38,43 @@ impl Store {
                 dir.display()
             )));
         }
-        mount_overlay_ro(&lowers, dir)
+        mount_overlay_ro(&lowers, dir, false)
     }
 }
 
-/// Mounts `lowers` (top first) read-only at `target`.
-pub fn mount_overlay_ro(lowers: &[PathBuf], target: &Path) -> Result<(), StoreError> {
+/// Mounts `lowers` (top first) read-only, nosuid and nodev at `target`;
+/// noexec too when `noexec`.
+pub fn mount_overlay_ro(lowers: &[PathBuf], target: &Path, noexec: bool) -> Result<(), StoreError> {
     let err = |what: &str, e: rustix::io::Errno| StoreError::Mount(format!("{what} at {}: {e}", target.display()));
+    let mut flags = m::MountFlags::RDONLY | m::MountFlags::NOSUID | m::MountFlags::NODEV;
+    let mut attrs =
+        MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV;
+    if noexec {
+        flags |= m::MountFlags::NOEXEC;
+        attrs |= MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    }
     if lowers.is_empty() {
         // An image with no layers is an empty directory.
-        m::mount(
-            "tmpfs",
-            target,
-            "tmpfs",
-            m::MountFlags::RDONLY | m::MountFlags::NOSUID | m::MountFlags::NODEV,
-            None::<&std::ffi::CStr>,
-        )
-        .map_err(|e| err("mounting an empty tmpfs", e))?;
+        m::mount("tmpfs", target, "tmpfs", flags, None::<&std::ffi::CStr>)
+            .map_err(|e| err("mounting an empty tmpfs", e))?;
         return Ok(());
     }
     if lowers.len() == 1 {
         m::mount_bind(&lowers[0], target).map_err(|e| err("bind-mounting the layer", e))?;
-        m::mount_remount(target, m::MountFlags::BIND | m::MountFlags::RDONLY, "")
-            .map_err(|e| err("making the mount read-only", e))?;
+        m::mount_remount(target, m::MountFlags::BIND | flags, "").map_err(|e| {
+            let _ = m::unmount(target, m::UnmountFlags::DETACH);
+            err("making the mount read-only", e)
+        })?;
         return Ok(());
     }
-    match new_api(lowers, target) {
+    match new_api(lowers, target, attrs) {
         Ok(()) => Ok(()),
         Err(e) => {
             tracing::debug!(error = %e, "new mount API failed; using mount(2)");
             let opts = format!("lowerdir={},userxattr", lowers.iter().map(|p| escape(p)).collect::<Vec<_>>().join(":"));
             let opts =
                 std::ffi::CString::new(opts).map_err(|_| StoreError::Mount("a layer path holds a NUL byte".into()))?;
-            m::mount("overlay", target, "overlay", m::MountFlags::RDONLY, Some(opts.as_c_str()))
+            m::mount("overlay", target, "overlay", flags, Some(opts.as_c_str()))
                 .map_err(|e| err("mounting overlayfs", e))
         }
     }
@@ -78,7 +84,7 @@ fn escape(p: &Path) -> String {
     p.display().to_string().replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,")
 }
 
-fn new_api(lowers: &[PathBuf], target: &Path) -> Result<(), rustix::io::Errno> {
+fn new_api(lowers: &[PathBuf], target: &Path, attrs: MountAttrFlags) -> Result<(), rustix::io::Errno> {
     let fs = m::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     // Layers carry user.overlay.* metadata (see crate::format).
     m::fsconfig_set_flag(&fs, "userxattr")?;
@@ -86,7 +92,7 @@ fn new_api(lowers: &[PathBuf], target: &Path) -> Result<(), rustix::io::Errno> {
         m::fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
     }
     m::fsconfig_create(&fs)?;
-    let mnt = m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_RDONLY)?;
+    let mnt = m::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
     m::move_mount(&mnt, "", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?;
     Ok(())
 }

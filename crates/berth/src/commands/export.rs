@@ -49,7 +49,7 @@ fn mount_view(store: &Store, lowers: &[PathBuf]) -> Result<Scratch> {
     let p = store.tmp_dir().join(format!("export-{}", std::process::id()));
     std::fs::create_dir_all(&p)?;
     let s = Scratch(p);
-    berth_store::mount::mount_overlay_ro(lowers, &s.0)?;
+    berth_store::mount::mount_overlay_ro(lowers, &s.0, true)?;
     Ok(s)
 }
 

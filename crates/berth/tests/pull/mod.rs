@@ -6,6 +6,7 @@ mod concurrent;
 mod errors;
 mod fixtures;
 mod hostile;
+mod private;
 
 use crate::harness::tree::{diff, snapshot};
 use crate::harness::{umoci, Berth, Image};

@@ -204,11 +204,11 @@ pub fn convert_to_raw(src: &Path, dst: &Path, format: &str) -> Result<(), StoreE
 pub fn copy_root(image: &Path, dest: &Path, mnt: &Path) -> Result<(), StoreError> {
     let (part, mut f) = locate_root(image)?;
     let sb = read_at(&mut f, part.map(|p| p.offset).unwrap_or(0), 72 << 10).unwrap_or_default();
-    if fs_type(&sb).is_none() {
+    let Some(fstype) = fs_type(&sb) else {
         return Err(StoreError::Import(
             "the root partition holds no ext4, xfs, btrfs, squashfs or erofs filesystem".into(),
         ));
-    }
+    };
     let mut losetup = Command::new("losetup");
     losetup.args(["--find", "--show", "--read-only"]);
     if let Some(p) = part {
@@ -217,9 +217,16 @@ pub fn copy_root(image: &Path, dest: &Path, mnt: &Path) -> Result<(), StoreError
     let dev = run(losetup.arg(image), "losetup")?;
     let result = (|| {
         std::fs::create_dir_all(mnt).map_err(|e| StoreError::io("creating the mount point", e))?;
+        // The type sniffed, never the kernel's guess; nothing of the
+        // image is executable, setuid or a device while it is mounted.
         // `noload` keeps ext4 from replaying a journal on a read-only device.
-        let mounted = run(Command::new("mount").args(["-o", "ro,noload"]).arg(&dev).arg(mnt), "mount")
-            .or_else(|_| run(Command::new("mount").args(["-o", "ro"]).arg(&dev).arg(mnt), "mount the root partition"));
+        let mount = |opts: &str| {
+            let mut c = Command::new("mount");
+            c.args(["-t", fstype, "-o", opts]).arg(&dev).arg(mnt);
+            c
+        };
+        let mounted = run(&mut mount("ro,nosuid,nodev,noexec,noload"), "mount")
+            .or_else(|_| run(&mut mount("ro,nosuid,nodev,noexec"), "mount the root partition"));
         mounted?;
         let copied = run(
             Command::new("cp").args(["-a", "--reflink=auto", "--no-target-directory", "--"]).arg(mnt).arg(dest),
