@@ -47,8 +47,8 @@ pub fn exec(name: &str, spec: &ExecSpec) -> Result<i32, RuntimeError> {
     let plan = ConsolePlan::new(mode, crate::pty::stdio_terminals());
     let pty = if plan.uses_pty() { Some(Pty::open()?) } else { None };
     // Root by default; its passwd entry still gives the shell and home.
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let passwd = crate::guest::read_own("etc/passwd").unwrap_or_default();
+    let group = crate::guest::read_own("etc/group").unwrap_or_default();
     let user =
         Some(users::resolve(spec.user.as_deref().unwrap_or("0"), &passwd, &group).map_err(RuntimeError::Invalid)?);
     let mut env = spec.env.clone();

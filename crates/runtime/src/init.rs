@@ -184,8 +184,8 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
     }
     let user = match &spec.user {
         Some(u) => {
-            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-            let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            let passwd = crate::guest::read_own("etc/passwd").unwrap_or_default();
+            let group = crate::guest::read_own("etc/group").unwrap_or_default();
             Some(users::resolve(u, &passwd, &group).map_err(|e| (SETUP_FAILED, e))?)
         }
         None => None,

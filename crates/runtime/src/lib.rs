@@ -15,6 +15,7 @@ mod creds;
 pub mod detach;
 pub mod devices;
 pub mod exec;
+pub mod guest;
 mod init;
 pub mod machine;
 mod pty;

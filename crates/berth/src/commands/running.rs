@@ -105,10 +105,11 @@ fn processes(s: &State) -> Vec<(i32, String)> {
 
 /// PRETTY_NAME from the machine's own os-release.
 fn os_name(leader: i32) -> Option<String> {
-    let root = format!("/proc/{leader}/root");
+    // Inside the machine's root, regular files only, bounded: the
+    // machine's os-release may be a symlink to a host file or a FIFO.
     let text = ["etc/os-release", "usr/lib/os-release"]
         .iter()
-        .find_map(|p| std::fs::read_to_string(format!("{root}/{p}")).ok())?;
+        .find_map(|p| berth_runtime::guest::read_in_root_of(leader, p))?;
     text.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim_matches('"').to_string())
 }
 

@@ -102,3 +102,42 @@ fn symlinked_resolv_conf_never_writes_the_host_file() {
         assert_eq!(fs::read_to_string(&victim).ok().as_deref(), Some("host content\n"), "--read-only");
     }
 }
+
+/// A running machine that made its os-release a symlink to a host file
+/// (then a FIFO) and its passwd `/dev/zero` and its group a FIFO: `status`
+/// shows no host file and does not hang, and user lookups by `exec -u`
+/// and `run -u` fail at once instead of reading forever. (On berth before
+/// this, `status` printed the host file's PRETTY_NAME.)
+#[test]
+fn status_and_user_lookups_read_the_guest_s_own_files_bounded() {
+    let c = Ctx::busybox();
+    let secret = format!("HOST-SECRET-{}", unique());
+    let host = c.berth.dir().join("host-os-release");
+    fs::write(&host, format!("PRETTY_NAME=\"{secret}\"\n")).unwrap();
+    let name = format!("guest-{}", unique());
+    let script = format!(
+        "ln -sf {} /etc/os-release && mkdir -p /usr/lib && ln -sf {} /usr/lib/os-release && touch /ready && sleep 60",
+        s(&host),
+        s(&host)
+    );
+    c.berth.run(["run", "-d", "--name", &name, &c.image, "/bin/sh", "-c", &script]).success();
+    let ready = || c.berth.run(["exec", &name, "test", "-e", "/ready"]).status.success();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "machine {name} did not get ready");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let st = c.berth.run(["status", &name]).success();
+    assert!(!st.stdout.contains(&secret), "status read a host file through the machine's symlink:\n{}", st.stdout);
+
+    // Now a FIFO and a device where the files are: nothing hangs.
+    let swap = "rm -f /etc/os-release /usr/lib/os-release && mkfifo /etc/os-release && mkfifo /usr/lib/os-release \
+                && cp /etc/passwd /etc/passwd.real && ln -sf /dev/zero /etc/passwd && rm -f /etc/group && mkfifo /etc/group";
+    c.berth.run(["exec", &name, "/bin/sh", "-c", swap]).success();
+    let st = c.berth.run(["status", &name]).success();
+    assert!(!st.stdout.contains(&secret), "{}", st.stdout);
+    let by_name = c.berth.run(["exec", "-u", "nobody", &name, "/bin/true"]);
+    assert!(!by_name.status.success() && by_name.stderr.contains("nobody"), "exec -u nobody: {by_name:?}");
+    c.berth.run(["exec", "-u", "0", &name, "/bin/true"]).success();
+    crate::run::kill_and_remove(&c, &name);
+}

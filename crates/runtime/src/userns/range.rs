@@ -17,8 +17,8 @@
 //! on `/run/systemd/nspawn-uid/BASE` (an open-file-description lock since
 //! systemd 254, a flock before; the file is deleted on release): berth
 //! takes both locks there for every slot it uses and passes by a slot
-//! nspawn holds, so the two never share IDs. Like nspawn, it also passes by a slot where `/etc/passwd` or
-//! `/etc/group` names an ID.
+//! nspawn holds, so the two never share IDs. Like nspawn, it also passes
+//! by a slot where `/etc/passwd` or `/etc/group` names an ID.
 
 use crate::RuntimeError;
 use rustix::fs::{flock, FlockOperation, Mode, OFlags};
