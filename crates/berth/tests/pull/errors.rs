@@ -136,3 +136,30 @@ fn decompression_bomb_over_max_layer_size_fails() {
     ]);
     s.assert_store_unchanged("pull of a decompression bomb");
 }
+
+/// A GNU long name of 64 MB (a few KB of zstd): tar-rs read such a header
+/// into memory whole, whatever size it gave, before the entry's path was
+/// even looked at. Now the stream is refused at that header.
+#[test]
+fn a_huge_tar_extension_header_fails_at_the_header() {
+    let s = Setup::new();
+    let size = 64usize << 20;
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(size as u64);
+    h.as_gnu_mut().expect("gnu header").name[..13].copy_from_slice(b"././@LongLink");
+    h.set_cksum();
+    let mut t = h.as_bytes().to_vec();
+    t.resize(512 + size, b'a');
+    let mut f = tar::Header::new_gnu();
+    f.set_size(0);
+    f.set_mode(0o644);
+    f.set_cksum();
+    t.extend_from_slice(f.as_bytes());
+    t.resize(t.len() + 1024, 0);
+    let image = Image::new("amd64", vec![crate::harness::oci::Layer::new(t, crate::harness::oci::Compression::Zstd)]);
+    assert!(image.layers[0].blob.data.len() < 1 << 20, "small on the wire");
+    let reference = s.push("longname", &image);
+    s.berth.pull(&reference, &[]).failure().mentions_any(&["GNU long name"]);
+    s.assert_store_unchanged("pull of a layer with a 64 MB long name");
+}

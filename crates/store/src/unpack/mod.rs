@@ -9,6 +9,7 @@
 //! xattrs are kept. Every write goes through [`fsops::Root`], which keeps
 //! it inside the layer's root.
 
+pub mod bound;
 pub mod fsops;
 pub mod path;
 
@@ -81,7 +82,7 @@ pub fn unpack_layer<R: Read>(
     let mut u =
         Unpacker { root, opts, lowers_fn: lowers, lowers: None, dir_times: Vec::new(), buf: vec![0u8; 256 << 10] };
     let mut stats = UnpackStats::default();
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(bound::Bounded::new(reader, bound::EXTENSION_LIMIT));
     let entries = archive.entries().map_err(|e| io_err("reading the tar stream", e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| io_err("reading the tar stream", e))?;
