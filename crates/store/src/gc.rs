@@ -1,5 +1,6 @@
 //! Garbage collection: image records no name points at, then layers and
-//! blobs no remaining record uses, then stale staging under `tmp/`.
+//! blobs no remaining record uses, then stale staging under `tmp/`. What
+//! a running container uses stays: see [`crate::runs`].
 
 use crate::{Store, StoreError};
 use berth_oci::Digest;
@@ -30,9 +31,13 @@ impl Store {
     pub fn gc(&self) -> Result<GcStats, StoreError> {
         let _g = self.lock_exclusive("gc")?;
         let mut stats = self.sweep()?;
+        let live = self.live_runs();
         let tmp = self.tmp_dir();
         if let Ok(rd) = std::fs::read_dir(&tmp) {
             for e in rd.flatten() {
+                if live.contains(&e.path()) {
+                    continue;
+                }
                 stats.bytes += dir_size(&e.path());
                 let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                     std::fs::remove_dir_all(e.path())
@@ -54,7 +59,8 @@ impl Store {
         // Images with a name, or with a machine built on them, are live.
         let used: Vec<Digest> = self.machines()?.into_iter().filter_map(|m| m.record.image).collect();
         let named: HashSet<&Digest> = refs.values().chain(used.iter()).collect();
-        let mut keep_layers = HashSet::new();
+        // Layers a running container has mounted stay, named or not.
+        let mut keep_layers = self.live_run_layers();
         let mut keep_blobs = HashSet::new();
         for rec in self.images()? {
             if !named.contains(&rec.id) {

@@ -56,6 +56,7 @@ pub mod lock;
 pub mod machines;
 pub mod mount;
 pub mod pull;
+pub mod runs;
 pub mod unpack;
 
 pub use error::StoreError;

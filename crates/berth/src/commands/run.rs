@@ -12,21 +12,25 @@ use berth_runtime::{Console, ConsolePlan, Rootfs, RunSpec, Volatile};
 use berth_store::{ImageRecord, Store};
 use std::path::{Path, PathBuf};
 
-/// A scratch directory under the store's `tmp/`, removed on drop.
-struct RunDir(PathBuf);
+/// A scratch directory under the store's `tmp/`, held against `gc` while
+/// the run lives (see berth_store::runs), removed on drop.
+struct RunDir {
+    path: PathBuf,
+    _hold: berth_store::runs::RunHold,
+}
 
 impl RunDir {
     fn new(store: &Store) -> Result<RunDir> {
-        let p = store.tmp_dir().join(format!("run-{}-{:x}", std::process::id(), rand()));
+        let (p, hold) = store.new_run_dir(&format!("{}-{:x}", std::process::id(), rand()))?;
         // Only what every run needs; the rest is made when used, since each
         // directory costs a little to create and to remove.
         std::fs::create_dir_all(p.join("root")).with_context(|| format!("creating {}", p.display()))?;
-        Ok(RunDir(p))
+        Ok(RunDir { path: p, _hold: hold })
     }
 
     /// `upper/` and `work/` for a throw-away overlay.
     fn overlay_dirs(&self) -> Result<(PathBuf, PathBuf)> {
-        let (u, w) = (self.0.join("upper"), self.0.join("work"));
+        let (u, w) = (self.path.join("upper"), self.path.join("work"));
         for d in [&u, &w] {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
@@ -36,7 +40,7 @@ impl RunDir {
 
 impl Drop for RunDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
@@ -54,9 +58,9 @@ fn config_of(store: &Store, rec: &ImageRecord) -> Result<serde_json::Value> {
 
 /// An image's layers, top first; an empty directory stands in for none.
 fn lowers_of(store: &Store, rec: &ImageRecord, run: &RunDir) -> Result<Vec<PathBuf>> {
-    let mut l = store.lower_dirs(rec)?;
+    let mut l = store.run_layers(&run.path, rec)?;
     if l.is_empty() {
-        let empty = run.0.join("empty");
+        let empty = run.path.join("empty");
         std::fs::create_dir_all(&empty)?;
         l.push(empty);
     }
@@ -353,7 +357,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
             (None, Some(id)) => Some(id.short().to_string()),
             _ => None,
         };
-        berth_runtime::detach::start_detached(&spec, &run_dir.0, name, &root, image)?;
+        berth_runtime::detach::start_detached(&spec, &run_dir.path, name, &root, image)?;
         // The supervisor owns the scratch dir, the machine lock and the
         // range of user IDs now.
         std::mem::forget(run_dir);
@@ -369,9 +373,9 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
                 Some(Rootfs::Dir(d)) => d.display().to_string(),
                 _ => format!("machine {name}"),
             };
-            berth_runtime::detach::run_managed(&spec, &run_dir.0, name, &root, image_name.clone())
+            berth_runtime::detach::run_managed(&spec, &run_dir.path, name, &root, image_name.clone())
         }
-        None => berth_runtime::run(&spec, &run_dir.0),
+        None => berth_runtime::run(&spec, &run_dir.path),
     };
     drop(_lock);
     drop(lease);

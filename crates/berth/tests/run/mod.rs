@@ -12,6 +12,7 @@ mod hostile;
 mod io;
 mod kernelfs;
 mod leftovers;
+mod lifetime;
 mod namespaces;
 mod process;
 mod resolv;
