@@ -38,7 +38,10 @@ fn bind_without_destination_uses_the_same_path_and_follows_host_changes() {
         &format!("echo ready; while [ ! -e {p}/late ]; do sleep 0.05; done; cat {p}/late"),
     ]);
     r.wait_for_output("ready", std::time::Duration::from_secs(10));
-    fs::write(host.join("late"), "made on the host while running\n").unwrap();
+    // Written aside and renamed in: the container's loop must never see
+    // the file before its content.
+    fs::write(host.join(".late"), "made on the host while running\n").unwrap();
+    fs::rename(host.join(".late"), host.join("late")).unwrap();
     let o = r.wait().success();
     assert!(o.out().ends_with("made on the host while running\n"), "{}", o.describe());
 }
