@@ -163,3 +163,22 @@ fn a_huge_tar_extension_header_fails_at_the_header() {
     s.berth.pull(&reference, &[]).failure().mentions_any(&["GNU long name"]);
     s.assert_store_unchanged("pull of a layer with a 64 MB long name");
 }
+
+/// An empty whiteout `.wh.` names nothing: umoci refuses such a layer, and
+/// so does berth now (it used to drop the entry silently).
+#[test]
+fn an_empty_whiteout_is_refused_as_umoci_refuses_it() {
+    use crate::harness::oci::{Compression, Layer};
+    use crate::harness::tarball::{tar, Entry};
+    let s = Setup::new();
+    let layers = vec![
+        Layer::new(tar(&[Entry::dir("d"), Entry::file("d/x", "x")]), Compression::Gzip),
+        Layer::new(tar(&[Entry::file("d/.wh.", "")]), Compression::Gzip),
+    ];
+    let image = Image::new("amd64", layers);
+    let umoci = crate::harness::umoci::refusal(&image);
+    assert!(umoci.is_some(), "the oracle: umoci refuses the layer too");
+    let reference = s.push("emptywh", &image);
+    s.berth.pull(&reference, &[]).failure().mentions_any(&[".wh."]);
+    s.assert_store_unchanged("pull of a layer with an empty whiteout");
+}

@@ -169,3 +169,22 @@ fn opaque_dirs_and_whiteouts_hold_inside_a_user_namespace_as_in_umoci() {
     assert_eq!(seen, expected, "the tree seen from a user namespace differs from umoci's");
     assert!(seen.iter().any(|p| p == "./opq1/new1") && !seen.iter().any(|p| p == "./opq1/old1"), "{seen:?}");
 }
+
+/// Writing through symlinks whose target directories do not exist yet
+/// (relative, absolute, and one through another): umoci makes the
+/// directories inside the root, and berth's tree must be the same.
+#[test]
+fn writes_through_symlinks_to_missing_directories_match_umoci() {
+    use crate::harness::oci::Layer;
+    use crate::harness::tarball::{tar, Entry};
+    let layer = tar(&[
+        Entry::symlink("rel", "missing/dir"),
+        Entry::file("rel/f", "1"),
+        Entry::symlink("abs", "/elsewhere/deep"),
+        Entry::file("abs/g", "2"),
+        Entry::dir("x"),
+        Entry::symlink("x/up", "../rel/sub"),
+        Entry::file("x/up/h", "3"),
+    ]);
+    push_and_compare("symlinkdirs", &Image::new("amd64", vec![Layer::new(layer, Compression::Gzip)]));
+}

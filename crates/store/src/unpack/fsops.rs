@@ -82,11 +82,13 @@ impl Root {
         }
         match rfs::openat2(&pfd, &name[0], DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty(), IN_ROOT) {
             Ok(fd) => Ok(fd),
-            Err(Errno::LOOP) => {
+            // (O_DIRECTORY|O_NOFOLLOW on a symlink gives ENOTDIR, or
+            // ELOOP: the link is checked for below.)
+            Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
                 // A symlink to a directory that does not exist yet: create
                 // its target inside the root (umoci does the same), then
                 // go through the link.
-                let target = rfs::readlinkat(&pfd, &name[0], Vec::new())?;
+                let Ok(target) = rfs::readlinkat(&pfd, &name[0], Vec::new()) else { return Err(e.into()) };
                 let target = resolve_link(parent, target.as_bytes());
                 self.ensure_dir_depth(&target, depth + 1)?;
                 Ok(rfs::openat2(&self.fd, join(comps), DIR_FLAGS, Mode::empty(), IN_ROOT)?)

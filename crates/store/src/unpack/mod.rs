@@ -191,7 +191,12 @@ impl Unpacker<'_> {
             return Ok(());
         }
         if let Some(target) = base.strip_prefix(WHITEOUT_PREFIX) {
-            if target.starts_with(WHITEOUT_PREFIX) || target.is_empty() {
+            if target.is_empty() {
+                // Names nothing to remove: a broken or hostile layer, which
+                // umoci refuses too.
+                return Err(EntryError::Unsafe("an empty whiteout `.wh.` names nothing to remove".into()));
+            }
+            if target.starts_with(WHITEOUT_PREFIX) {
                 return Ok(()); // aufs metadata (.wh..wh.plnk and friends)
             }
             let target = OsStr::from_bytes(target).to_os_string();
