@@ -30,8 +30,8 @@ impl Store {
     /// `berth gc`: takes the gc lock, so no pull is half-way, and sweeps.
     pub fn gc(&self) -> Result<GcStats, StoreError> {
         let _g = self.lock_exclusive("gc")?;
-        let mut stats = self.sweep()?;
         let live = self.live_runs();
+        let mut stats = self.sweep_keeping(&live)?;
         let tmp = self.tmp_dir();
         if let Ok(rd) = std::fs::read_dir(&tmp) {
             for e in rd.flatten() {
@@ -54,13 +54,19 @@ impl Store {
     /// Removes unreferenced records, layers and blobs. The caller holds the
     /// gc lock exclusively.
     pub(crate) fn sweep(&self) -> Result<GcStats, StoreError> {
+        self.sweep_keeping(&self.live_runs())
+    }
+
+    /// [`Store::sweep`], keeping the layers of the runs in `live` (their
+    /// scratch directories).
+    fn sweep_keeping(&self, live: &[std::path::PathBuf]) -> Result<GcStats, StoreError> {
         let mut stats = GcStats::default();
         let refs = self.load_refs()?;
         // Images with a name, or with a machine built on them, are live.
         let used: Vec<Digest> = self.machines()?.into_iter().filter_map(|m| m.record.image).collect();
         let named: HashSet<&Digest> = refs.values().chain(used.iter()).collect();
         // Layers a running container has mounted stay, named or not.
-        let mut keep_layers = self.live_run_layers();
+        let mut keep_layers = crate::runs::layers_of(live);
         let mut keep_blobs = HashSet::new();
         for rec in self.images()? {
             if !named.contains(&rec.id) {

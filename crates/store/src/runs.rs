@@ -63,13 +63,13 @@ impl Store {
             })
             .collect()
     }
+}
 
-    /// The layers (diff_id hex) live runs have mounted.
-    pub(crate) fn live_run_layers(&self) -> HashSet<String> {
-        self.live_runs()
-            .iter()
-            .filter_map(|d| std::fs::read_to_string(d.join(LAYERS)).ok())
-            .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
-            .collect()
-    }
+/// The layers (diff_id hex) the runs with scratch directories `live` have
+/// mounted.
+pub(crate) fn layers_of(live: &[PathBuf]) -> HashSet<String> {
+    live.iter()
+        .filter_map(|d| std::fs::read_to_string(d.join(LAYERS)).ok())
+        .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect()
 }

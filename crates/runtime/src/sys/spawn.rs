@@ -171,11 +171,7 @@ extern "C" fn spawn_child(arg: *mut libc::c_void) -> libc::c_int {
                 return fail(s, errno());
             }
         }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
-            return fail(s, errno());
-        }
+        super::unblock_all();
         for (to, from) in s.stdio.iter().enumerate() {
             let Some(from) = *from else { continue };
             let ok = if from == to as RawFd {
@@ -187,16 +183,12 @@ extern "C" fn spawn_child(arg: *mut libc::c_void) -> libc::c_int {
                 return fail(s, errno());
             }
         }
-        for fd in 3..3 + s.pass {
-            if libc::fcntl(fd as RawFd, libc::F_SETFD, 0) != 0 {
-                return fail(s, errno());
-            }
-        }
-        if libc::syscall(libc::SYS_close_range, 3 + s.pass, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+        // (The sys helpers below are plain system calls too.)
+        if super::pass_fds(s.pass).is_err() {
             return fail(s, errno());
         }
         if let Some(tty) = s.ctty {
-            if libc::setsid() < 0 || libc::ioctl(tty, libc::TIOCSCTTY, 0) != 0 {
+            if libc::setsid() < 0 || super::set_controlling_tty(tty).is_err() {
                 return fail(s, errno());
             }
         }
