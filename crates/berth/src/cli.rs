@@ -36,6 +36,8 @@ pub enum Command {
     Tag { src: String, dst: String },
     /// Remove everything no image references
     Gc(JsonArg),
+    /// Verify every blob's digest and every record's references; change nothing
+    Fsck(JsonArg),
     /// Mount an image's root filesystem read-only at DIR
     Mount { image: String, dir: PathBuf },
     /// Unmount what `berth mount` mounted

@@ -1,4 +1,7 @@
 //! Blobs by digest: atomic writes of verified bytes, reads that re-verify.
+//! Every rename that publishes something in the store is followed by an
+//! fsync of the directory it lands in, so a power cut cannot roll back a
+//! blob, a layer, an image record or `refs.json` that was reported done.
 
 use crate::{Store, StoreError};
 use berth_oci::Digest;
@@ -15,12 +18,26 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        sync_dir(dir)
     })();
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     res.map_err(|e| StoreError::io(format!("writing {}", path.display()), e))
+}
+
+/// Flushes a directory's entries (renames into it) to disk.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::fs::fsync(&fd)?;
+    Ok(())
+}
+
+/// Flushes the directory holding `path`.
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// A process-unique counter for temporary names.
@@ -46,6 +63,18 @@ impl Store {
             return Ok(());
         }
         write_atomic(&path, data)
+    }
+
+    /// Moves a verified, synced file to blob `digest` unless the store has
+    /// it already (then `staged` is left for its staging dir to remove).
+    pub(crate) fn adopt_blob(&self, staged: &Path, digest: &Digest) -> Result<(), StoreError> {
+        let dest = self.blob_path(digest);
+        if dest.exists() {
+            return Ok(());
+        }
+        std::fs::rename(staged, &dest)
+            .and_then(|()| sync_parent(&dest))
+            .map_err(|e| StoreError::io(format!("storing blob {digest}"), e))
     }
 
     /// Reads a small blob (manifest, config) and re-verifies it.

@@ -118,10 +118,7 @@ pub fn commit(store: &Store, machine: &str, name: &str) -> Result<ImageRecord, S
     .map_err(|e| StoreError::Import(e.to_string()))?;
     let manifest_digest = Digest::of(&manifest_body);
 
-    let dest = store.blob_path(&digest);
-    if !dest.exists() {
-        std::fs::rename(&blob_path, &dest).map_err(|e| StoreError::io("storing the layer blob", e))?;
-    }
+    store.adopt_blob(&blob_path, &digest)?;
     staging.publish(&store.layer_path(&diff_id))?;
     store.put_blob(&config_digest, &config_body)?;
     store.put_blob(&manifest_digest, &manifest_body)?;

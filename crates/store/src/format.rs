@@ -45,6 +45,7 @@ pub fn upgrade(store: &Store) -> Result<(), StoreError> {
     let tmp = store.tmp_dir().join(format!(".{MARKER}.{}", std::process::id()));
     std::fs::write(&tmp, CURRENT)
         .and_then(|_| std::fs::rename(&tmp, &marker))
+        .and_then(|_| crate::blobs::sync_parent(&marker))
         .map_err(|e| io("writing the format marker", e))
 }
 

@@ -48,6 +48,7 @@ pub mod commit;
 pub mod error;
 pub mod export;
 pub mod format;
+pub mod fsck;
 pub mod gc;
 pub mod images;
 pub mod import;

@@ -11,7 +11,7 @@
 //! ROOT/locks/machine-NAME   held while the machine runs
 //! ```
 
-use crate::blobs::write_atomic;
+use crate::blobs::{sync_parent, write_atomic};
 use crate::lock::LockGuard;
 use crate::{Store, StoreError};
 use berth_oci::Digest;
@@ -109,7 +109,7 @@ impl Store {
                 &dir,
                 rustix::fs::RenameFlags::NOREPLACE,
             ) {
-                Ok(()) => Ok(()),
+                Ok(()) => sync_parent(&dir).map_err(|e| StoreError::io("publishing the machine", e)),
                 Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOTEMPTY) => {
                     Err(StoreError::MachineExists(name.into()))
                 }
@@ -163,7 +163,9 @@ impl Store {
         let dir = self.machine_dir(name);
         // Rename first so a half-removed machine is never visible.
         let doomed = self.tmp_dir().join(format!("rm-{name}-{}", crate::blobs::unique()));
-        std::fs::rename(&dir, &doomed).map_err(|e| StoreError::io(format!("removing machine {name}"), e))?;
+        std::fs::rename(&dir, &doomed)
+            .and_then(|()| sync_parent(&dir))
+            .map_err(|e| StoreError::io(format!("removing machine {name}"), e))?;
         std::fs::remove_dir_all(&doomed).map_err(|e| StoreError::io(format!("removing machine {name}"), e))?;
         let _ = std::fs::remove_file(self.lock_path(&format!("machine-{name}")));
         Ok(())
@@ -304,7 +306,7 @@ impl Store {
                 self.machine_dir(dst),
                 rustix::fs::RenameFlags::NOREPLACE,
             ) {
-                Ok(()) => Ok(()),
+                Ok(()) => sync_parent(&self.machine_dir(dst)).map_err(|e| StoreError::io("publishing the clone", e)),
                 Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOTEMPTY) => {
                     Err(StoreError::MachineExists(dst.into()))
                 }
@@ -331,7 +333,7 @@ impl Store {
             &to,
             rustix::fs::RenameFlags::NOREPLACE,
         ) {
-            Ok(()) => {}
+            Ok(()) => sync_parent(&to).map_err(|e| StoreError::io(format!("renaming machine {old}"), e))?,
             Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOTEMPTY) => {
                 return Err(StoreError::MachineExists(new.into()))
             }

@@ -229,20 +229,12 @@ impl Staged {
         let (diff_id, unpacked) = match self {
             Staged::Cached { diff_id, unpacked, blob } => {
                 if let Some(dir) = blob {
-                    let dest = store.blob_path(&digest);
-                    if !dest.exists() {
-                        std::fs::rename(dir.path.join("blob"), &dest)
-                            .map_err(|e| StoreError::io(format!("storing blob {digest}"), e))?;
-                    }
+                    store.adopt_blob(&dir.path.join("blob"), &digest)?;
                 }
                 (diff_id, unpacked)
             }
             Staged::Fresh { dir, diff_id, unpacked } => {
-                let blob = dir.path.join("blob");
-                let dest = store.blob_path(&digest);
-                if !dest.exists() {
-                    std::fs::rename(&blob, &dest).map_err(|e| StoreError::io(format!("storing blob {digest}"), e))?;
-                }
+                store.adopt_blob(&dir.path.join("blob"), &digest)?;
                 dir.publish(&store.layer_path(&diff_id))?;
                 (diff_id, unpacked)
             }
@@ -282,7 +274,7 @@ impl StagingDir {
         ) {
             Ok(()) => {
                 self.keep = true;
-                Ok(())
+                crate::blobs::sync_parent(dest).map_err(|e| StoreError::io(format!("publishing {}", dest.display()), e))
             }
             Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOTEMPTY) => Ok(()),
             Err(e) => Err(StoreError::io(format!("publishing {}", dest.display()), e.into())),

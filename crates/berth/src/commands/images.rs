@@ -139,6 +139,36 @@ pub fn tag(cli: &Cli, src: &str, dst: &str) -> Result<i32> {
     Ok(0)
 }
 
+/// `berth fsck`: exit 0 when the store is sound, 1 (with one line per
+/// problem) when it is not.
+pub fn fsck(cli: &Cli, json: bool) -> Result<i32> {
+    let store = open_store(cli)?;
+    let r = store.fsck()?;
+    if json {
+        print_json(&r)?;
+    } else {
+        let mut out = String::new();
+        for p in &r.problems {
+            out += &format!("{}: {}\n", p.what, p.why);
+        }
+        out += &format!(
+            "Checked {} blobs, {} images, {} layers, {} names, {} machines: {}\n",
+            r.blobs,
+            r.images,
+            r.layers,
+            r.names,
+            r.machines,
+            match r.problems.len() {
+                0 => "no problems".to_string(),
+                1 => "1 problem".to_string(),
+                n => format!("{n} problems"),
+            }
+        );
+        print(&out)?;
+    }
+    Ok(if r.problems.is_empty() { 0 } else { 1 })
+}
+
 pub fn gc(cli: &Cli, json: bool) -> Result<i32> {
     let store = open_store(cli)?;
     let stats = store.gc()?;

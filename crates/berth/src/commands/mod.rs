@@ -29,6 +29,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Rmi(a) => images::rmi(&cli, &a.names, a.force),
         Command::Tag { src, dst } => images::tag(&cli, src, dst),
         Command::Gc(a) => images::gc(&cli, a.json),
+        Command::Fsck(a) => images::fsck(&cli, a.json),
         Command::Mount { image, dir } => mount::mount(&cli, image, dir),
         Command::Unmount { dir } => mount::unmount(dir),
         Command::Run(a) => run::run(&cli, a),

@@ -14,7 +14,7 @@ mod error;
 mod tls;
 
 pub use authfile::Credentials;
-pub use client::{Blob, Client, ClientOptions, FetchedManifest};
+pub use client::{Blob, Client, ClientOptions, FetchedManifest, MANIFEST_LIMIT};
 pub use config::RegistriesConfig;
 pub use error::RegistryError;
 

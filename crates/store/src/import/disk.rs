@@ -3,7 +3,9 @@
 //! Discoverable Partitions Specification's root type for this
 //! architecture, else the largest Linux filesystem partition. It is
 //! attached read-only through a loop device at its offset (util-linux's
-//! `losetup`), mounted read-only, copied, and detached.
+//! `losetup`), mounted read-only in a mount namespace of its own, copied,
+//! and detached. qcow2 and vmdk images must be self-contained: qemu-img
+//! would otherwise read their backing files and extents from the host.
 
 use crate::StoreError;
 use std::path::Path;
@@ -190,13 +192,112 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, StoreError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Converts a qcow2 or vmdk image to raw with qemu-img.
+/// What makes a qcow2 or vmdk read data from files other than itself,
+/// from `qemu-img info --output=json`: a backing file, a qcow2 external
+/// data file, or a child node other than the image's own file (vmdk
+/// extents, split files). `None`: the image is self-contained.
+pub fn foreign_files(info: &serde_json::Value) -> Option<String> {
+    for key in ["backing-filename", "full-backing-filename"] {
+        if let Some(b) = info.get(key).and_then(|b| b.as_str()) {
+            return Some(format!("a backing file ({b})"));
+        }
+    }
+    let data = &info["format-specific"]["data"];
+    if let Some(d) = data.get("data-file").and_then(|d| d.as_str()) {
+        return Some(format!("an external data file ({d})"));
+    }
+    let own = info.get("filename").and_then(|f| f.as_str());
+    for e in data.get("extents").and_then(|e| e.as_array()).into_iter().flatten() {
+        let f = e.get("filename").and_then(|f| f.as_str());
+        if f != own {
+            return Some(format!("an extent in another file ({})", f.unwrap_or("unnamed")));
+        }
+    }
+    for c in info.get("children").and_then(|c| c.as_array()).into_iter().flatten() {
+        let name = c.get("name").and_then(|n| n.as_str()).unwrap_or("");
+        if name != "file" {
+            let f = c["info"].get("filename").and_then(|f| f.as_str()).unwrap_or("unnamed");
+            return Some(format!("data in another file ({name}: {f})"));
+        }
+    }
+    None
+}
+
+/// Refuses a qcow2 or vmdk that would make qemu-img read anything but the
+/// image itself: a backing file, an external data file, or extents named
+/// by a descriptor can point at any host file or device, and converting
+/// would copy the host's data into the store. A text vmdk descriptor is
+/// refused before qemu-img opens what it names.
+pub fn check_self_contained(img: &Path, format: &str) -> Result<(), StoreError> {
+    use std::io::Read;
+    let mut head = [0u8; 21];
+    let n = std::fs::File::open(img)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| StoreError::io("reading the disk image", e))?;
+    if head[..n].starts_with(b"# Disk DescriptorFile") {
+        return Err(StoreError::Import(
+            "the vmdk is a descriptor that keeps its data in other files: import a single-file (monolithic) vmdk, or the flat extent as a raw disk".into(),
+        ));
+    }
+    let out = run(
+        Command::new("qemu-img").args(["info", "--output=json", "-f", format]).arg(img),
+        "qemu-img info (install qemu-utils)",
+    )?;
+    let info: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| StoreError::Import(format!("qemu-img info printed no JSON: {e}")))?;
+    match foreign_files(&info) {
+        Some(what) => Err(StoreError::Import(format!(
+            "the {format} image reads {what}: refusing it, only self-contained images are imported (qemu-img convert -O {format} makes one)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Converts a self-contained qcow2 or vmdk image to raw with qemu-img.
 pub fn convert_to_raw(src: &Path, dst: &Path, format: &str) -> Result<(), StoreError> {
+    check_self_contained(src, format)?;
     run(
         Command::new("qemu-img").args(["convert", "-f", format, "-O", "raw"]).arg(src).arg(dst),
         "qemu-img convert (install qemu-utils)",
     )?;
     Ok(())
+}
+
+/// The option that keeps a read-only mount from replaying a journal
+/// (which fails on a read-only device and would trust the image's log).
+fn no_replay(fstype: &str) -> Option<&'static str> {
+    match fstype {
+        "ext4" => Some("noload"),
+        "xfs" => Some("norecovery"),
+        "btrfs" => Some("rescue=nologreplay"),
+        _ => None,
+    }
+}
+
+/// Mounts `dev` at `mnt` and copies it to `dest`, in a mount namespace of
+/// its own (util-linux's `unshare`): the image's filesystem never appears
+/// in the host's mount table, and a crash leaves no mount behind. The
+/// type is the sniffed one, never the kernel's guess, and nothing of the
+/// image is executable, setuid or a device while it is mounted.
+fn mount_and_copy(fstype: &str, dev: &str, mnt: &Path, dest: &Path) -> Result<(), StoreError> {
+    const SCRIPT: &str = r#"fstype=$1 opts=$2 extra=$3 dev=$4 mnt=$5 dest=$6
+{ [ -n "$extra" ] && mount -t "$fstype" -o "$opts,$extra" "$dev" "$mnt" 2>/dev/null; } ||
+    mount -t "$fstype" -o "$opts" "$dev" "$mnt" || exit 1
+cp -a --reflink=auto --no-target-directory -- "$mnt" "$dest"
+rc=$?
+umount "$mnt"
+exit $rc"#;
+    run(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c", SCRIPT, "sh", fstype])
+            .arg("ro,nosuid,nodev,noexec")
+            .arg(no_replay(fstype).unwrap_or(""))
+            .arg(dev)
+            .arg(mnt)
+            .arg(dest),
+        "mounting and copying the root filesystem",
+    )
+    .map(|_| ())
 }
 
 /// Copies the root filesystem of the raw image `image` into `dest`
@@ -215,26 +316,9 @@ pub fn copy_root(image: &Path, dest: &Path, mnt: &Path) -> Result<(), StoreError
         losetup.arg(format!("--offset={}", p.offset)).arg(format!("--sizelimit={}", p.size));
     }
     let dev = run(losetup.arg(image), "losetup")?;
-    let result = (|| {
-        std::fs::create_dir_all(mnt).map_err(|e| StoreError::io("creating the mount point", e))?;
-        // The type sniffed, never the kernel's guess; nothing of the
-        // image is executable, setuid or a device while it is mounted.
-        // `noload` keeps ext4 from replaying a journal on a read-only device.
-        let mount = |opts: &str| {
-            let mut c = Command::new("mount");
-            c.args(["-t", fstype, "-o", opts]).arg(&dev).arg(mnt);
-            c
-        };
-        let mounted = run(&mut mount("ro,nosuid,nodev,noexec,noload"), "mount")
-            .or_else(|_| run(&mut mount("ro,nosuid,nodev,noexec"), "mount the root partition"));
-        mounted?;
-        let copied = run(
-            Command::new("cp").args(["-a", "--reflink=auto", "--no-target-directory", "--"]).arg(mnt).arg(dest),
-            "copying the root filesystem",
-        );
-        let _ = rustix::mount::unmount(mnt, rustix::mount::UnmountFlags::empty());
-        copied.map(|_| ())
-    })();
+    let result = std::fs::create_dir_all(mnt)
+        .map_err(|e| StoreError::io("creating the mount point", e))
+        .and_then(|()| mount_and_copy(fstype, &dev, mnt, dest));
     let _ = run(Command::new("losetup").arg("--detach").arg(&dev), "losetup --detach");
     result
 }
@@ -280,6 +364,28 @@ mod tests {
         let d = gpt(&[(esp, 34, 100), (LINUX_DATA, 101, 200), (LINUX_DATA, 201, 5000)]);
         assert_eq!(pick(&d).unwrap(), Some(Part { offset: 201 * 512, size: 4800 * 512 }));
         assert!(pick(&gpt(&[(esp, 34, 100)])).is_err());
+    }
+
+    #[test]
+    fn images_reading_other_files_are_named() {
+        let own = serde_json::json!({
+            "filename": "a.vmdk", "format": "vmdk",
+            "children": [{"name": "file", "info": {"filename": "a.vmdk"}}],
+            "format-specific": {"type": "vmdk", "data": {"extents": [{"filename": "a.vmdk"}]}}
+        });
+        assert_eq!(foreign_files(&own), None);
+        let flat = serde_json::json!({
+            "filename": "d.vmdk",
+            "children": [{"name": "extents.0", "info": {"filename": "/etc/shadow"}}, {"name": "file", "info": {}}],
+            "format-specific": {"data": {"extents": [{"filename": "/etc/shadow", "format": "FLAT"}]}}
+        });
+        assert!(foreign_files(&flat).unwrap().contains("/etc/shadow"));
+        let backed = serde_json::json!({"filename": "b.qcow2", "backing-filename": "/dev/sda"});
+        assert!(foreign_files(&backed).unwrap().contains("backing file (/dev/sda)"));
+        let data = serde_json::json!({"filename": "c.qcow2", "format-specific": {"data": {"data-file": "/x"}}});
+        assert!(foreign_files(&data).unwrap().contains("external data file"));
+        let child = serde_json::json!({"filename": "e", "children": [{"name": "backing", "info": {"filename": "/y"}}]});
+        assert!(foreign_files(&child).unwrap().contains("backing: /y"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! both served through the same [`Source`] trait as a registry, so their
 //! blobs go through the same verified pull path.
 
+use super::confined::{open_regular, read_bounded, DOCUMENT_LIMIT};
 use crate::pull::Source;
 use crate::StoreError;
 use berth_oci::digest::HashingReader;
@@ -21,9 +22,11 @@ fn bad(path: &Path, why: impl Into<String>) -> StoreError {
     StoreError::Layer { layer: path.display().to_string(), what: why.into() }
 }
 
-fn read_json(path: &Path) -> Result<(Vec<u8>, serde_json::Value), StoreError> {
-    let b = std::fs::read(path).map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?;
-    let v = serde_json::from_slice(&b).map_err(|e| bad(path, format!("malformed JSON: {e}")))?;
+/// Reads and parses the JSON document `rel` inside `dir`, bounded and
+/// without leaving `dir`.
+fn read_json(dir: &Path, rel: &str) -> Result<(Vec<u8>, serde_json::Value), StoreError> {
+    let b = read_bounded(dir, rel, DOCUMENT_LIMIT)?;
+    let v = serde_json::from_slice(&b).map_err(|e| bad(&dir.join(rel), format!("malformed JSON: {e}")))?;
     Ok((b, v))
 }
 
@@ -39,7 +42,7 @@ impl Layout {
         if !dir.join("oci-layout").is_file() {
             return Err(bad(dir, "not an OCI image layout (no oci-layout file)"));
         }
-        let (index, v) = read_json(&dir.join("index.json"))?;
+        let (index, v) = read_json(dir, "index.json")?;
         let mut entries = Vec::new();
         for m in v.get("manifests").and_then(|m| m.as_array()).into_iter().flatten() {
             let d: Digest = m
@@ -92,8 +95,9 @@ impl Layout {
         }
     }
 
-    fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.dir.join("blobs/sha256").join(d.hex())
+    /// A blob's path inside the layout.
+    fn blob_path(d: &Digest) -> String {
+        format!("blobs/sha256/{}", d.hex())
     }
 }
 
@@ -107,7 +111,7 @@ impl Source for Layout {
             });
         }
         let d: Digest = reference.parse().map_err(|e: berth_oci::DigestError| bad(&self.dir, e.to_string()))?;
-        let body = std::fs::read(self.blob_path(&d)).map_err(|e| StoreError::io(format!("reading manifest {d}"), e))?;
+        let body = read_bounded(&self.dir, &Layout::blob_path(&d), DOCUMENT_LIMIT)?;
         let got = Digest::of(&body);
         if got != d {
             return Err(StoreError::DigestMismatch { digest: d.to_string(), got: got.to_string() });
@@ -117,9 +121,7 @@ impl Source for Layout {
     }
 
     fn blob(&self, digest: &Digest) -> Result<Blob, StoreError> {
-        let p = self.blob_path(digest);
-        let f =
-            std::fs::File::open(&p).map_err(|e| StoreError::io(format!("blob {digest} missing from the layout"), e))?;
+        let f = open_regular(&self.dir, &Layout::blob_path(digest))?;
         let size = f.metadata().ok().map(|m| m.len());
         Ok(Blob { reader: Box::new(f), size })
     }
@@ -128,39 +130,38 @@ impl Source for Layout {
 /// A `docker save` archive, unpacked: `manifest.json` names the config and
 /// layer files; berth serves a Docker schema2 manifest made from it.
 pub struct DockerArchive {
+    dir: PathBuf,
     manifest: Vec<u8>,
-    files: HashMap<Digest, PathBuf>,
+    /// Each blob's path inside `dir`.
+    files: HashMap<Digest, String>,
     pub tags: Vec<String>,
 }
 
-fn hash_file(p: &Path) -> Result<(Digest, u64, Vec<u8>), StoreError> {
-    let f = std::fs::File::open(p).map_err(|e| StoreError::io(format!("reading {}", p.display()), e))?;
+/// Hashes the regular file `rel` inside `dir`; also returns its size and
+/// first bytes.
+fn hash_file(dir: &Path, rel: &str) -> Result<(Digest, u64, Vec<u8>), StoreError> {
+    let f = open_regular(dir, rel)?;
     let mut hr = HashingReader::new(f);
     let mut head = vec![0u8; 4];
-    let n = hr.read(&mut head).map_err(|e| StoreError::io(format!("reading {}", p.display()), e))?;
+    let n = hr.read(&mut head).map_err(|e| StoreError::io(format!("reading {rel}"), e))?;
     head.truncate(n);
-    std::io::copy(&mut hr, &mut std::io::sink()).map_err(|e| StoreError::io(format!("reading {}", p.display()), e))?;
+    std::io::copy(&mut hr, &mut std::io::sink()).map_err(|e| StoreError::io(format!("reading {rel}"), e))?;
     let (d, size) = hr.finish();
     Ok((d, size, head))
 }
 
-/// Resolves a path named inside the archive, refusing ones that leave it.
-fn inside(dir: &Path, name: &str) -> Result<PathBuf, StoreError> {
+/// A path named inside the archive, cleaned; [`open_regular`] keeps it
+/// from leading out.
+fn inside(dir: &Path, name: &str) -> Result<String, StoreError> {
     let comps = crate::unpack::path::clean(name.as_bytes()).map_err(|w| bad(dir, format!("{name:?}: {w}")))?;
-    let p = dir.join(crate::unpack::path::join(&comps));
-    let real = std::fs::canonicalize(&p).map_err(|e| StoreError::io(format!("{name} in the archive"), e))?;
-    let base = std::fs::canonicalize(dir).map_err(|e| StoreError::io("resolving the archive", e))?;
-    if !real.starts_with(&base) {
-        return Err(bad(dir, format!("{name:?} points outside the archive")));
-    }
-    Ok(real)
+    Ok(crate::unpack::path::join(&comps).to_string_lossy().into_owned())
 }
 
 impl DockerArchive {
     /// Reads `dir/manifest.json`, picking the image tagged `want` (any of
     /// its RepoTags, as written or normalised) or the first.
     pub fn open(dir: &Path, want: Option<&str>) -> Result<DockerArchive, StoreError> {
-        let (_, v) = read_json(&dir.join("manifest.json"))?;
+        let (_, v) = read_json(dir, "manifest.json")?;
         let list = v.as_array().ok_or_else(|| bad(dir, "manifest.json is not a list"))?;
         let tags_of = |e: &serde_json::Value| -> Vec<String> {
             e.get("RepoTags")
@@ -186,13 +187,13 @@ impl DockerArchive {
             .and_then(|c| c.as_str())
             .ok_or_else(|| bad(dir, "manifest.json entry has no Config"))?;
         let config_path = inside(dir, config_name)?;
-        let (cd, csize, _) = hash_file(&config_path)?;
+        let (cd, csize, _) = hash_file(dir, &config_path)?;
         files.insert(cd.clone(), config_path);
         let mut layers = Vec::new();
         for l in entry.get("Layers").and_then(|l| l.as_array()).into_iter().flatten() {
             let name = l.as_str().ok_or_else(|| bad(dir, "a layer name is not a string"))?;
             let p = inside(dir, name)?;
-            let (d, size, head) = hash_file(&p)?;
+            let (d, size, head) = hash_file(dir, &p)?;
             let mt = if head.starts_with(&[0x1f, 0x8b]) {
                 "application/vnd.docker.image.rootfs.diff.tar.gzip"
             } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -210,7 +211,7 @@ impl DockerArchive {
             "layers": layers,
         }))
         .map_err(|e| bad(dir, e.to_string()))?;
-        Ok(DockerArchive { manifest, files, tags: tags_of(entry) })
+        Ok(DockerArchive { dir: dir.to_path_buf(), manifest, files, tags: tags_of(entry) })
     }
 
     pub fn manifest_ref(&self) -> String {
@@ -232,7 +233,7 @@ impl Source for DockerArchive {
             .files
             .get(digest)
             .ok_or_else(|| StoreError::io(format!("blob {digest}"), std::io::ErrorKind::NotFound.into()))?;
-        let f = std::fs::File::open(p).map_err(|e| StoreError::io(format!("reading {}", p.display()), e))?;
+        let f = open_regular(&self.dir, p)?;
         let size = f.metadata().ok().map(|m| m.len());
         Ok(Blob { reader: Box::new(f), size })
     }

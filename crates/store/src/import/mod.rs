@@ -6,6 +6,7 @@
 //! Archives with manifests go through the verified pull path; root trees
 //! become a one-layer image whose blob is the uncompressed tar.
 
+mod confined;
 pub mod decompress;
 pub mod disk;
 pub mod layout;
@@ -242,6 +243,15 @@ pub fn import_stream<R: Read + Send>(
         None
     };
     if let Some(d) = box_disk {
+        // The disk must be the box's own file: a symlink to a host file or
+        // a device would import the host's data.
+        let is_file = std::fs::symlink_metadata(&d).map(|m| m.file_type().is_file()).unwrap_or(false);
+        if !is_file {
+            let name = d.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            return Err(bad(format!(
+                "{label}: the box's disk {name} is not a regular file (a link or a device): refusing it"
+            )));
+        }
         let inner = StagingDir::new(store, "import")?;
         let img = inner.path.join("disk.img");
         std::fs::rename(&d, &img).map_err(|e| StoreError::io("moving the box's disk", e))?;
@@ -381,7 +391,7 @@ fn import_disk(
 ) -> Result<ImageRecord, StoreError> {
     let raw = if matches!(kind, "qcow2" | "vmdk") {
         let raw = staging.path.join("disk.raw");
-        disk::convert_to_raw(img, &raw, kind)?;
+        disk::convert_to_raw(img, &raw, kind).map_err(|e| bad(format!("{label}: {e}")))?;
         let _ = std::fs::remove_file(img);
         raw
     } else {
@@ -454,7 +464,20 @@ impl<R: Read> Read for Tapped<R> {
 fn restage_subdir(store: &Store, old: StagingDir, prefix: &str) -> Result<StagingDir, StoreError> {
     let comps =
         crate::unpack::path::clean(prefix.as_bytes()).map_err(|w| bad(format!("--strip-prefix {prefix:?}: {w}")))?;
-    let sub = old.path.join("root").join(crate::unpack::path::join(&comps));
+    // Each component must be a directory of the archive itself: a link
+    // (`a -> /some/host/dir`) would move a host directory into the store.
+    let mut sub = old.path.join("root");
+    for (i, c) in comps.iter().enumerate() {
+        sub.push(c);
+        let is_link = std::fs::symlink_metadata(&sub).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+        if is_link {
+            let at = crate::unpack::path::join(&comps[..=i]);
+            return Err(bad(format!(
+                "--strip-prefix {prefix:?}: {} is a symlink in the archive; name the directory it points to",
+                at.display()
+            )));
+        }
+    }
     let md = std::fs::symlink_metadata(&sub)
         .map_err(|_| bad(format!("--strip-prefix {prefix:?}: the archive has no such directory")))?;
     if !md.is_dir() {
@@ -592,11 +615,7 @@ fn finish_rootfs_blob(
         &staging.path.join("meta.json"),
         format!("{{\"unpacked_size\":{unpacked}}}").as_bytes(),
     )?;
-    let blob_dest = store.blob_path(&digest);
-    if !blob_dest.exists() {
-        std::fs::rename(staging.path.join("blob"), &blob_dest)
-            .map_err(|e| StoreError::io("storing the layer blob", e))?;
-    }
+    store.adopt_blob(&staging.path.join("blob"), &digest)?;
     staging.publish(&store.layer_path(&diff))?;
     store.put_blob(&config_digest, &config_body)?;
     store.put_blob(&manifest_digest, &manifest_body)?;
@@ -623,10 +642,9 @@ fn import_aci(
     label: &str,
     opts: &ImportOptions,
 ) -> Result<ImageRecord, StoreError> {
-    let mpath = staging.path.join("root/manifest");
+    let body = confined::read_bounded(&staging.path.join("root"), "manifest", confined::DOCUMENT_LIMIT)?;
     let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&mpath).map_err(|e| StoreError::io("reading the ACI manifest", e))?)
-            .map_err(|e| bad(format!("{label}: malformed ACI manifest: {e}")))?;
+        serde_json::from_slice(&body).map_err(|e| bad(format!("{label}: malformed ACI manifest: {e}")))?;
     if m.get("acKind").and_then(|k| k.as_str()) != Some("ImageManifest") {
         return Err(bad(format!("{label}: the ACI manifest's acKind is not ImageManifest")));
     }
