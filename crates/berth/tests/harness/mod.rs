@@ -10,6 +10,7 @@ pub mod debootstrap;
 pub mod fixtures;
 pub mod hostile;
 pub mod listing;
+pub mod mockhttp;
 pub mod mounts;
 pub mod oci;
 pub mod probe;

@@ -3,6 +3,7 @@
 
 mod auth;
 mod concurrent;
+mod credentials;
 mod errors;
 mod fixtures;
 mod hostile;

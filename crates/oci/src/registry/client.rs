@@ -53,6 +53,9 @@ struct Endpoint {
     repository: String,
     insecure: bool,
     mirror: bool,
+    /// What this endpoint gets when it asks: the origin's credentials for
+    /// the origin, a mirror's own auth-file entry for a mirror.
+    creds: Option<Credentials>,
     state: Mutex<EndpointState>,
 }
 
@@ -67,7 +70,6 @@ struct Inner {
     name: String,
     endpoints: Vec<Endpoint>,
     active: Mutex<usize>,
-    creds: Option<Credentials>,
     secure_agents: Mutex<Vec<(String, ureq::Agent)>>,
     certs_dirs: Vec<PathBuf>,
     insecure_agent: ureq::Agent,
@@ -139,33 +141,36 @@ impl Client {
                     Some((h, p)) => (h.to_string(), format!("{}/", p.trim_matches('/'))),
                     None => (m.location.clone(), String::new()),
                 };
+                let repository = format!("{prefix}{}", reference.repository);
+                let creds = authfile::lookup(opts.authfile.as_deref(), &host, &repository)?;
                 endpoints.push(Endpoint {
                     host,
-                    repository: format!("{prefix}{}", reference.repository),
+                    repository,
                     insecure: m.insecure || force_insecure,
                     mirror: true,
+                    creds,
                     state: Mutex::default(),
                 });
             }
         }
+        let creds = match &opts.creds {
+            Some(c) => Some(c.clone()),
+            None => authfile::lookup(opts.authfile.as_deref(), &reference.registry, &reference.repository)?,
+        };
         endpoints.push(Endpoint {
             host: reference.api_host().to_string(),
             repository: reference.repository.clone(),
             insecure: force_insecure || (opts.tls_verify.is_none() && entry.is_some_and(|e| e.insecure)),
             mirror: false,
+            creds,
             state: Mutex::default(),
         });
-        let creds = match &opts.creds {
-            Some(c) => Some(c.clone()),
-            None => authfile::lookup(opts.authfile.as_deref(), &reference.registry, &reference.repository)?,
-        };
         let insecure_agent = agent_builder().tls_config(tls::insecure()).build();
         Ok(Client {
             inner: Arc::new(Inner {
                 name: reference.name(),
                 endpoints,
                 active: Mutex::new(0),
-                creds,
                 secure_agents: Mutex::new(Vec::new()),
                 certs_dirs: opts.certs_dirs.clone(),
                 insecure_agent,
@@ -463,7 +468,7 @@ impl Inner {
         let mut st = lock(&ep.state);
         match st.challenge.clone() {
             None => Ok(None),
-            Some(Challenge::Basic) => Ok(self.creds.as_ref().map(Credentials::basic_header)),
+            Some(Challenge::Basic) => Ok(ep.creds.as_ref().map(Credentials::basic_header)),
             Some(Challenge::Bearer { realm, service, scope }) => {
                 if let Some(t) = &st.token {
                     if t.fresh() && !force_new {
@@ -471,7 +476,7 @@ impl Inner {
                     }
                 }
                 let scope = scope.unwrap_or_else(|| format!("repository:{}:{}", ep.repository, self.actions));
-                let token = self.fetch_token(&realm, service.as_deref(), &scope)?;
+                let token = self.fetch_token(i, &realm, service.as_deref(), &scope)?;
                 let header = format!("Bearer {}", token.value);
                 st.token = Some(token);
                 Ok(Some(header))
@@ -479,12 +484,18 @@ impl Inner {
         }
     }
 
-    fn fetch_token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<Token, RegistryError> {
+    /// Fetches a token from endpoint `i`'s realm, with its credentials.
+    /// The realm may be on another host (Docker Hub's is), but it gets
+    /// them only over https, or plain http when the registry itself is
+    /// marked insecure; the token agent never follows a redirect with them.
+    fn fetch_token(&self, i: usize, realm: &str, service: Option<&str>, scope: &str) -> Result<Token, RegistryError> {
+        let ep = &self.endpoints[i];
+        realm_allowed(realm, ep.insecure).map_err(|detail| RegistryError::Token { realm: realm.into(), detail })?;
         let mut req = self.token_agent.get(realm).query("scope", scope);
         if let Some(s) = service {
             req = req.query("service", s);
         }
-        if let Some(c) = &self.creds {
+        if let Some(c) = &ep.creds {
             req = req.set("Authorization", &c.basic_header());
         }
         match req.call() {
@@ -497,8 +508,8 @@ impl Inner {
                 auth::parse_token(&body).map_err(|detail| RegistryError::Token { realm: realm.into(), detail })
             }
             Err(ureq::Error::Status(401 | 403, _)) => Err(RegistryError::Unauthorized {
-                registry: self.name.split('/').next().unwrap_or_default().to_string(),
-                detail: if self.creds.is_some() {
+                registry: ep.host.clone(),
+                detail: if ep.creds.is_some() {
                     "the credentials were refused".into()
                 } else {
                     "no credentials given".into()
@@ -541,9 +552,7 @@ impl Inner {
                     st.challenge = challenge.or(Some(Challenge::Basic));
                     st.token = None;
                     drop(st);
-                    if had
-                        && self.creds.is_none()
-                        && !matches!(lock(&ep.state).challenge, Some(Challenge::Bearer { .. }))
+                    if had && ep.creds.is_none() && !matches!(lock(&ep.state).challenge, Some(Challenge::Bearer { .. }))
                     {
                         return Err(self.unauthorized(i));
                     }
@@ -574,7 +583,9 @@ impl Inner {
             for (k, v) in headers {
                 req = req.set(k, v);
             }
-            if let Some(a) = &auth {
+            // An upload Location on another host (or downgraded to http)
+            // gets no credentials.
+            if let Some(a) = auth.as_ref().filter(|_| credentials_go_to(url, ep)) {
                 req = req.set("Authorization", a);
             }
             let r = match body {
@@ -616,7 +627,7 @@ impl Inner {
     fn unauthorized(&self, i: usize) -> RegistryError {
         RegistryError::Unauthorized {
             registry: self.endpoints[i].host.clone(),
-            detail: if self.creds.is_some() {
+            detail: if self.endpoints[i].creds.is_some() {
                 "the credentials were refused".into()
             } else {
                 "no credentials given".into()
@@ -682,6 +693,27 @@ impl Inner {
     }
 }
 
+/// Whether a token realm may receive credentials: https always, plain
+/// http only for a registry marked insecure.
+fn realm_allowed(realm: &str, insecure: bool) -> Result<(), String> {
+    match realm.split_once("://").map(|(s, _)| s.to_ascii_lowercase()) {
+        Some(s) if s == "https" => Ok(()),
+        Some(s) if s == "http" && insecure => Ok(()),
+        Some(s) if s == "http" => Err("the registry's token realm is plain http, which would expose the credentials: \
+             berth sends them to a realm only over https (mark the registry insecure in registries.toml to allow it)"
+            .into()),
+        _ => Err("the token realm is not an http(s) URL".into()),
+    }
+}
+
+/// Whether a request to `url` on behalf of `ep` may carry its
+/// credentials: the endpoint's own host, and https unless the endpoint is
+/// marked insecure.
+fn credentials_go_to(url: &str, ep: &Endpoint) -> bool {
+    let https = url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    host_of(url) == ep.host && (https || ep.insecure)
+}
+
 fn is_retryable_transport(t: &ureq::Transport) -> bool {
     use ureq::ErrorKind::*;
     matches!(t.kind(), ConnectionFailed | Io | Dns)
@@ -697,14 +729,17 @@ fn send_following(
     headers: &[(&str, String)],
 ) -> Result<ureq::Response, ureq::Error> {
     let origin = host_of(url).to_string();
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     let mut url = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
         let mut req = agent.request(method, &url);
         for (k, v) in headers {
             req = req.set(k, v);
         }
-        // A redirect to another host (a CDN) must not receive our credentials.
-        if let Some(a) = auth.filter(|_| host_of(&url) == origin) {
+        // A redirect to another host (a CDN), or to plain http, must not
+        // receive our credentials.
+        let same_scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()) == scheme;
+        if let Some(a) = auth.filter(|_| host_of(&url) == origin && same_scheme) {
             req = req.set("Authorization", a);
         }
         let resp = req.call()?;
@@ -776,5 +811,43 @@ impl Read for ResumingReader {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(host: &str, insecure: bool) -> Endpoint {
+        Endpoint {
+            host: host.into(),
+            repository: "x".into(),
+            insecure,
+            mirror: false,
+            creds: None,
+            state: Mutex::default(),
+        }
+    }
+
+    #[test]
+    fn token_realms_get_credentials_only_over_https_unless_insecure() {
+        assert!(realm_allowed("https://auth.docker.io/token", false).is_ok());
+        assert!(realm_allowed("HTTPS://auth.example/t", false).is_ok());
+        assert!(realm_allowed("http://evil.example/token", false).unwrap_err().contains("plain http"));
+        assert!(realm_allowed("http://127.0.0.1:5000/token", true).is_ok());
+        assert!(realm_allowed("file:///etc/passwd", true).is_err());
+        assert!(realm_allowed("/token", false).is_err());
+    }
+
+    #[test]
+    fn upload_locations_elsewhere_or_downgraded_get_no_credentials() {
+        let ep = endpoint("reg.example:5000", false);
+        assert!(credentials_go_to("https://reg.example:5000/v2/x/blobs/uploads/u?digest=d", &ep));
+        assert!(!credentials_go_to("https://storage.example/upload/u", &ep));
+        assert!(!credentials_go_to("https://reg.example:5001/upload", &ep));
+        assert!(!credentials_go_to("http://reg.example:5000/v2/x/blobs/uploads/u", &ep));
+        let plain = endpoint("127.0.0.1:5000", true);
+        assert!(credentials_go_to("http://127.0.0.1:5000/v2/x/blobs/uploads/u", &plain));
+        assert!(!credentials_go_to("http://127.0.0.2:5000/v2/x/blobs/uploads/u", &plain));
     }
 }
