@@ -1,6 +1,7 @@
 //! Detached machines (`berth start`, `run -d`): a supervisor process,
 //! forked from berth and in a session of its own, runs the container with
-//! its console going to `/run/berth/NAME/console.log`, writes the state
+//! its console going to `/run/berth/STORE/NAME/console.log` (through a
+//! logger that rotates it, see [`crate::consolelog`]), writes the state
 //! file once the init runs, and removes it when the machine ends. The
 //! `berth` that started it returns as soon as the machine is up.
 
@@ -53,14 +54,14 @@ impl Hooks for Started<'_> {
     }
 }
 
-fn redirect(fd: i32, file: &std::fs::File) {
+fn redirect(fd: i32, file: &impl rustix::fd::AsFd) {
     let mut target = sys::owned_fd(fd);
     let _ = rustix::io::dup2(file, &mut target);
     std::mem::forget(target);
 }
 
 /// Runs machine `name` in the foreground with state under
-/// `/run/berth/NAME/`, so ps, exec, status and stop reach it (this is how
+/// `/run/berth/STORE/NAME/`, so ps, exec, status and stop reach it (this is how
 /// the `berth@.service` unit runs a machine). A reboot inside boots it
 /// again unless a stop was asked.
 pub fn run_managed(
@@ -70,8 +71,7 @@ pub fn run_managed(
     root: &str,
     image: Option<String>,
 ) -> Result<crate::Outcome, RuntimeError> {
-    let dir = State::dir(name);
-    std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::sys(format!("creating {}", dir.display()), e))?;
+    let dir = State::make_dir(name)?;
     let _ = std::fs::remove_file(dir.join("stopping"));
     let command = if spec.args.is_empty() && spec.boot { vec!["(init)".to_string()] } else { spec.args.clone() };
     let hooks = Started {
@@ -100,20 +100,14 @@ pub fn start_detached(
     root: &str,
     image: Option<String>,
 ) -> Result<State, RuntimeError> {
-    let dir = State::dir(name);
-    std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::sys(format!("creating {}", dir.display()), e))?;
+    let dir = State::make_dir(name)?;
     let _ = std::fs::remove_file(dir.join("stopping"));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(State::console_log(name))
-        .map_err(|e| RuntimeError::sys("creating the console log", e))?;
+    let log = crate::consolelog::start(&State::console_log(name))?;
     let (r, w): (OwnedFd, OwnedFd) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| RuntimeError::sys("creating a pipe", e))?;
     match sys::clone_fork(0).map_err(|e| RuntimeError::sys("forking the supervisor", e))? {
         Some(_pid) => {
-            drop(w);
+            drop((w, log));
             let mut msg = String::new();
             let _ = std::fs::File::from(r).read_to_string(&mut msg);
             if msg == "ok" {
@@ -136,6 +130,7 @@ pub fn start_detached(
             }
             redirect(1, &log);
             redirect(2, &log);
+            drop(log);
             let command =
                 if spec.args.is_empty() && spec.boot { vec!["(init)".to_string()] } else { spec.args.clone() };
             let hooks = Started {

@@ -10,6 +10,7 @@
 
 pub mod caps;
 pub mod cgroup;
+pub mod consolelog;
 mod container;
 mod creds;
 pub mod detach;

@@ -1,14 +1,74 @@
-//! Running machines: the state file under `/run/berth/NAME/`, liveness
-//! checks that survive pid reuse, and entering a running machine's
-//! namespaces and cgroup (`berth exec`, `berth shell`).
+//! Running machines: the state file under `/run/berth/STORE/NAME/`,
+//! liveness checks that survive pid reuse, and entering a running
+//! machine's namespaces and cgroup (`berth exec`, `berth shell`).
+//!
+//! Each store has a directory of its own under `/run/berth`, named by a
+//! hash of the store's canonical path (the path itself is in its
+//! `.store` file), so two stores with a machine of the same name never
+//! share state, and `ps` lists the machines of the store in use. The
+//! directory is root's alone (0700): console logs are the machines'.
 
 use crate::sys;
 use crate::RuntimeError;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-/// Where running machines keep their state; `BERTH_RUN_DIR` moves it.
-pub fn run_root() -> PathBuf {
+/// The store whose machines this process handles, set once at start.
+static STORE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+
+/// Where all stores' running state lives; `BERTH_RUN_DIR` moves it.
+pub fn run_base() -> PathBuf {
     std::env::var_os("BERTH_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/berth"))
+}
+
+/// The name of a store's state directory: 16 hex digits of the sha256
+/// of its canonical path.
+pub fn store_key(store: &Path) -> String {
+    use sha2::Digest as _;
+    let canonical = std::fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf());
+    let hash = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    hash[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Makes the machines of `store` the ones this process sees (call once,
+/// before anything else here).
+pub fn use_store(store: &Path) {
+    let canonical = std::fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf());
+    let _ = STORE.set((run_base().join(store_key(&canonical)), canonical));
+}
+
+/// Where the running machines of the store in use keep their state.
+pub fn run_root() -> PathBuf {
+    match STORE.get() {
+        Some((dir, _)) => dir.clone(),
+        None => run_base(),
+    }
+}
+
+/// Creates the store's state directory (0700, with its `.store` file) if
+/// it is not there yet.
+fn make_run_root() -> Result<PathBuf, RuntimeError> {
+    let dir = run_root();
+    let fail = |e| RuntimeError::sys(format!("creating {}", dir.display()), e);
+    if let Some(parent) = dir.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(fail)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(fail(e)),
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    if let Some((_, store)) = STORE.get() {
+        let marker = dir.join(".store");
+        if !marker.exists() {
+            let mut body = store.as_os_str().as_encoded_bytes().to_vec();
+            body.push(b'\n');
+            std::fs::write(&marker, body).map_err(fail)?;
+        }
+    }
+    Ok(dir)
 }
 
 /// What `/run/berth/NAME/state.json` records.
@@ -52,14 +112,23 @@ impl State {
         run_root().join(name)
     }
 
+    /// Creates the machine's state directory (and the store's).
+    pub fn make_dir(name: &str) -> Result<PathBuf, RuntimeError> {
+        let dir = make_run_root()?.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(dir),
+            Err(e) => Err(RuntimeError::sys(format!("creating {}", dir.display()), e)),
+        }
+    }
+
     pub fn load(name: &str) -> Option<State> {
         let b = std::fs::read(Self::dir(name).join("state.json")).ok()?;
         serde_json::from_slice(&b).ok()
     }
 
     pub fn save(&self) -> Result<(), RuntimeError> {
-        let dir = Self::dir(&self.name);
-        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::sys(format!("creating {}", dir.display()), e))?;
+        let dir = Self::make_dir(&self.name)?;
         let tmp = dir.join(".state.json.tmp");
         let body = serde_json::to_vec_pretty(self).map_err(|e| RuntimeError::Setup(e.to_string()))?;
         std::fs::write(&tmp, body)

@@ -22,6 +22,8 @@ pub fn open_store(cli: &Cli) -> Result<Store> {
 }
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
+    // Running machines are found under the state directory of this store.
+    berth_runtime::machine::use_store(&cli.root);
     match &cli.command {
         Command::Pull(a) => pull::run(&cli, a),
         Command::Images(a) => images::list(&cli, a.json),

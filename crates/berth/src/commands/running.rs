@@ -183,7 +183,11 @@ pub fn status(cli: &Cli, name: &str) -> Result<i32> {
     }
     if s.boot {
         let exe = std::env::current_exe()?;
-        let st = std::process::Command::new(exe).args(["exec", name, "systemctl", "is-system-running"]).output();
+        let st = std::process::Command::new(exe)
+            .arg("--root")
+            .arg(&cli.root)
+            .args(["exec", name, "systemctl", "is-system-running"])
+            .output();
         if let Ok(o) = st {
             let state = String::from_utf8_lossy(&o.stdout).trim().to_string();
             if !state.is_empty() {
@@ -320,16 +324,28 @@ pub fn terminate(cli: &Cli, name: &str) -> Result<i32> {
 
 pub fn logs(cli: &Cli, name: &str, follow: bool) -> Result<i32> {
     known(cli, name)?;
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
     let path = State::console_log(name);
     let mut f = std::fs::File::open(&path)
         .map_err(|_| anyhow!("no console log for machine {name:?}: it has not run detached"))?;
     let mut out = std::io::stdout();
+    // The log rotated before: its previous part first.
+    if let Ok(mut prev) = std::fs::File::open(berth_runtime::consolelog::previous(&path)) {
+        std::io::copy(&mut prev, &mut out)?;
+    }
     loop {
         std::io::copy(&mut f, &mut out)?;
-        use std::io::Write;
         out.flush()?;
         if !follow || State::load(name).is_none_or(|s| !s.alive()) {
             break;
+        }
+        // Rotated meanwhile: the rest of the old file, then the new one.
+        let now = std::fs::metadata(&path).map(|m| m.ino()).unwrap_or(0);
+        if now != 0 && now != f.metadata()?.ino() {
+            std::io::copy(&mut f, &mut out)?;
+            f = std::fs::File::open(&path)?;
+            continue;
         }
         std::thread::sleep(Duration::from_millis(200));
     }

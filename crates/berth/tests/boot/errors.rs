@@ -81,7 +81,7 @@ fn exec_and_shell_into_a_missing_machine_fail_in_one_line() {
     ] {
         h.run(verb).failure().mentions_any(&[&ghost]);
     }
-    assert!(!h.run_dir.join(&ghost).exists(), "a failed verb must not make a state dir for {ghost}");
+    assert!(!h.state_dir.join(&ghost).exists(), "a failed verb must not make a state dir for {ghost}");
 }
 
 #[test]
@@ -102,7 +102,7 @@ fn the_error_for_a_missing_machine_does_not_advise_starting_it() {
 
 /// A state.json for `name` as berth writes it, with the given leader.
 fn write_state(h: &Host, name: &str, leader: i32, leader_start: u64) {
-    let dir = h.run_dir.join(name);
+    let dir = h.state_dir.join(name);
     fs::create_dir_all(&dir).unwrap();
     let st = serde_json::json!({
         "name": name,
@@ -128,7 +128,7 @@ fn dead_pid() -> i32 {
 fn stale_state_with_a_dead_leader_is_detected_and_cleaned() {
     let m = machine_name("st");
     let h = Host::busybox(&[&m]);
-    let state = h.run_dir.join(&m).join("state.json");
+    let state = h.state_dir.join(&m).join("state.json");
 
     write_state(&h, &m, dead_pid(), 12345);
     assert!(!h.ps_names().contains(&m), "`ps` must not list {m}, whose leader is gone");
@@ -154,7 +154,7 @@ fn stale_state_with_a_dead_leader_is_detected_and_cleaned() {
 fn stale_state_whose_pid_was_reused_is_detected_and_the_process_left_alone() {
     let m = machine_name("ru");
     let h = Host::busybox(&[&m]);
-    let state = h.run_dir.join(&m).join("state.json");
+    let state = h.state_dir.join(&m).join("state.json");
     // A live process that is not the machine: same pid, other start time.
     let mut other = Command::new("sleep").arg("1000").spawn().expect("spawn sleep");
     let pid = other.id() as i32;

@@ -21,7 +21,9 @@
 mod busybox;
 mod errors;
 mod foreground;
+mod logs;
 mod many;
+mod stores;
 mod systemd;
 mod units;
 
@@ -110,8 +112,20 @@ pub fn busybox_init_tree(dir: &Path) -> PathBuf {
 /// A private store, run dir and unit dir, and the berth commands on them.
 pub struct Host {
     pub berth: Berth,
+    /// `BERTH_RUN_DIR`: where every store's running state goes.
     pub run_dir: PathBuf,
+    /// This store's part of it: `run_dir/KEY`, KEY being 16 hex digits of
+    /// the sha256 of the store's canonical path.
+    pub state_dir: PathBuf,
     pub units: PathBuf,
+}
+
+/// The state directory berth keeps for `store` under `run_dir`.
+pub fn state_dir_of(run_dir: &Path, store: &Path) -> PathBuf {
+    use sha2::Digest as _;
+    let canonical = fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf());
+    let hash = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    run_dir.join(hex::encode(&hash[..8]))
 }
 
 impl Host {
@@ -119,7 +133,8 @@ impl Host {
         let berth = Berth::new();
         let run_dir = berth.new_dir("run");
         let units = berth.new_dir("units");
-        Host { berth, run_dir, units }
+        let state_dir = state_dir_of(&run_dir, berth.root());
+        Host { berth, run_dir, state_dir, units }
     }
 
     /// A store with the systemd tree imported as `img` and one machine
@@ -181,12 +196,12 @@ impl Host {
 
     /// `state.json` of a machine, parsed, when there is one.
     pub fn state(&self, name: &str) -> Option<Value> {
-        let b = fs::read(self.run_dir.join(name).join("state.json")).ok()?;
+        let b = fs::read(self.state_dir.join(name).join("state.json")).ok()?;
         Some(serde_json::from_slice(&b).unwrap_or_else(|e| panic!("{name}'s state.json is not JSON: {e}")))
     }
 
     pub fn console(&self, name: &str) -> String {
-        let b = fs::read(self.run_dir.join(name).join("console.log")).unwrap_or_default();
+        let b = fs::read(self.state_dir.join(name).join("console.log")).unwrap_or_default();
         String::from_utf8_lossy(&b).replace('\r', "")
     }
 
@@ -289,8 +304,8 @@ impl Host {
         for m in mounts_before.added_since(&after) {
             problems.push(format!("host mount gone: {}", m.display()));
         }
-        if self.run_dir.join(&snap.name).join("state.json").exists() {
-            problems.push(format!("state file left: {}", self.run_dir.join(&snap.name).join("state.json").display()));
+        if self.state_dir.join(&snap.name).join("state.json").exists() {
+            problems.push(format!("state file left: {}", self.state_dir.join(&snap.name).join("state.json").display()));
         }
         if self.ps_names().contains(&snap.name) {
             problems.push(format!("`berth ps` still lists {}", snap.name));
@@ -310,7 +325,7 @@ impl Drop for Host {
     /// A failed test must not leave machines running: terminate whatever
     /// still has a state file here.
     fn drop(&mut self) {
-        let Ok(rd) = fs::read_dir(&self.run_dir) else { return };
+        let Ok(rd) = fs::read_dir(&self.state_dir) else { return };
         for e in rd.flatten() {
             if e.path().join("state.json").exists() {
                 let name = e.file_name().to_string_lossy().into_owned();
