@@ -8,6 +8,7 @@ mod errors;
 mod fixtures;
 mod hostile;
 mod private;
+mod sparse;
 
 use crate::harness::tree::{diff, snapshot};
 use crate::harness::{umoci, Berth, Image};

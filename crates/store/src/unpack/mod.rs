@@ -19,7 +19,7 @@ use path::{clean, split, Components};
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -232,12 +232,24 @@ impl Unpacker<'_> {
                     Mode::from_raw_mode(0o600),
                 )?;
                 let mut file = std::fs::File::from(fd);
+                // A GNU sparse entry reads back dense (zeros for its holes):
+                // all-zero blocks are skipped, so it stays sparse on disk.
+                let sparse = kind == T::GNUSparse;
+                let mut len = 0u64;
                 loop {
                     let n = entry.read(&mut self.buf)?;
                     if n == 0 {
                         break;
                     }
-                    file.write_all(&self.buf[..n])?;
+                    if sparse && self.buf[..n].iter().all(|&b| b == 0) {
+                        file.seek(io::SeekFrom::Current(n as i64))?;
+                    } else {
+                        file.write_all(&self.buf[..n])?;
+                    }
+                    len += n as u64;
+                }
+                if sparse {
+                    file.set_len(len)?;
                 }
                 let fd = file.as_fd();
                 rfs::fchown(fd, Some(uid(m.uid)), Some(gid(m.gid)))?;
