@@ -56,7 +56,7 @@ pub enum Command {
         name: String,
         /// Output file (or directory, for --format oci); - for stdout
         file: String,
-        /// tar, tar.gz, tar.xz, tar.zst, oci or oci-archive (default: from FILE's name)
+        /// tar, tar.gz, tar.xz, tar.zst, tar.bz2, oci or oci-archive (default: from FILE's name)
         #[arg(long)]
         format: Option<String>,
     },

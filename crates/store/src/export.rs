@@ -1,7 +1,10 @@
 //! `berth export`: an image as an OCI layout or `oci-archive` (readable by
 //! skopeo and umoci: Docker media types are rewritten to OCI ones, blobs
 //! are copied byte for byte), or any root tree as a tarball, plain or
-//! compressed with gzip, xz or zstd.
+//! compressed with gzip, xz (liblzma's multithreaded encoder, on every
+//! core), zstd or bzip2. Without `--format` the file name decides, and a
+//! name that says nothing (or something else) is refused, never written
+//! in a format it does not name.
 
 use crate::commit::oci_media_type;
 use crate::images::ImageRecord;
@@ -16,6 +19,7 @@ pub enum ExportFormat {
     TarGz,
     TarXz,
     TarZst,
+    TarBz2,
     Oci,
     OciArchive,
 }
@@ -28,26 +32,43 @@ impl std::str::FromStr for ExportFormat {
             "tar.gz" | "tgz" => ExportFormat::TarGz,
             "tar.xz" | "txz" => ExportFormat::TarXz,
             "tar.zst" | "tzst" => ExportFormat::TarZst,
+            "tar.bz2" | "tbz2" => ExportFormat::TarBz2,
             "oci" => ExportFormat::Oci,
             "oci-archive" => ExportFormat::OciArchive,
-            _ => return Err(format!("unknown --format {s:?}: use tar, tar.gz, tar.xz, tar.zst, oci or oci-archive")),
+            _ => {
+                return Err(format!(
+                    "unknown --format {s:?}: use tar, tar.gz, tar.xz, tar.zst, tar.bz2, oci or oci-archive"
+                ))
+            }
         })
     }
 }
 
 impl ExportFormat {
-    /// The format a file name suggests, for when `--format` is not given.
-    pub fn guess(file: &str) -> ExportFormat {
-        let f = file.to_ascii_lowercase();
-        if f.ends_with(".tar.gz") || f.ends_with(".tgz") {
-            ExportFormat::TarGz
-        } else if f.ends_with(".tar.xz") || f.ends_with(".txz") {
-            ExportFormat::TarXz
-        } else if f.ends_with(".tar.zst") || f.ends_with(".tzst") {
-            ExportFormat::TarZst
-        } else {
-            ExportFormat::Tar
+    /// The format a file name names, for when `--format` is not given
+    /// (`-`, standard output, is a plain tar); `Err` for a name that names
+    /// none, as machinectl's export-tar refuses it.
+    pub fn guess(file: &str) -> Result<ExportFormat, String> {
+        if file == "-" {
+            return Ok(ExportFormat::Tar);
         }
+        let f = file.to_ascii_lowercase();
+        let table: [(&[&str], ExportFormat); 5] = [
+            (&[".tar.gz", ".tgz", ".gz"], ExportFormat::TarGz),
+            (&[".tar.xz", ".txz", ".xz"], ExportFormat::TarXz),
+            (&[".tar.zst", ".tzst", ".zst"], ExportFormat::TarZst),
+            (&[".tar.bz2", ".tbz2", ".bz2"], ExportFormat::TarBz2),
+            (&[".tar"], ExportFormat::Tar),
+        ];
+        for (ends, format) in table {
+            if ends.iter().any(|e| f.ends_with(e)) {
+                return Ok(format);
+            }
+        }
+        Err(format!(
+            "cannot tell a format from the name {file:?}: end it in .tar, .tar.gz, .tar.xz, .tar.zst or .tar.bz2 \
+             (or .gz, .xz, .zst, .bz2), or give --format"
+        ))
     }
 
     pub fn is_oci(self) -> bool {
@@ -173,6 +194,19 @@ pub fn write_oci_archive<W: Write>(store: &Store, rec: &ImageRecord, tag: &str, 
     b.into_inner().map_err(io)
 }
 
+/// An xz encoder at `xz -6` on every core: liblzma's multithreaded
+/// encoder cuts the input into blocks (3 × the 8 MiB dictionary) that
+/// compress in parallel; any xz decoder reads the result.
+fn xz_stream() -> io::Result<liblzma::stream::Stream> {
+    let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    liblzma::stream::MtStreamBuilder::new()
+        .threads(threads)
+        .preset(6)
+        .check(liblzma::stream::Check::Crc64)
+        .encoder()
+        .map_err(io::Error::other)
+}
+
 /// Writes the tree at `root` as a tarball (GNU tar: numeric owners, xattrs,
 /// sorted names), compressed as `format` says, to `out`.
 pub fn write_tree_tar<W: Write>(root: &Path, format: ExportFormat, out: W) -> Result<(), StoreError> {
@@ -189,7 +223,12 @@ pub fn write_tree_tar<W: Write>(root: &Path, format: ExportFormat, out: W) -> Re
                 enc.finish()?.flush()
             }
             ExportFormat::TarXz => {
-                let mut enc = liblzma::write::XzEncoder::new(out, 6);
+                let mut enc = liblzma::write::XzEncoder::new_stream(out, xz_stream()?);
+                io::copy(&mut stdout, &mut enc)?;
+                enc.finish()?.flush()
+            }
+            ExportFormat::TarBz2 => {
+                let mut enc = bzip2::write::BzEncoder::new(out, bzip2::Compression::best());
                 io::copy(&mut stdout, &mut enc)?;
                 enc.finish()?.flush()
             }

@@ -58,7 +58,7 @@ pub fn export(cli: &Cli, name: &str, file: &str, format: Option<&str>) -> Result
     let format = match format {
         Some(f) => f.parse::<ExportFormat>().map_err(|e| anyhow!(e))?,
         None if Path::new(file).is_dir() || file.ends_with('/') => ExportFormat::Oci,
-        None => ExportFormat::guess(file),
+        None => ExportFormat::guess(file).map_err(|e| anyhow!(e))?,
     };
     if format == ExportFormat::Oci && file == "-" {
         bail!("--format oci writes a directory: give a directory name, or use --format oci-archive for a stream");

@@ -22,11 +22,12 @@ const RUN_ARTIFACTS: &[&str] = &["run", "etc/resolv.conf", "etc/hostname", "etc/
 
 fn magic_ok(file: &Path, ext: &str) -> bool {
     let data = fs::read(file).unwrap();
-    match ext {
+    match ext.rsplit('.').next().unwrap_or(ext) {
         "tar" => data.len() > 262 && &data[257..262] == b"ustar",
-        "tar.gz" => data.starts_with(&[0x1f, 0x8b]),
-        "tar.xz" => data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]),
-        "tar.zst" => data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+        "gz" | "tgz" => data.starts_with(&[0x1f, 0x8b]),
+        "xz" | "txz" => data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]),
+        "zst" => data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+        "bz2" => data.starts_with(b"BZh"),
         _ => unreachable!(),
     }
 }
@@ -49,6 +50,26 @@ fn image_tarballs_in_every_compression_equal_the_image_tree() {
     for ext in ["tar", "tar.gz", "tar.xz", "tar.zst"] {
         let got = export_tarball(&berth, &image, ext);
         assert_same(&got, &want, &["."], &format!("export of the special image as .{ext}"));
+    }
+}
+
+#[test]
+fn the_file_name_picks_the_compression_and_names_that_say_none_are_refused() {
+    // What machinectl users write: `export-tar nginx nginx.xz`.
+    let (_reg, berth, image) = pulled(&fixtures::busybox());
+    let want = image_tree(&berth, &image);
+    for ext in ["xz", "gz", "zst", "bz2", "tar.bz2", "tgz", "txz"] {
+        let got = export_tarball(&berth, &image, ext);
+        assert_same(&got, &want, &["."], &format!("export of busybox as .{ext}"));
+    }
+    // xz's own tool reads the multithreaded encoder's output.
+    let f = berth.dir().join("check.xz");
+    berth.run(["export".as_ref(), image.as_ref(), f.as_os_str()]).success();
+    host(Command::new("xz").args(["-t"]).arg(&f));
+    for bad in ["nginx", "nginx.zip", "nginx.tar.7z"] {
+        let out = berth.dir().join(bad);
+        berth.run(["export".as_ref(), image.as_ref(), out.as_os_str()]).failure().mentions_any(&["--format"]);
+        assert!(!out.exists(), "a refused export wrote {bad}");
     }
 }
 
