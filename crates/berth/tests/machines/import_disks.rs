@@ -233,6 +233,19 @@ fn vagrant_box_holding_a_vmdk() {
 }
 
 #[test]
+fn a_tarball_holding_one_raw_disk_imports_the_disk() {
+    // CentOS's GenericCloud.raw.tar.gz: a GPT disk alone in a tarball.
+    let berth = Berth::new();
+    let (tree, disk) = gpt_dps_disk(&berth);
+    let stage = berth.new_dir("cloud-stage");
+    let inner = "CentOS-7-x86_64-GenericCloud-2211.raw";
+    fs::copy(&disk, stage.join(inner)).unwrap();
+    let tgz = berth.dir().join(format!("{inner}.tar.gz"));
+    super::host_sh(&format!("tar -C {} -czSf {} {inner}", super::q(&stage), super::q(&tgz)));
+    import_and_check(&berth, &tgz, None, "localhost/centos-7-x86_64-genericcloud-2211:latest", &tree, "raw.tar.gz");
+}
+
+#[test]
 fn forced_disk_formats() {
     let berth = Berth::new();
     let (tree, disk) = gpt_dps_disk(&berth);

@@ -242,6 +242,10 @@ pub fn import_stream<R: Read + Send>(
     } else {
         None
     };
+    // A tarball holding one disk image and nothing else, as CentOS's
+    // GenericCloud.raw.tar.gz and many cloud images ship: the disk.
+    let box_disk =
+        box_disk.or_else(|| single_disk(&root).filter(|_| opts.format == Format::Auto && opts.strip_prefix.is_none()));
     if let Some(d) = box_disk {
         // The disk must be the box's own file: a symlink to a host file or
         // a device would import the host's data.
@@ -304,6 +308,19 @@ pub fn import_stream<R: Read + Send>(
             }
         }
     }
+}
+
+/// The only entry of `root` when it is a regular file holding a disk
+/// image (by its magic, not its name).
+fn single_disk(root: &Path) -> Option<std::path::PathBuf> {
+    let mut entries = std::fs::read_dir(root).ok()?.flatten();
+    let only = entries.next()?;
+    if entries.next().is_some() || !only.file_type().ok()?.is_file() {
+        return None;
+    }
+    let mut f = std::fs::File::open(only.path()).ok()?;
+    let head = read_head(&mut f, 72 << 10).ok()?;
+    disk_kind(&head).map(|_| only.path())
 }
 
 /// Reads up to `n` bytes from the front of a stream.
