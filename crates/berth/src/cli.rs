@@ -212,6 +212,11 @@ pub struct RunArgs {
     /// Keep the container as machine NAME for later `run -M NAME`
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// When to pull IMAGE: when the store lacks it, always, or never
+    #[arg(long, value_name = "WHEN", default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pub pull: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Boot the tree's init (systemd) as PID 1; arguments go to the init
     #[arg(short = 'b', long)]
     pub boot: bool,

@@ -3,10 +3,11 @@
 use super::open_store;
 use crate::cli::{parse_size, Cli, PullArgs, RegistryArgs};
 use crate::progress::Bars;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use berth_oci::registry::{ClientOptions, Credentials, RegistriesConfig};
 use berth_oci::{Platform, Reference};
 use berth_store::pull::{pull, PullOptions, Quiet};
+use berth_store::{Store, StoreError};
 
 /// Registry client options from the shared flags and the config file.
 pub fn client_options(a: &RegistryArgs) -> Result<ClientOptions> {
@@ -41,6 +42,32 @@ pub fn run(cli: &Cli, a: &PullArgs) -> Result<i32> {
     };
     crate::output::print(&format!("{}\n", rec.id))?;
     Ok(0)
+}
+
+/// `run --pull=WHEN`: pulls `image` when the store lacks it (`missing`)
+/// or every time (`always`), as podman run does; `never` leaves it to the
+/// run to say the image is not there.
+pub fn ensure_image(store: &Store, image: &str, when: &str, registry: &RegistryArgs) -> Result<()> {
+    let have = match store.resolve(image) {
+        Ok(_) => true,
+        Err(StoreError::UnknownImage(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if when == "never" || (when == "missing" && have) {
+        return Ok(());
+    }
+    let reference: Reference =
+        image.parse().map_err(|e| anyhow!("image {image:?} is not in the store, and is no reference to pull: {e}"))?;
+    let opts = PullOptions { client: client_options(registry)?, ..PullOptions::default() };
+    let pulled = match Bars::new(false) {
+        Some(b) => pull(store, &reference, &opts, &b),
+        None => pull(store, &reference, &opts, &Quiet),
+    };
+    pulled.with_context(|| match have {
+        true => format!("pulling {image:?} (--pull=always) failed"),
+        false => format!("image {image:?} is not in the store and pulling it failed"),
+    })?;
+    Ok(())
 }
 
 /// `berth push NAME REF`: the config and layer blobs the registry lacks,

@@ -160,6 +160,9 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
             None => bail!("no image given: use `berth run IMAGE [CMD…]`, `-M NAME` or `-D DIR`"),
         }
     };
+    if let Some(image) = &image_name {
+        super::pull::ensure_image(&store, image, &a.pull, &a.registry)?;
+    }
     if a.name.is_some() && image_name.is_none() {
         bail!("--name makes a machine from an image; with -M or -D the machine or tree already exists");
     }

@@ -8,6 +8,7 @@ mod errors;
 mod fixtures;
 mod hostile;
 mod private;
+mod run_pull;
 mod sparse;
 
 use crate::harness::tree::{diff, snapshot};
