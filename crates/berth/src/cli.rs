@@ -198,8 +198,9 @@ pub struct PullArgs {
     after_help = "Examples:\n  berth run busybox echo hello\n  berth run --name web -E PORT=8080 myimage\n  berth run -M web /bin/sh\n  berth run -D /srv/tree --read-only /bin/ls /\n  echo hi | berth run busybox cat"
 )]
 pub struct RunArgs {
-    /// Run the machine NAME (made by `--name`, `create`, `clone` or `import`)
-    #[arg(short = 'M', long = "machine", value_name = "NAME", conflicts_with = "directory")]
+    /// Run the machine NAME (made by `--name`, `create`, `clone` or `import`);
+    /// with -D DIR or -i DISK, the name of that run (ps, exec, stop reach it)
+    #[arg(short = 'M', long = "machine", value_name = "NAME")]
     pub machine: Option<String>,
     /// Run in place in the directory tree DIR, as systemd-nspawn -D does
     #[arg(short = 'D', long = "directory", value_name = "DIR", conflicts_with = "image")]
@@ -207,7 +208,7 @@ pub struct RunArgs {
     /// Run a raw disk image's root partition, as systemd-nspawn --image
     /// does. `-i IMAGE` where IMAGE is no file means interactive (podman's
     /// -i), and `-it` is interactive with a tty.
-    #[arg(short = 'i', long = "image", value_name = "DISKIMAGE", conflicts_with = "machine")]
+    #[arg(short = 'i', long = "image", value_name = "DISKIMAGE")]
     pub image: Option<String>,
     /// Keep the container as machine NAME for later `run -M NAME`
     #[arg(long, value_name = "NAME")]

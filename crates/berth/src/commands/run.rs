@@ -116,6 +116,15 @@ fn lock_tree(dir: &Path, shared: bool) -> Result<rustix::fd::OwnedFd> {
     }
 }
 
+/// What `ps` and `status` show as a running machine's root.
+fn root_of(spec: &RunSpec, name: &str, disk: Option<&Path>) -> String {
+    match (&spec.rootfs, disk) {
+        (Some(Rootfs::Dir(d)), _) => d.display().to_string(),
+        (_, Some(disk)) => format!("disk {}", disk.display()),
+        _ => format!("machine {name}"),
+    }
+}
+
 fn default_hostname(image: &str) -> String {
     let base = image.split('@').next().unwrap_or(image);
     let base = base.rsplit('/').next().unwrap_or(base);
@@ -179,6 +188,16 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let mut _tree_lock = None;
     // Whether a `-D` tree is written to (else it is only read).
     let writes_tree = !a.ephemeral && !a.read_only && volatile == Volatile::No;
+    // With -D or -i, -M names the run, as nspawn's --machine does: it is
+    // locked like a machine of that name, and is its hostname.
+    let run_name = match (&a.machine, a.directory.is_some() || disk.is_some()) {
+        (Some(name), true) => {
+            berth_store::machines::validate_name(name)?;
+            _lock = Some(store.lock_machine(name)?);
+            Some(name.clone())
+        }
+        _ => None,
+    };
     let (rootfs, hostname) = if let Some(img) = &disk {
         let att = berth_store::import::disk::attach_root(img, a.read_only)?;
         let rootfs = Rootfs::Block {
@@ -200,7 +219,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         _tree_lock = Some(lock_tree(&dir, !writes_tree)?);
         let h = default_hostname(&dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         (if a.ephemeral { tmp_overlay(vec![dir])? } else { Rootfs::Dir(dir) }, h)
-    } else if let Some(name) = &a.machine {
+    } else if let Some(name) = a.machine.as_ref().filter(|_| run_name.is_none()) {
         let m = store.load_machine(name)?;
         _lock = Some(store.lock_machine(name)?);
         machine_ro = m.read_only;
@@ -236,6 +255,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
             None => (tmp_overlay(lowers)?, default_hostname(image)),
         }
     };
+    let hostname = run_name.clone().unwrap_or(hostname);
     let config = config.as_ref().filter(|c| !c.is_null());
     let mut args = if a.boot { cmd.clone() } else { process::argv(config, a.entrypoint.as_deref(), &cmd) };
     if args.is_empty() && !a.boot {
@@ -351,13 +371,10 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         if a.rm {
             bail!("--rm does not go with -d: remove the machine with `berth rm` after `berth stop`");
         }
-        let root = match &spec.rootfs {
-            Some(Rootfs::Dir(d)) => d.display().to_string(),
-            _ => format!("machine {name}"),
-        };
+        let root = root_of(&spec, name, disk.as_deref());
         let image = match (&image_name, store.load_machine(name).ok().and_then(|m| m.image)) {
             (Some(i), _) => Some(i.clone()),
-            (None, Some(id)) => Some(id.short().to_string()),
+            (None, Some(id)) if run_name.is_none() => Some(id.short().to_string()),
             _ => None,
         };
         berth_runtime::detach::start_detached(&spec, &run_dir.path, name, &root, image)?;
@@ -372,10 +389,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     // stop reach it.
     let outcome = match a.machine.as_ref().or(a.name.as_ref()) {
         Some(name) => {
-            let root = match &spec.rootfs {
-                Some(Rootfs::Dir(d)) => d.display().to_string(),
-                _ => format!("machine {name}"),
-            };
+            let root = root_of(&spec, name, disk.as_deref());
             berth_runtime::detach::run_managed(&spec, &run_dir.path, name, &root, image_name.clone())
         }
         None => berth_runtime::run(&spec, &run_dir.path),

@@ -23,6 +23,7 @@ mod errors;
 mod foreground;
 mod logs;
 mod many;
+mod named_dirs;
 mod stores;
 mod systemd;
 mod units;
