@@ -59,6 +59,9 @@ pub enum Command {
         /// tar, tar.gz, tar.xz, tar.zst, tar.bz2, oci or oci-archive (default: from FILE's name)
         #[arg(long)]
         format: Option<String>,
+        /// Layer compression of an oci or oci-archive export: gzip (default, read by every tool), zstd or none
+        #[arg(long, value_name = "gzip|zstd|none")]
+        compress: Option<String>,
     },
     /// Turn a machine's changes into a new image layer
     Commit { machine: String, image: String },

@@ -76,14 +76,129 @@ impl ExportFormat {
     }
 }
 
+/// How an OCI export's layers are compressed: gzip by default, which every
+/// reader (umoci 0.4, containerd, skopeo, docker) takes; zstd; or none.
+/// A stored blob already in that form is copied byte for byte; any other
+/// is recompressed (its diff_id, the uncompressed tar, stays the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LayerCompression {
+    #[default]
+    Gzip,
+    Zstd,
+    None,
+}
+
+impl std::str::FromStr for LayerCompression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "gzip" => Ok(LayerCompression::Gzip),
+            "zstd" => Ok(LayerCompression::Zstd),
+            "none" => Ok(LayerCompression::None),
+            _ => Err(format!("unknown --compress {s:?}: use gzip, zstd or none")),
+        }
+    }
+}
+
+impl LayerCompression {
+    fn media_type(self) -> &'static str {
+        match self {
+            LayerCompression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            LayerCompression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+            LayerCompression::None => "application/vnd.oci.image.layer.v1.tar",
+        }
+    }
+
+    /// Whether a stored layer of `media_type` is already in this form.
+    fn is(self, media_type: &str) -> bool {
+        match self {
+            LayerCompression::Gzip => media_type.contains("gzip"),
+            LayerCompression::Zstd => media_type.contains("zstd"),
+            LayerCompression::None => !media_type.contains("gzip") && !media_type.contains("zstd"),
+        }
+    }
+
+    /// Recompresses the blob at `src` into `dst`; returns its digest and size.
+    fn recompress(self, src: &Path, dst: &Path) -> Result<(Digest, u64), StoreError> {
+        let io = |e: io::Error| StoreError::io(format!("recompressing {}", src.display()), e);
+        let f = std::fs::File::open(src).map_err(io)?;
+        let (_, mut plain) =
+            crate::import::decompress::decompress(io::BufReader::with_capacity(256 << 10, f)).map_err(io)?;
+        let out = HashingFile::new(std::fs::File::create(dst).map_err(io)?);
+        let out = match self {
+            LayerCompression::Gzip => {
+                let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+                io::copy(&mut plain, &mut enc).map_err(io)?;
+                enc.finish().map_err(io)?
+            }
+            LayerCompression::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(out, 3).map_err(io)?;
+                enc.multithread(1).map_err(io)?;
+                io::copy(&mut plain, &mut enc).map_err(io)?;
+                enc.finish().map_err(io)?
+            }
+            LayerCompression::None => {
+                let mut out = out;
+                io::copy(&mut plain, &mut out).map_err(io)?;
+                out
+            }
+        };
+        out.finish().map_err(io)
+    }
+}
+
+/// A file being written, hashed and counted on the way.
+struct HashingFile {
+    out: io::BufWriter<std::fs::File>,
+    hasher: sha2::Sha256,
+    len: u64,
+}
+
+impl HashingFile {
+    fn new(f: std::fs::File) -> HashingFile {
+        use sha2::Digest as _;
+        HashingFile { out: io::BufWriter::with_capacity(256 << 10, f), hasher: sha2::Sha256::new(), len: 0 }
+    }
+
+    fn finish(mut self) -> io::Result<(Digest, u64)> {
+        use sha2::Digest as _;
+        self.out.flush()?;
+        let d = Digest::from_hex(&hex::encode(self.hasher.finalize())).map_err(io::Error::other)?;
+        Ok((d, self.len))
+    }
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
 fn err(what: String) -> StoreError {
     StoreError::Import(format!("export: {what}"))
 }
 
-/// The manifest to export: the stored one when it is OCI already, else
-/// the same content described with OCI media types.
-fn oci_manifest(store: &Store, rec: &ImageRecord) -> Result<Vec<u8>, StoreError> {
-    if rec.manifest_media_type == berth_oci::manifest::OCI_MANIFEST {
+/// One exported layer: its descriptor and where its bytes are.
+struct OutLayer {
+    media_type: String,
+    digest: Digest,
+    size: u64,
+    path: std::path::PathBuf,
+}
+
+/// The manifest to export: the stored one when it is OCI already and no
+/// layer was recompressed, else the same content described with OCI media
+/// types and the exported layers.
+fn oci_manifest(store: &Store, rec: &ImageRecord, layers: &[OutLayer], same: bool) -> Result<Vec<u8>, StoreError> {
+    if same && rec.manifest_media_type == berth_oci::manifest::OCI_MANIFEST {
         return store.read_blob(&rec.digest);
     }
     let config_size = std::fs::metadata(store.blob_path(&rec.id)).map(|m| m.len()).unwrap_or(0);
@@ -91,8 +206,8 @@ fn oci_manifest(store: &Store, rec: &ImageRecord) -> Result<Vec<u8>, StoreError>
         "schemaVersion": 2,
         "mediaType": berth_oci::manifest::OCI_MANIFEST,
         "config": { "mediaType": berth_oci::manifest::OCI_CONFIG, "digest": rec.id.to_string(), "size": config_size },
-        "layers": rec.layers.iter().map(|l| serde_json::json!({
-            "mediaType": oci_media_type(&l.media_type), "digest": l.digest.to_string(), "size": l.size })).collect::<Vec<_>>(),
+        "layers": layers.iter().map(|l| serde_json::json!({
+            "mediaType": l.media_type, "digest": l.digest.to_string(), "size": l.size })).collect::<Vec<_>>(),
     }))
     .map_err(|e| err(e.to_string()))
 }
@@ -103,8 +218,41 @@ enum Item {
     Blob(String, std::path::PathBuf),
 }
 
-fn layout_items(store: &Store, rec: &ImageRecord, tag: &str) -> Result<Vec<Item>, StoreError> {
-    let manifest = oci_manifest(store, rec)?;
+/// The layout's files, and the staging dir holding recompressed layers
+/// (removed when dropped, after the files are written).
+fn layout_items(
+    store: &Store,
+    rec: &ImageRecord,
+    tag: &str,
+    compress: LayerCompression,
+) -> Result<(Vec<Item>, Option<crate::pull::StagingDir>), StoreError> {
+    let mut staging = None;
+    let mut layers = Vec::new();
+    let mut same = true;
+    for l in &rec.layers {
+        let p = store.blob_path(&l.digest);
+        if !p.exists() {
+            return Err(err(format!(
+                "blob {} of image {} is not in the store (the layer came from another image); pull the image again",
+                l.digest,
+                rec.id.short()
+            )));
+        }
+        if compress.is(&l.media_type) {
+            let media_type = oci_media_type(&l.media_type).to_string();
+            layers.push(OutLayer { media_type, digest: l.digest.clone(), size: l.size, path: p });
+            continue;
+        }
+        same = false;
+        if staging.is_none() {
+            staging = Some(crate::pull::StagingDir::new(store, "export")?);
+        }
+        let dir = staging.as_ref().map(|s| s.path.clone()).unwrap_or_default();
+        let out = dir.join(format!("layer-{}", layers.len()));
+        let (digest, size) = compress.recompress(&p, &out)?;
+        layers.push(OutLayer { media_type: compress.media_type().into(), digest, size, path: out });
+    }
+    let manifest = oci_manifest(store, rec, &layers, same)?;
     let mdigest = Digest::of(&manifest);
     let index = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
@@ -124,28 +272,27 @@ fn layout_items(store: &Store, rec: &ImageRecord, tag: &str) -> Result<Vec<Item>
         Item::Bytes(format!("blobs/sha256/{}", mdigest.hex()), manifest),
     ];
     let mut seen = std::collections::HashSet::new();
-    for d in std::iter::once(&rec.id).chain(rec.layers.iter().map(|l| &l.digest)) {
-        if !seen.insert(d.clone()) {
-            continue;
+    let config = (rec.id.clone(), store.blob_path(&rec.id));
+    for (d, p) in std::iter::once(config).chain(layers.into_iter().map(|l| (l.digest, l.path))) {
+        if seen.insert(d.clone()) {
+            items.push(Item::Blob(format!("blobs/sha256/{}", d.hex()), p));
         }
-        let p = store.blob_path(d);
-        if !p.exists() {
-            return Err(err(format!(
-                "blob {d} of image {} is not in the store (the layer came from another image); pull the image again",
-                rec.id.short()
-            )));
-        }
-        items.push(Item::Blob(format!("blobs/sha256/{}", d.hex()), p));
     }
-    Ok(items)
+    Ok((items, staging))
 }
 
 /// Writes `rec` as an OCI image layout in the new directory `dir`.
-pub fn write_oci_layout(store: &Store, rec: &ImageRecord, tag: &str, dir: &Path) -> Result<(), StoreError> {
+pub fn write_oci_layout(
+    store: &Store,
+    rec: &ImageRecord,
+    tag: &str,
+    compress: LayerCompression,
+    dir: &Path,
+) -> Result<(), StoreError> {
     if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(err(format!("{} exists and is not empty", dir.display())));
     }
-    let items = layout_items(store, rec, tag)?;
+    let (items, _staging) = layout_items(store, rec, tag, compress)?;
     std::fs::create_dir_all(dir.join("blobs/sha256"))
         .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
     for item in items {
@@ -159,8 +306,14 @@ pub fn write_oci_layout(store: &Store, rec: &ImageRecord, tag: &str, dir: &Path)
 }
 
 /// Writes `rec` as an `oci-archive` (a tar of the layout) to `out`.
-pub fn write_oci_archive<W: Write>(store: &Store, rec: &ImageRecord, tag: &str, out: W) -> Result<W, StoreError> {
-    let items = layout_items(store, rec, tag)?;
+pub fn write_oci_archive<W: Write>(
+    store: &Store,
+    rec: &ImageRecord,
+    tag: &str,
+    compress: LayerCompression,
+    out: W,
+) -> Result<W, StoreError> {
+    let (items, _staging) = layout_items(store, rec, tag, compress)?;
     let mut b = tar::Builder::new(out);
     let io = |e: io::Error| {
         if e.kind() == io::ErrorKind::BrokenPipe {

@@ -3,7 +3,7 @@
 use super::open_store;
 use crate::cli::Cli;
 use anyhow::{anyhow, bail, Context, Result};
-use berth_store::export::{write_oci_archive, write_oci_layout, write_tree_tar, ExportFormat};
+use berth_store::export::{write_oci_archive, write_oci_layout, write_tree_tar, ExportFormat, LayerCompression};
 use berth_store::{ImageRecord, Store};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,13 +53,19 @@ fn mount_view(store: &Store, lowers: &[PathBuf]) -> Result<Scratch> {
     Ok(s)
 }
 
-pub fn export(cli: &Cli, name: &str, file: &str, format: Option<&str>) -> Result<i32> {
+pub fn export(cli: &Cli, name: &str, file: &str, format: Option<&str>, compress: Option<&str>) -> Result<i32> {
     let store = open_store(cli)?;
     let format = match format {
         Some(f) => f.parse::<ExportFormat>().map_err(|e| anyhow!(e))?,
         None if Path::new(file).is_dir() || file.ends_with('/') => ExportFormat::Oci,
         None => ExportFormat::guess(file).map_err(|e| anyhow!(e))?,
     };
+    let compress: LayerCompression = compress.unwrap_or("gzip").parse().map_err(|e: String| anyhow!(e))?;
+    if compress != LayerCompression::Gzip && !format.is_oci() {
+        bail!(
+            "--compress is for --format oci and oci-archive: a tarball's compression comes from its name or --format"
+        );
+    }
     if format == ExportFormat::Oci && file == "-" {
         bail!("--format oci writes a directory: give a directory name, or use --format oci-archive for a stream");
     }
@@ -72,7 +78,7 @@ pub fn export(cli: &Cli, name: &str, file: &str, format: Option<&str>) -> Result
             // The machine's changes become a layer of an unnamed image (gc sweeps it).
             let tmp_name = format!("localhost/berth-export-{name}:{}", std::process::id());
             let rec = berth_store::commit::commit(&store, name, &tmp_name)?;
-            let r = export_image(&store, &rec, "latest", file, format);
+            let r = export_image(&store, &rec, "latest", file, format, compress);
             store.update_refs(|refs| {
                 refs.remove(&tmp_name);
                 Ok(())
@@ -94,14 +100,21 @@ pub fn export(cli: &Cli, name: &str, file: &str, format: Option<&str>) -> Result
     }
     let rec = store.resolve(name).map_err(|e| anyhow!("{e} (and no machine has that name)"))?;
     let tag = tag_of(&store, &rec);
-    export_image(&store, &rec, &tag, file, format)
+    export_image(&store, &rec, &tag, file, format, compress)
 }
 
-fn export_image(store: &Store, rec: &ImageRecord, tag: &str, file: &str, format: ExportFormat) -> Result<i32> {
+fn export_image(
+    store: &Store,
+    rec: &ImageRecord,
+    tag: &str,
+    file: &str,
+    format: ExportFormat,
+    compress: LayerCompression,
+) -> Result<i32> {
     match format {
-        ExportFormat::Oci => write_oci_layout(store, rec, tag, Path::new(file))?,
+        ExportFormat::Oci => write_oci_layout(store, rec, tag, compress, Path::new(file))?,
         ExportFormat::OciArchive => {
-            let mut out = write_oci_archive(store, rec, tag, output(file)?)?;
+            let mut out = write_oci_archive(store, rec, tag, compress, output(file)?)?;
             out.flush()?;
         }
         _ => {

@@ -38,7 +38,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Import(a) => import::run(&cli, a),
         Command::Bootstrap(a) => machines::bootstrap(&cli, a),
         Command::Push(a) => pull::push(&cli, a),
-        Command::Export { name, file, format } => export::export(&cli, name, file, format.as_deref()),
+        Command::Export { name, file, format, compress } => {
+            export::export(&cli, name, file, format.as_deref(), compress.as_deref())
+        }
         Command::Commit { machine, image } => export::commit(&cli, machine, image),
         Command::Start { name } => running::start(&cli, name),
         Command::Ps(a) => running::ps(a.json),

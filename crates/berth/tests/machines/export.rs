@@ -355,3 +355,62 @@ fn export_to_a_pipe_closed_early_fails_and_leaves_nothing() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     before.assert_unchanged(&super::listing(&berth), "export to a closed pipe");
 }
+
+/// The first layer descriptor of the only manifest in a layout.
+fn first_layer(layout: &Path) -> Value {
+    let index: Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let manifest: Value = serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(m)).unwrap()).unwrap();
+    manifest["layers"][0].clone()
+}
+
+#[test]
+fn oci_export_writes_gzip_layers_by_default_so_umoci_reads_an_image_imported_from_zstd() {
+    let berth = Berth::new();
+    let tarball = berth.dir().join("root.tar.zst");
+    fs::write(&tarball, super::compress_with("zstd", &rich_tar())).unwrap();
+    berth.run(["import".as_ref(), tarball.as_os_str(), "zimg".as_ref()]).success();
+    let stored = berth.inspect("zimg")["layers"][0].clone();
+    assert!(stored["media_type"].as_str().unwrap().contains("zstd"), "{stored}");
+    let want = image_tree(&berth, "zimg");
+    let export = |dir: &str, extra: &[&str]| {
+        let layout = berth.dir().join(dir);
+        let mut args = vec!["export", "zimg", layout.to_str().unwrap(), "--format", "oci"];
+        args.extend_from_slice(extra);
+        berth.run(args).success();
+        layout
+    };
+
+    // The default: gzip, which umoci 0.4 (Debian's) unpacks to the same tree.
+    let gz = export("gz-layout", &[]);
+    let l = first_layer(&gz);
+    assert_eq!(l["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip", "{l}");
+    let blob = gz.join("blobs/sha256").join(l["digest"].as_str().unwrap().trim_start_matches("sha256:"));
+    assert!(fs::read(&blob).unwrap().starts_with(&[0x1f, 0x8b]));
+    assert_eq!(fs::metadata(&blob).unwrap().len(), l["size"].as_u64().unwrap());
+    assert_same(
+        &tree::snapshot(&umoci_unpack(&berth, &gz, &layout_tag(&gz))),
+        &want,
+        &["."],
+        "umoci of --compress gzip",
+    );
+
+    // zstd keeps the stored bytes; none writes a plain tar umoci reads.
+    let zs = export("zst-layout", &["--compress", "zstd"]);
+    assert_eq!(first_layer(&zs)["digest"], stored["digest"], "--compress zstd must copy the stored zstd blob");
+    let plain = export("plain-layout", &["--compress", "none"]);
+    assert_eq!(first_layer(&plain)["mediaType"], "application/vnd.oci.image.layer.v1.tar");
+    let t = layout_tag(&plain);
+    assert_same(&tree::snapshot(&umoci_unpack(&berth, &plain, &t)), &want, &["."], "umoci of --compress none");
+
+    // Each imports back as the same image (the diff_ids did not change).
+    for layout in [&gz, &zs, &plain] {
+        let fresh = Berth::new();
+        let run = fresh.run(["import".as_ref(), layout.as_os_str(), "back".as_ref()]).success();
+        assert_eq!(printed_id(&run), image_id(&berth, "zimg"), "{}", layout.display());
+    }
+    // --compress is for OCI exports only.
+    let out = berth.dir().join("x.tar.gz");
+    berth.run(["export".as_ref(), "zimg".as_ref(), out.as_os_str(), "--compress".as_ref(), "zstd".as_ref()]).failure();
+    assert!(!out.exists());
+}
