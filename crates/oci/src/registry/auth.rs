@@ -87,12 +87,17 @@ impl Token {
     }
 }
 
+/// The longest a token is kept, whatever the server says: an
+/// `expires_in` near `u64::MAX` overflowed `Instant` and panicked, and no
+/// berth process lives a day anyway.
+pub const MAX_TOKEN_LIFE: Duration = Duration::from_secs(24 * 3600);
+
 /// Parses the token endpoint's answer; tokens default to 60 s of life.
 pub fn parse_token(body: &[u8]) -> Result<Token, String> {
     let r: TokenResponse = serde_json::from_slice(body).map_err(|e| format!("malformed token response: {e}"))?;
     let value = r.token.or(r.access_token).filter(|t| !t.is_empty()).ok_or("token response has no token")?;
-    let life = r.expires_in.unwrap_or(60).max(1);
-    Ok(Token { value, expires: Instant::now() + Duration::from_secs(life) })
+    let life = Duration::from_secs(r.expires_in.unwrap_or(60).max(1)).min(MAX_TOKEN_LIFE);
+    Ok(Token { value, expires: Instant::now() + life })
 }
 
 #[cfg(test)]
@@ -122,5 +127,13 @@ mod tests {
         let t = parse_token(br#"{"token":"xyz","expires_in":1}"#).unwrap();
         assert!(!t.fresh());
         assert!(parse_token(br#"{}"#).is_err());
+    }
+
+    #[test]
+    fn a_huge_expires_in_is_capped_not_a_panic() {
+        // Found by tests/fuzz/auth.rs: `Instant + u64::MAX s` panicked.
+        let t = parse_token(br#"{"token":"t","expires_in":18446744073709551615}"#).unwrap();
+        assert!(t.fresh());
+        assert!(t.expires <= Instant::now() + MAX_TOKEN_LIFE);
     }
 }

@@ -6,7 +6,9 @@
 //! CLI process and runs downloads on plain threads, so an async stack would
 //! only add start-up cost and code.
 
-mod auth;
+/// Public for the fuzz tests (`tests/fuzz/auth.rs`): its parsers take a
+/// registry's `WWW-Authenticate` header and token body as they come.
+pub mod auth;
 pub mod authfile;
 mod client;
 pub mod config;

@@ -47,9 +47,13 @@ impl IdRange {
         format!("0 {} {}\n", self.base, self.count)
     }
 
+    /// Whether this range shares an ID with `start..start+count`. The
+    /// sum saturates: a host file may list a range up to `u64::MAX`, which
+    /// overflowed (a panic in debug builds; in release the sum wrapped and
+    /// a slot inside that range looked free).
     fn overlaps(&self, start: u64, count: u64) -> bool {
         let (a, b) = (self.base as u64, self.base as u64 + self.count as u64);
-        start < b && a < start + count
+        start < b && a < start.saturating_add(count)
     }
 }
 
@@ -372,6 +376,15 @@ mod tests {
         drop(ours);
         assert!(!file.exists(), "nspawn's lock file goes with the lock");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_range_reaching_past_u64_max_reserves_every_slot_above_it() {
+        // Found by tests/fuzz/subids.rs: the end of this range overflowed.
+        let sub = parse_subids("x:1:18446744073709551615\n");
+        assert_eq!(sub, vec![(1, u64::MAX)]);
+        assert_eq!(slots(&sub).next(), None);
+        assert_eq!(slots(&[(u64::MAX, u64::MAX)]).next().map(|r| r.base), Some(FIRST));
     }
 
     #[test]

@@ -58,17 +58,26 @@ pub fn find_root(
         if !(128..=4096).contains(&esize) {
             return Err("malformed GPT header: bad entry size".into());
         }
-        let table =
-            read_at(entries_lba * SECTOR, count * esize).map_err(|e| format!("reading the GPT entries: {e}"))?;
+        // Every number here is the image's to choose: an LBA whose byte
+        // offset overflows is no disk's, and `read_at` may hand back fewer
+        // bytes than asked for (both panicked before).
+        let at = entries_lba.checked_mul(SECTOR).ok_or("malformed GPT header: the entry array lies past any disk")?;
+        let len = count * esize; // at most 1024 × 4096 bytes
+        let table = read_at(at, len).map_err(|e| format!("reading the GPT entries: {e}"))?;
+        if table.len() < len {
+            return Err("the GPT entry array is cut short".into());
+        }
         let mut best: Option<(bool, Part)> = None;
-        for i in 0..count {
-            let e = &table[i * esize..(i + 1) * esize];
+        for e in table.chunks_exact(esize).take(count) {
             let t = guid(&e[0..16]);
             let (first, last) = (u64le(e, 32), u64le(e, 40));
             if first == 0 || last < first {
                 continue;
             }
-            let part = Part { offset: first * SECTOR, size: (last - first + 1) * SECTOR };
+            // A partition ending past the last byte a u64 can address
+            // cannot be attached: not a candidate.
+            let Some(end) = last.checked_add(1).and_then(|l| l.checked_mul(SECTOR)) else { continue };
+            let part = Part { offset: first * SECTOR, size: end - first * SECTOR };
             let native_root = t == ROOT_NATIVE;
             if !native_root && t != LINUX_DATA {
                 continue;
@@ -97,6 +106,11 @@ pub fn find_root(
                 continue;
             }
             let part = Part { offset: u32le(e, 8) * SECTOR, size: u32le(e, 12) * SECTOR };
+            // An empty partition, or one over the MBR itself, holds no
+            // filesystem: attaching it would attach the whole disk.
+            if part.size == 0 || part.offset == 0 {
+                continue;
+            }
             if best.is_none_or(|b| part.size > b.size) {
                 best = Some(part);
             }
@@ -389,6 +403,21 @@ mod tests {
     }
 
     #[test]
+    fn hostile_gpt_numbers_are_errors_not_panics() {
+        // Found by tests/fuzz/disk.rs. An entry array LBA whose byte
+        // offset overflows u64.
+        let mut d = gpt(&[(LINUX_DATA, 34, 100)]);
+        d[512 + 72..512 + 80].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(find_root(&d, &mut |_, _| Ok(Vec::new())).unwrap_err().contains("past any disk"));
+        // A read that comes back short.
+        let d = gpt(&[(LINUX_DATA, 34, 100)]);
+        assert!(find_root(&d, &mut |_, len| Ok(vec![0; len / 2])).unwrap_err().contains("cut short"));
+        // A partition whose end in bytes overflows u64 is passed by.
+        let d = gpt(&[(LINUX_DATA, 34, u64::MAX), (LINUX_DATA, 1 << 60, u64::MAX / 2), (LINUX_DATA, 40, 50)]);
+        assert_eq!(pick(&d).unwrap(), Some(Part { offset: 40 * 512, size: 11 * 512 }));
+    }
+
+    #[test]
     fn mbr_picks_the_largest_linux_partition() {
         let mut d = vec![0u8; 34 * 512];
         d[510] = 0x55;
@@ -403,6 +432,10 @@ mod tests {
         entry(&mut d, 1, 0x83, 4096, 100);
         entry(&mut d, 2, 0x83, 8192, 9000);
         assert_eq!(pick(&d).unwrap(), Some(Part { offset: 8192 * 512, size: 9000 * 512 }));
+        // Empty partitions and ones over the MBR are passed by.
+        entry(&mut d, 2, 0x83, 8192, 0);
+        entry(&mut d, 3, 0x83, 0, 90000);
+        assert_eq!(pick(&d).unwrap(), Some(Part { offset: 4096 * 512, size: 100 * 512 }));
         assert_eq!(pick(&vec![0u8; 34 * 512]).unwrap(), None);
     }
 }

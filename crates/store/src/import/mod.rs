@@ -6,6 +6,7 @@
 //! Archives with manifests go through the verified pull path; root trees
 //! become a one-layer image whose blob is the uncompressed tar.
 
+pub mod aci;
 mod confined;
 pub mod decompress;
 pub mod disk;
@@ -651,8 +652,7 @@ fn finish_rootfs_blob(
     Ok(rec)
 }
 
-/// An appc ACI: `manifest` (JSON) and `rootfs/`. The app's exec,
-/// environment, user, group and working directory become the config.
+/// An appc ACI: `manifest` (JSON) and `rootfs/` (see [`aci`]).
 fn import_aci(
     store: &Store,
     staging: StagingDir,
@@ -660,52 +660,14 @@ fn import_aci(
     opts: &ImportOptions,
 ) -> Result<ImageRecord, StoreError> {
     let body = confined::read_bounded(&staging.path.join("root"), "manifest", confined::DOCUMENT_LIMIT)?;
-    let m: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| bad(format!("{label}: malformed ACI manifest: {e}")))?;
-    if m.get("acKind").and_then(|k| k.as_str()) != Some("ImageManifest") {
-        return Err(bad(format!("{label}: the ACI manifest's acKind is not ImageManifest")));
-    }
+    let m = aci::Manifest::parse(&body).map_err(|e| bad(format!("{label}: {e}")))?;
     let staging = restage_subdir(store, staging, "rootfs")?;
     let (diff, size) = tar_tree(&staging.path.join("root"), &staging.path.join("blob"))?;
     let mut config = default_config(&diff_list(&diff));
-    let label_of = |k: &str| {
-        m.get("labels")
-            .and_then(|l| l.as_array())
-            .into_iter()
-            .flatten()
-            .find(|l| l.get("name").and_then(|n| n.as_str()) == Some(k))
-            .and_then(|l| l.get("value"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
-    if let Some(a) = label_of("arch") {
-        config["architecture"] = berth_oci::platform::normalize_arch(&a).into();
+    if let Some(c) = config.as_object_mut() {
+        m.apply(c);
     }
-    if let Some(app) = m.get("app") {
-        let c = &mut config["config"];
-        if let Some(exec) = app.get("exec").and_then(|e| e.as_array()) {
-            c["Cmd"] = serde_json::Value::Array(exec.clone());
-        }
-        let mut env =
-            vec![serde_json::Value::from("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")];
-        for e in app.get("environment").and_then(|e| e.as_array()).into_iter().flatten() {
-            if let (Some(n), Some(v)) =
-                (e.get("name").and_then(|x| x.as_str()), e.get("value").and_then(|x| x.as_str()))
-            {
-                env.push(format!("{n}={v}").into());
-            }
-        }
-        c["Env"] = env.into();
-        let user = app.get("user").and_then(|u| u.as_str()).unwrap_or("");
-        let group = app.get("group").and_then(|u| u.as_str()).unwrap_or("");
-        if !user.is_empty() {
-            c["User"] = if group.is_empty() { user.to_string() } else { format!("{user}:{group}") }.into();
-        }
-        if let Some(wd) = app.get("workingDirectory").and_then(|w| w.as_str()) {
-            c["WorkingDir"] = wd.into();
-        }
-    }
-    let default = m.get("name").and_then(|n| n.as_str()).map(str::to_string).unwrap_or_else(|| default_name(label));
+    let default = m.name().map(str::to_string).unwrap_or_else(|| default_name(label));
     let name = local_name(&opts.name.clone().unwrap_or(default))?;
     finish_rootfs(store, staging, diff, size, Some(config), vec![name])
 }

@@ -89,7 +89,10 @@ pub fn unpack_layer<R: Read>(
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
         stats.entries += 1;
-        stats.bytes += entry.size();
+        // Saturating: a GNU sparse entry's size is the file it expands to,
+        // any u64 the archive names, not the bytes it carries; two such
+        // sizes overflowed (wrapping round the bound in a release build).
+        stats.bytes = stats.bytes.saturating_add(entry.size());
         if stats.bytes > opts.max_bytes {
             return Err(StoreError::TooLarge { layer: opts.layer.clone(), limit: opts.max_bytes });
         }
