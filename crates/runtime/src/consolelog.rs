@@ -23,8 +23,26 @@ pub fn previous(log: &Path) -> PathBuf {
 }
 
 /// Copies `input` to the file `log` until end of input, rotating it when
-/// it holds `limit` bytes (so each file holds at most that).
+/// it holds `limit` bytes (so each file holds at most that). When the
+/// log cannot be written (a full `/run`, the machine's state removed), the
+/// rest is read and dropped, never left to fill the pipe: the machine's
+/// writes must not block or break because its log failed.
 pub fn pump(input: &OwnedFd, log: &Path, limit: u64) -> io::Result<()> {
+    let r = copy_rotating(input, log, limit);
+    if r.is_err() {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match rustix::io::read(input, &mut buf) {
+                Ok(0) => break,
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    r
+}
+
+fn copy_rotating(input: &OwnedFd, log: &Path, limit: u64) -> io::Result<()> {
     let open = |truncate: bool| {
         std::fs::OpenOptions::new().create(true).append(!truncate).write(true).truncate(truncate).open(log)
     };
@@ -68,6 +86,12 @@ pub fn start(log: &Path) -> Result<OwnedFd, RuntimeError> {
         }
         None => {
             drop(w);
+            // A session of its own, deaf to the terminal's signals: a
+            // Ctrl-C in the shell that ran `berth start` must not kill the
+            // logger (the machine's next write would then break its pipe).
+            let _ = rustix::process::setsid();
+            sys::ignore_job_control_signals();
+            let _ = std::env::set_current_dir("/");
             // Nothing of berth's but the pipe: no lock, no terminal.
             if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
                 for fd in 0..3 {

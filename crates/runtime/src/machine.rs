@@ -22,19 +22,43 @@ pub fn run_base() -> PathBuf {
     std::env::var_os("BERTH_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/berth"))
 }
 
+/// The canonical path `store` has, or will have once it is made: its
+/// longest existing ancestor canonicalized, the rest appended. So the
+/// first command on a new store (`--root ./s`, a trailing `/`, a symlink
+/// on the way) keys it as every later one does.
+pub fn canonical_store(store: &Path) -> PathBuf {
+    let abs = match store.is_absolute() {
+        true => store.to_path_buf(),
+        false => std::env::current_dir().map(|d| d.join(store)).unwrap_or_else(|_| store.to_path_buf()),
+    };
+    let mut existing = abs.clone();
+    let mut rest = Vec::new();
+    while std::fs::canonicalize(&existing).is_err() {
+        match existing.file_name() {
+            Some(n) => {
+                rest.push(n.to_os_string());
+                existing.pop();
+            }
+            None => return abs,
+        }
+    }
+    let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
+    out.extend(rest.iter().rev());
+    out
+}
+
 /// The name of a store's state directory: 16 hex digits of the sha256
 /// of its canonical path.
 pub fn store_key(store: &Path) -> String {
     use sha2::Digest as _;
-    let canonical = std::fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf());
-    let hash = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    let hash = sha2::Sha256::digest(canonical_store(store).as_os_str().as_encoded_bytes());
     hash[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Makes the machines of `store` the ones this process sees (call once,
 /// before anything else here).
 pub fn use_store(store: &Path) {
-    let canonical = std::fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf());
+    let canonical = canonical_store(store);
     let _ = STORE.set((run_base().join(store_key(&canonical)), canonical));
 }
 

@@ -218,14 +218,22 @@ enum Item {
     Blob(String, std::path::PathBuf),
 }
 
-/// The layout's files, and the staging dir holding recompressed layers
-/// (removed when dropped, after the files are written).
+/// What must outlive the writing of a layout's files: the shared gc lock
+/// (so gc removes neither the blobs nor the staging dir meanwhile) and the
+/// staging dir holding recompressed layers.
+struct Held {
+    _gc: crate::lock::LockGuard,
+    _staging: Option<crate::pull::StagingDir>,
+}
+
+/// The layout's files, and what must be held while they are written.
 fn layout_items(
     store: &Store,
     rec: &ImageRecord,
     tag: &str,
     compress: LayerCompression,
-) -> Result<(Vec<Item>, Option<crate::pull::StagingDir>), StoreError> {
+) -> Result<(Vec<Item>, Held), StoreError> {
+    let gc = store.lock_shared("gc")?;
     let mut staging = None;
     let mut layers = Vec::new();
     let mut same = true;
@@ -278,7 +286,7 @@ fn layout_items(
             items.push(Item::Blob(format!("blobs/sha256/{}", d.hex()), p));
         }
     }
-    Ok((items, staging))
+    Ok((items, Held { _gc: gc, _staging: staging }))
 }
 
 /// Writes `rec` as an OCI image layout in the new directory `dir`.
@@ -351,7 +359,8 @@ pub fn write_oci_archive<W: Write>(
 /// encoder cuts the input into blocks (3 × the 8 MiB dictionary) that
 /// compress in parallel; any xz decoder reads the result.
 fn xz_stream() -> io::Result<liblzma::stream::Stream> {
-    let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    // Each thread holds about 100 MB at preset 6: eight at most.
+    let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1).min(8);
     liblzma::stream::MtStreamBuilder::new()
         .threads(threads)
         .preset(6)
@@ -367,6 +376,7 @@ pub fn write_tree_tar<W: Write>(root: &Path, format: ExportFormat, out: W) -> Re
         return Err(err("an OCI format is not a tarball of a tree".into()));
     }
     let mut child = crate::import::spawn_tar(root)?;
+    let stderr = crate::import::drain_stderr(&mut child);
     let mut stdout = child.stdout.take().ok_or_else(|| err("tar has no stdout".into()))?;
     let copied = (|| -> io::Result<()> {
         match format {
@@ -412,9 +422,10 @@ pub fn write_tree_tar<W: Write>(root: &Path, format: ExportFormat, out: W) -> Re
             StoreError::io("writing the tarball", e)
         });
     }
-    let o = child.wait_with_output().map_err(|e| StoreError::io("running tar", e))?;
-    if !o.status.success() {
-        return Err(err(format!("tar failed: {}", String::from_utf8_lossy(&o.stderr).trim())));
+    let status = child.wait().map_err(|e| StoreError::io("running tar", e))?;
+    let msg = stderr.join().unwrap_or_default();
+    if !status.success() {
+        return Err(err(format!("tar failed: {msg}")));
     }
     Ok(())
 }

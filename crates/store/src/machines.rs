@@ -333,14 +333,17 @@ impl Store {
             &to,
             rustix::fs::RenameFlags::NOREPLACE,
         ) {
-            Ok(()) => sync_parent(&to).map_err(|e| StoreError::io(format!("renaming machine {old}"), e))?,
+            Ok(()) => {}
             Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOTEMPTY) => {
                 return Err(StoreError::MachineExists(new.into()))
             }
             Err(e) => return Err(StoreError::io(format!("renaming machine {old}"), e.into())),
         }
+        // The record first, then the directory's fsync: a failed fsync
+        // must not leave the machine under its new name with its old one.
         rec.name = new.into();
-        self.save_machine(&to, &rec)
+        self.save_machine(&to, &rec)?;
+        sync_parent(&to).map_err(|e| StoreError::io(format!("renaming machine {old}"), e))
     }
 
     /// Records the range of host IDs machine `name` ran with.

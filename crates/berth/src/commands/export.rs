@@ -60,12 +60,12 @@ pub fn export(cli: &Cli, name: &str, file: &str, format: Option<&str>, compress:
         None if Path::new(file).is_dir() || file.ends_with('/') => ExportFormat::Oci,
         None => ExportFormat::guess(file).map_err(|e| anyhow!(e))?,
     };
-    let compress: LayerCompression = compress.unwrap_or("gzip").parse().map_err(|e: String| anyhow!(e))?;
-    if compress != LayerCompression::Gzip && !format.is_oci() {
+    if compress.is_some() && !format.is_oci() {
         bail!(
             "--compress is for --format oci and oci-archive: a tarball's compression comes from its name or --format"
         );
     }
+    let compress: LayerCompression = compress.unwrap_or("gzip").parse().map_err(|e: String| anyhow!(e))?;
     if format == ExportFormat::Oci && file == "-" {
         bail!("--format oci writes a directory: give a directory name, or use --format oci-archive for a stream");
     }

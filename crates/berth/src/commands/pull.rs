@@ -56,6 +56,15 @@ pub fn ensure_image(store: &Store, image: &str, when: &str, registry: &RegistryA
     if when == "never" || (when == "missing" && have) {
         return Ok(());
     }
+    // A name that found a local image (localhost/…, or an image ID) is no
+    // registry's: `always` has nothing to pull for it.
+    if have {
+        let registry_name = berth_store::images::normalize_name(image);
+        let refs = store.load_refs()?;
+        if !registry_name.is_some_and(|n| refs.contains_key(&n) && !n.starts_with("localhost/")) {
+            return Ok(());
+        }
+    }
     let reference: Reference =
         image.parse().map_err(|e| anyhow!("image {image:?} is not in the store, and is no reference to pull: {e}"))?;
     let opts = PullOptions { client: client_options(registry)?, ..PullOptions::default() };

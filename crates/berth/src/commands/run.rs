@@ -169,13 +169,19 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
             None => bail!("no image given: use `berth run IMAGE [CMD…]`, `-M NAME` or `-D DIR`"),
         }
     };
-    if let Some(image) = &image_name {
-        super::pull::ensure_image(&store, image, &a.pull, &a.registry)?;
-    }
     if a.name.is_some() && image_name.is_none() {
         bail!("--name makes a machine from an image; with -M or -D the machine or tree already exists");
     }
+    if a.detach && a.rm {
+        bail!("--rm does not go with -d: remove the machine with `berth rm` after `berth stop`");
+    }
+    if a.detach && a.machine.is_none() && a.name.is_none() {
+        bail!("-d needs a machine to manage: give --name NAME (or -M NAME)");
+    }
     let volatile: Volatile = a.volatile.as_deref().unwrap_or("no").parse().map_err(|e: String| anyhow!(e))?;
+    if let Some(image) = &image_name {
+        super::pull::ensure_image(&store, image, &a.pull, &a.registry)?;
+    }
     let run_dir = RunDir::new(&store)?;
     let tmp_overlay = |lowers: Vec<PathBuf>| -> Result<Rootfs> {
         let (upper, work) = run_dir.overlay_dirs()?;
@@ -188,6 +194,9 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let mut _tree_lock = None;
     // Whether a `-D` tree is written to (else it is only read).
     let writes_tree = !a.ephemeral && !a.read_only && volatile == Volatile::No;
+    if a.detach && disk.is_some() {
+        bail!("-d does not go with -i DISK: run the disk in the foreground, or import it (berth import DISK NAME) and run -d -M NAME");
+    }
     // With -D or -i, -M names the run, as nspawn's --machine does: it is
     // locked like a machine of that name, and is its hostname.
     let run_name = match (&a.machine, a.directory.is_some() || disk.is_some()) {
@@ -318,7 +327,14 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         a.private_users.parse().map_err(|e: String| anyhow!(e))?
     };
     let ownership: Ownership = a.private_users_ownership.parse().map_err(|e: String| anyhow!(e))?;
-    let machine_name = a.machine.as_ref().or(a.name.as_ref()).filter(|_| !a.ephemeral || a.machine.is_some());
+    // A named -D or -i run is no stored machine: it gets no stored
+    // machine's range of user IDs.
+    let machine_name = a
+        .machine
+        .as_ref()
+        .or(a.name.as_ref())
+        .filter(|_| !a.ephemeral || a.machine.is_some())
+        .filter(|_| run_name.is_none());
     let lease = users_lease(&store, private_users, machine_name.map(String::as_str))?;
     if lease.as_ref().is_some_and(|l| l.range.base != 0) && ownership != Ownership::Off {
         // A file the container's root makes is root's on disk (nothing is

@@ -329,10 +329,14 @@ pub fn logs(cli: &Cli, name: &str, follow: bool) -> Result<i32> {
     let path = State::console_log(name);
     let mut f = std::fs::File::open(&path)
         .map_err(|_| anyhow!("no console log for machine {name:?}: it has not run detached"))?;
+    // The previous part first. Opened after the current one: if a rotation
+    // came in between, it is that same file, which is not shown twice.
+    let prev = std::fs::File::open(berth_runtime::consolelog::previous(&path)).ok();
     let mut out = std::io::stdout();
-    // The log rotated before: its previous part first.
-    if let Ok(mut prev) = std::fs::File::open(berth_runtime::consolelog::previous(&path)) {
-        std::io::copy(&mut prev, &mut out)?;
+    if let Some(mut prev) = prev {
+        if prev.metadata()?.ino() != f.metadata()?.ino() {
+            std::io::copy(&mut prev, &mut out)?;
+        }
     }
     loop {
         std::io::copy(&mut f, &mut out)?;

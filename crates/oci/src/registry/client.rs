@@ -490,7 +490,9 @@ impl Inner {
     /// marked insecure; the token agent never follows a redirect with them.
     fn fetch_token(&self, i: usize, realm: &str, service: Option<&str>, scope: &str) -> Result<Token, RegistryError> {
         let ep = &self.endpoints[i];
-        realm_allowed(realm, ep.insecure).map_err(|detail| RegistryError::Token { realm: realm.into(), detail })?;
+        if ep.creds.is_some() {
+            realm_allowed(realm, ep.insecure).map_err(|detail| RegistryError::Token { realm: realm.into(), detail })?;
+        }
         let mut req = self.token_agent.get(realm).query("scope", scope);
         if let Some(s) = service {
             req = req.query("service", s);
@@ -711,7 +713,14 @@ fn realm_allowed(realm: &str, insecure: bool) -> Result<(), String> {
 /// marked insecure.
 fn credentials_go_to(url: &str, ep: &Endpoint) -> bool {
     let https = url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-    host_of(url) == ep.host && (https || ep.insecure)
+    let canon = |h: &str| {
+        let h = h.to_ascii_lowercase();
+        match h.strip_suffix(if https { ":443" } else { ":80" }) {
+            Some(bare) => bare.to_string(),
+            None => h,
+        }
+    };
+    canon(host_of(url)) == canon(&ep.host) && (https || ep.insecure)
 }
 
 fn is_retryable_transport(t: &ureq::Transport) -> bool {
@@ -846,6 +855,8 @@ mod tests {
         assert!(!credentials_go_to("https://storage.example/upload/u", &ep));
         assert!(!credentials_go_to("https://reg.example:5001/upload", &ep));
         assert!(!credentials_go_to("http://reg.example:5000/v2/x/blobs/uploads/u", &ep));
+        assert!(credentials_go_to("https://REG.example:5000/upload", &ep));
+        assert!(credentials_go_to("https://quay.io:443/upload", &endpoint("quay.io", false)));
         let plain = endpoint("127.0.0.1:5000", true);
         assert!(credentials_go_to("http://127.0.0.1:5000/v2/x/blobs/uploads/u", &plain));
         assert!(!credentials_go_to("http://127.0.0.2:5000/v2/x/blobs/uploads/u", &plain));

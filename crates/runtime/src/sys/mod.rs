@@ -115,6 +115,19 @@ pub fn unblock_all() {
     }
 }
 
+/// Ignores the terminal and job-control signals (SIGINT, SIGQUIT, SIGHUP,
+/// SIGTSTP, SIGTTIN, SIGTTOU): for a helper process that must outlive the
+/// shell that started berth, such as a detached machine's console logger.
+pub fn ignore_job_control_signals() {
+    for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+        // SAFETY: SIG_IGN is a valid disposition for each of these
+        // catchable signals; no handler code is installed.
+        unsafe {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+}
+
 /// Reads one signal number from a signalfd.
 pub fn read_signal(fd: &std::os::fd::OwnedFd) -> io::Result<libc::c_int> {
     use std::os::fd::AsRawFd;

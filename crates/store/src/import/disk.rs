@@ -237,6 +237,41 @@ pub fn foreign_files(info: &serde_json::Value) -> Option<String> {
     None
 }
 
+/// What in a qcow2 or vmdk header makes qemu open other files, read
+/// before qemu-img runs: a qcow2 backing file or external data file (bit 2
+/// of the incompatible features, version 3), a vmdk that is no binary
+/// sparse extent (a text descriptor names its extents), or a sparse header
+/// that defers to an embedded descriptor (capacity 0, a descriptor offset).
+pub fn header_names_other_files(head: &[u8], format: &str) -> Option<&'static str> {
+    let be64 = |o: usize| head.get(o..o + 8).map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
+    let le64 = |o: usize| head.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+    match format {
+        "qcow2" => {
+            if !head.starts_with(b"QFI\xfb") {
+                return Some("has no qcow2 header");
+            }
+            if be64(8).unwrap_or(1) != 0 {
+                return Some("names a backing file");
+            }
+            let version = head.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
+            if version >= 3 && be64(72).unwrap_or(u64::MAX) & 0b100 != 0 {
+                return Some("keeps its data in an external data file");
+            }
+            None
+        }
+        "vmdk" => {
+            if !head.starts_with(b"KDMV") {
+                return Some("is a descriptor that keeps its data in other files (import the monolithic vmdk)");
+            }
+            if le64(12).unwrap_or(0) == 0 && le64(28).unwrap_or(0) != 0 {
+                return Some("defers to an embedded descriptor naming other files");
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
 /// Refuses a qcow2 or vmdk that would make qemu-img read anything but the
 /// image itself: a backing file, an external data file, or extents named
 /// by a descriptor can point at any host file or device, and converting
@@ -244,14 +279,16 @@ pub fn foreign_files(info: &serde_json::Value) -> Option<String> {
 /// refused before qemu-img opens what it names.
 pub fn check_self_contained(img: &Path, format: &str) -> Result<(), StoreError> {
     use std::io::Read;
-    let mut head = [0u8; 21];
+    let mut head = vec![0u8; 512];
     let n = std::fs::File::open(img)
         .and_then(|mut f| f.read(&mut head))
         .map_err(|e| StoreError::io("reading the disk image", e))?;
-    if head[..n].starts_with(b"# Disk DescriptorFile") {
-        return Err(StoreError::Import(
-            "the vmdk is a descriptor that keeps its data in other files: import a single-file (monolithic) vmdk, or the flat extent as a raw disk".into(),
-        ));
+    head.truncate(n);
+    // The headers first, so qemu-img never opens what a hostile one names.
+    if let Some(why) = header_names_other_files(&head, format) {
+        return Err(StoreError::Import(format!(
+            "the {format} image {why}: refusing it, only self-contained images are imported (qemu-img convert -O {format} makes one)"
+        )));
     }
     let out = run(
         Command::new("qemu-img").args(["info", "--output=json", "-f", format]).arg(img),
@@ -378,6 +415,29 @@ mod tests {
         let d = gpt(&[(esp, 34, 100), (LINUX_DATA, 101, 200), (LINUX_DATA, 201, 5000)]);
         assert_eq!(pick(&d).unwrap(), Some(Part { offset: 201 * 512, size: 4800 * 512 }));
         assert!(pick(&gpt(&[(esp, 34, 100)])).is_err());
+    }
+
+    #[test]
+    fn headers_naming_other_files_are_refused_before_qemu_runs() {
+        let mut q = vec![0u8; 512];
+        q[..4].copy_from_slice(b"QFI\xfb");
+        q[4..8].copy_from_slice(&3u32.to_be_bytes());
+        assert_eq!(header_names_other_files(&q, "qcow2"), None);
+        let mut backed = q.clone();
+        backed[8..16].copy_from_slice(&0x200u64.to_be_bytes());
+        assert!(header_names_other_files(&backed, "qcow2").unwrap().contains("backing"));
+        let mut external = q.clone();
+        external[72..80].copy_from_slice(&4u64.to_be_bytes());
+        assert!(header_names_other_files(&external, "qcow2").unwrap().contains("external"));
+        let mut v = vec![0u8; 512];
+        v[..4].copy_from_slice(b"KDMV");
+        v[12..20].copy_from_slice(&8192u64.to_le_bytes());
+        v[28..36].copy_from_slice(&1u64.to_le_bytes());
+        assert_eq!(header_names_other_files(&v, "vmdk"), None);
+        v[12..20].copy_from_slice(&0u64.to_le_bytes());
+        assert!(header_names_other_files(&v, "vmdk").unwrap().contains("embedded descriptor"));
+        assert!(header_names_other_files(b"# Disk DescriptorFile\n", "vmdk").unwrap().contains("descriptor"));
+        assert!(header_names_other_files(b"RW 8 FLAT \"/etc/shadow\" 0", "vmdk").is_some());
     }
 
     #[test]

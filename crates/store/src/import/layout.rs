@@ -15,6 +15,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The most layers a `docker save` image may list (Docker itself stops at
+/// 125; a hostile manifest.json could name one huge file thousands of times).
+const MAX_LAYERS: usize = 1000;
 /// The manifest reference meaning "the layout's index.json itself".
 pub const WHOLE_INDEX: &str = "index.json";
 
@@ -190,10 +193,26 @@ impl DockerArchive {
         let (cd, csize, _) = hash_file(dir, &config_path)?;
         files.insert(cd.clone(), config_path);
         let mut layers = Vec::new();
-        for l in entry.get("Layers").and_then(|l| l.as_array()).into_iter().flatten() {
+        let names = entry.get("Layers").and_then(|l| l.as_array()).map(Vec::as_slice).unwrap_or_default();
+        if names.len() > MAX_LAYERS {
+            return Err(bad(
+                dir,
+                format!("manifest.json lists {} layers; more than {MAX_LAYERS} is refused", names.len()),
+            ));
+        }
+        // A file named many times is hashed once.
+        let mut hashed: HashMap<String, (Digest, u64, Vec<u8>)> = HashMap::new();
+        for l in names {
             let name = l.as_str().ok_or_else(|| bad(dir, "a layer name is not a string"))?;
             let p = inside(dir, name)?;
-            let (d, size, head) = hash_file(dir, &p)?;
+            let (d, size, head) = match hashed.get(&p) {
+                Some(h) => h.clone(),
+                None => {
+                    let h = hash_file(dir, &p)?;
+                    hashed.insert(p.clone(), h.clone());
+                    h
+                }
+            };
             let mt = if head.starts_with(&[0x1f, 0x8b]) {
                 "application/vnd.docker.image.rootfs.diff.tar.gzip"
             } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {

@@ -188,7 +188,12 @@ pub fn import_stream<R: Read + Send>(
     };
     if let Some(kind) = disk {
         let img = staging.path.join("disk.img");
-        write_sparse(&mut decoded, &img).map_err(|e| StoreError::io(format!("reading {label}"), e))?;
+        write_sparse(&mut decoded, &img, opts.pull.max_layer_bytes).map_err(|e| match e.kind() {
+            io::ErrorKind::FileTooLarge => {
+                StoreError::TooLarge { layer: label.to_string(), limit: opts.pull.max_layer_bytes }
+            }
+            _ => StoreError::io(format!("reading {label}"), e),
+        })?;
         drop(decoded);
         let _ = std::fs::remove_file(&blob_path);
         return import_disk(store, staging, &img, kind, label, opts);
@@ -369,8 +374,9 @@ fn bare_filesystem(h: &[u8]) -> bool {
 }
 
 /// Copies a stream to `path`, seeking over all-zero blocks so a raw disk
-/// image stays sparse.
-fn write_sparse<R: Read>(r: &mut R, path: &Path) -> io::Result<()> {
+/// image stays sparse; a stream longer than `limit` is refused
+/// (`FileTooLarge`), so a small file of compressed zeros cannot run for hours.
+fn write_sparse<R: Read>(r: &mut R, path: &Path, limit: u64) -> io::Result<()> {
     use std::io::Seek;
     let mut f = std::fs::File::create(path)?;
     let mut buf = vec![0u8; 1 << 20];
@@ -392,6 +398,9 @@ fn write_sparse<R: Read>(r: &mut R, path: &Path) -> io::Result<()> {
             f.write_all(&buf[..n])?;
         }
         len += n as u64;
+        if len > limit {
+            return Err(io::ErrorKind::FileTooLarge.into());
+        }
     }
     f.set_len(len)?;
     f.sync_all()
@@ -528,19 +537,48 @@ pub(crate) fn spawn_tar(root: &Path) -> Result<std::process::Child, StoreError> 
         .map_err(|e| StoreError::io("running tar", e))
 }
 
+/// Reads a child's stderr on a thread of its own, so a chatty child (tar
+/// printing "socket ignored" for each of a hostile tree's sockets) never
+/// blocks on a full pipe while its stdout is read; keeps the last 4 KB.
+pub(crate) fn drain_stderr(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
+    let stderr = child.stderr.take();
+    std::thread::spawn(move || {
+        let mut kept: Vec<u8> = Vec::new();
+        if let Some(mut e) = stderr {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = e.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 4096 {
+                    kept.drain(..kept.len() - 4096);
+                }
+            }
+        }
+        String::from_utf8_lossy(&kept).trim().to_string()
+    })
+}
+
 /// Writes a tar of `root` to `blob` (GNU tar: numeric owners, xattrs,
 /// sorted names, PAX) and returns its digest and size.
 pub(crate) fn tar_tree(root: &Path, blob: &Path) -> Result<(Digest, u64), StoreError> {
     let mut child = spawn_tar(root)?;
+    let stderr = drain_stderr(&mut child);
     let stdout = child.stdout.take().ok_or_else(|| bad("tar has no stdout"))?;
     let mut hr = HashingReader::new(stdout);
     let mut f = std::fs::File::create(blob).map_err(|e| StoreError::io("creating the layer blob", e))?;
-    io::copy(&mut hr, &mut f).map_err(|e| StoreError::io("writing the layer blob", e))?;
-    f.sync_all().map_err(|e| StoreError::io("syncing the layer blob", e))?;
-    let out = child.wait_with_output().map_err(|e| StoreError::io("running tar", e))?;
-    if !out.status.success() {
-        return Err(bad(format!("tar failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    let copied = io::copy(&mut hr, &mut f).map_err(|e| StoreError::io("writing the layer blob", e));
+    if copied.is_err() {
+        let _ = child.kill();
     }
+    let status = child.wait().map_err(|e| StoreError::io("running tar", e))?;
+    let err = stderr.join().unwrap_or_default();
+    copied?;
+    if !status.success() {
+        return Err(bad(format!("tar failed: {err}")));
+    }
+    f.sync_all().map_err(|e| StoreError::io("syncing the layer blob", e))?;
     Ok(hr.finish())
 }
 
