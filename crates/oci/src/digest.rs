@@ -1,9 +1,9 @@
-//! Content digests (`sha256:<64 hex>`) and a reader that hashes what passes
-//! through it, so a blob is verified while it streams.
+//! Content digests (`sha256:<64 hex>`), and a reader and a writer that
+//! hash what passes through them, so a blob is verified while it streams.
 
 use sha2::{Digest as _, Sha256};
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::str::FromStr;
 
 /// A validated `sha256:` digest. Other algorithms are refused: every blob
@@ -115,6 +115,39 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)
+    }
+}
+
+/// A writer that computes the sha256 of and counts every byte written
+/// through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter { inner, hasher: Sha256::new(), count: 0 }
+    }
+
+    /// The inner writer (not flushed), the digest of everything written,
+    /// and the byte count.
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.inner, Digest { hex: hex::encode(self.hasher.finalize()) }, self.count)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

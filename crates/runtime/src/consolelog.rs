@@ -95,9 +95,7 @@ pub fn start(log: &Path) -> Result<OwnedFd, RuntimeError> {
             // Nothing of berth's but the pipe: no lock, no terminal.
             if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
                 for fd in 0..3 {
-                    let mut target = sys::owned_fd(fd);
-                    let _ = rustix::io::dup2(&null, &mut target);
-                    std::mem::forget(target);
+                    crate::detach::redirect(fd, &null);
                 }
             }
             let _ = sys::close_fds_except(&[r.as_raw_fd()]);

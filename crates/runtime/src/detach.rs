@@ -54,7 +54,8 @@ impl Hooks for Started<'_> {
     }
 }
 
-fn redirect(fd: i32, file: &impl rustix::fd::AsFd) {
+/// Points descriptor `fd` (0, 1 or 2) at `file`.
+pub(crate) fn redirect(fd: i32, file: &impl rustix::fd::AsFd) {
     let mut target = sys::owned_fd(fd);
     let _ = rustix::io::dup2(file, &mut target);
     std::mem::forget(target);

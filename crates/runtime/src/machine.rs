@@ -48,10 +48,10 @@ pub fn canonical_store(store: &Path) -> PathBuf {
 }
 
 /// The name of a store's state directory: 16 hex digits of the sha256
-/// of its canonical path.
-pub fn store_key(store: &Path) -> String {
+/// of its canonical path (see [`canonical_store`]).
+fn store_key(canonical: &Path) -> String {
     use sha2::Digest as _;
-    let hash = sha2::Sha256::digest(canonical_store(store).as_os_str().as_encoded_bytes());
+    let hash = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
     hash[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 

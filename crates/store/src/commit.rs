@@ -5,33 +5,9 @@
 use crate::images::{local_name, ImageRecord, LayerRecord};
 use crate::pull::StagingDir;
 use crate::{Store, StoreError};
+use berth_oci::digest::HashingWriter;
 use berth_oci::Digest;
-use sha2::{Digest as _, Sha256};
-use std::io::{self, Write};
-
-/// Hashes what is written through it, counting bytes.
-struct HashWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-fn finish<W>(h: HashWriter<W>) -> (W, Digest, u64) {
-    let d = Digest::from_hex(&hex::encode(h.hasher.finalize())).unwrap_or_else(|_| Digest::of(b""));
-    (h.inner, d, h.count)
-}
+use std::io;
 
 const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
@@ -49,15 +25,14 @@ pub fn commit(store: &Store, machine: &str, name: &str) -> Result<ImageRecord, S
     let staging = StagingDir::new(store, "commit")?;
     let blob_path = staging.path.join("blob");
     let file = std::fs::File::create(&blob_path).map_err(|e| StoreError::io("creating the layer blob", e))?;
-    let compressed =
-        HashWriter { inner: io::BufWriter::with_capacity(256 << 10, file), hasher: Sha256::new(), count: 0 };
+    let compressed = HashingWriter::new(io::BufWriter::with_capacity(256 << 10, file));
     let gz = flate2::write::GzEncoder::new(compressed, flate2::Compression::fast());
-    let tar = HashWriter { inner: gz, hasher: Sha256::new(), count: 0 };
+    let tar = HashingWriter::new(gz);
     let tar = crate::layerwriter::write_layer(&upper, tar)
         .map_err(|e| StoreError::io(format!("writing machine {machine}'s changes"), e))?;
-    let (gz, diff_id, _) = finish(tar);
+    let (gz, diff_id, _) = tar.finish();
     let compressed = gz.finish().map_err(|e| StoreError::io("compressing the layer", e))?;
-    let (buf, digest, size) = finish(compressed);
+    let (buf, digest, size) = compressed.finish();
     buf.into_inner()
         .map_err(|e| StoreError::io("writing the layer blob", e.into_error()))?
         .sync_all()

@@ -9,6 +9,7 @@
 use crate::commit::oci_media_type;
 use crate::images::ImageRecord;
 use crate::{Store, StoreError};
+use berth_oci::digest::HashingWriter;
 use berth_oci::Digest;
 use std::io::{self, Write};
 use std::path::Path;
@@ -124,7 +125,8 @@ impl LayerCompression {
         let f = std::fs::File::open(src).map_err(io)?;
         let (_, mut plain) =
             crate::import::decompress::decompress(io::BufReader::with_capacity(256 << 10, f)).map_err(io)?;
-        let out = HashingFile::new(std::fs::File::create(dst).map_err(io)?);
+        let file = std::fs::File::create(dst).map_err(io)?;
+        let out = HashingWriter::new(io::BufWriter::with_capacity(256 << 10, file));
         let out = match self {
             LayerCompression::Gzip => {
                 let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
@@ -143,42 +145,9 @@ impl LayerCompression {
                 out
             }
         };
-        out.finish().map_err(io)
-    }
-}
-
-/// A file being written, hashed and counted on the way.
-struct HashingFile {
-    out: io::BufWriter<std::fs::File>,
-    hasher: sha2::Sha256,
-    len: u64,
-}
-
-impl HashingFile {
-    fn new(f: std::fs::File) -> HashingFile {
-        use sha2::Digest as _;
-        HashingFile { out: io::BufWriter::with_capacity(256 << 10, f), hasher: sha2::Sha256::new(), len: 0 }
-    }
-
-    fn finish(mut self) -> io::Result<(Digest, u64)> {
-        use sha2::Digest as _;
-        self.out.flush()?;
-        let d = Digest::from_hex(&hex::encode(self.hasher.finalize())).map_err(io::Error::other)?;
-        Ok((d, self.len))
-    }
-}
-
-impl Write for HashingFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        use sha2::Digest as _;
-        let n = self.out.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        let (mut file, digest, size) = out.finish();
+        file.flush().map_err(io)?;
+        Ok((digest, size))
     }
 }
 

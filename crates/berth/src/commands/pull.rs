@@ -7,7 +7,7 @@ use anyhow::{anyhow, Context, Result};
 use berth_oci::registry::{ClientOptions, Credentials, RegistriesConfig};
 use berth_oci::{Platform, Reference};
 use berth_store::pull::{pull, PullOptions, Quiet};
-use berth_store::{Store, StoreError};
+use berth_store::{ImageRecord, Store, StoreError};
 
 /// Registry client options from the shared flags and the config file.
 pub fn client_options(a: &RegistryArgs) -> Result<ClientOptions> {
@@ -45,25 +45,28 @@ pub fn run(cli: &Cli, a: &PullArgs) -> Result<i32> {
 }
 
 /// `run --pull=WHEN`: pulls `image` when the store lacks it (`missing`)
-/// or every time (`always`), as podman run does; `never` leaves it to the
-/// run to say the image is not there.
-pub fn ensure_image(store: &Store, image: &str, when: &str, registry: &RegistryArgs) -> Result<()> {
+/// or every time (`always`), as podman run does; returns the image's
+/// record, or `None` when the store lacks it and `never` leaves it to the
+/// run to say so.
+pub fn ensure_image(store: &Store, image: &str, when: &str, registry: &RegistryArgs) -> Result<Option<ImageRecord>> {
     let have = match store.resolve(image) {
-        Ok(_) => true,
-        Err(StoreError::UnknownImage(_)) => false,
+        Ok(rec) => Some(rec),
+        Err(StoreError::UnknownImage(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    if when == "never" || (when == "missing" && have) {
-        return Ok(());
-    }
-    // A name that found a local image (localhost/…, or an image ID) is no
-    // registry's: `always` has nothing to pull for it.
-    if have {
-        let registry_name = berth_store::images::normalize_name(image);
-        let refs = store.load_refs()?;
-        if !registry_name.is_some_and(|n| refs.contains_key(&n) && !n.starts_with("localhost/")) {
-            return Ok(());
+    let had = have.is_some();
+    match (when, have) {
+        ("never", have) | ("missing", have @ Some(_)) => return Ok(have),
+        // A name that found a local image (localhost/…, or an image ID) is
+        // no registry's: `always` has nothing to pull for it.
+        (_, Some(rec)) => {
+            let registry_name = berth_store::images::normalize_name(image);
+            let refs = store.load_refs()?;
+            if !registry_name.is_some_and(|n| refs.contains_key(&n) && !n.starts_with("localhost/")) {
+                return Ok(Some(rec));
+            }
         }
+        (_, None) => {}
     }
     let reference: Reference =
         image.parse().map_err(|e| anyhow!("image {image:?} is not in the store, and is no reference to pull: {e}"))?;
@@ -72,11 +75,11 @@ pub fn ensure_image(store: &Store, image: &str, when: &str, registry: &RegistryA
         Some(b) => pull(store, &reference, &opts, &b),
         None => pull(store, &reference, &opts, &Quiet),
     };
-    pulled.with_context(|| match have {
+    let rec = pulled.with_context(|| match had {
         true => format!("pulling {image:?} (--pull=always) failed"),
         false => format!("image {image:?} is not in the store and pulling it failed"),
     })?;
-    Ok(())
+    Ok(Some(rec))
 }
 
 /// `berth push NAME REF`: the config and layer blobs the registry lacks,

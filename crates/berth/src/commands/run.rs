@@ -172,16 +172,25 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     if a.name.is_some() && image_name.is_none() {
         bail!("--name makes a machine from an image; with -M or -D the machine or tree already exists");
     }
-    if a.detach && a.rm {
-        bail!("--rm does not go with -d: remove the machine with `berth rm` after `berth stop`");
-    }
-    if a.detach && a.machine.is_none() && a.name.is_none() {
-        bail!("-d needs a machine to manage: give --name NAME (or -M NAME)");
+    // The name ps, exec, status and stop know the run by, if any.
+    let managed = a.machine.as_ref().or(a.name.as_ref());
+    if a.detach {
+        if managed.is_none() {
+            bail!("-d needs a machine to manage: give --name NAME (or -M NAME)");
+        }
+        if a.rm {
+            bail!("--rm does not go with -d: remove the machine with `berth rm` after `berth stop`");
+        }
+        if disk.is_some() {
+            bail!("-d does not go with -i DISK: run the disk in the foreground, or import it (berth import DISK NAME) and run -d -M NAME");
+        }
     }
     let volatile: Volatile = a.volatile.as_deref().unwrap_or("no").parse().map_err(|e: String| anyhow!(e))?;
-    if let Some(image) = &image_name {
-        super::pull::ensure_image(&store, image, &a.pull, &a.registry)?;
-    }
+    // The image, pulled first when --pull says so.
+    let mut image_rec = match &image_name {
+        Some(image) => super::pull::ensure_image(&store, image, &a.pull, &a.registry)?,
+        None => None,
+    };
     let run_dir = RunDir::new(&store)?;
     let tmp_overlay = |lowers: Vec<PathBuf>| -> Result<Rootfs> {
         let (upper, work) = run_dir.overlay_dirs()?;
@@ -194,9 +203,6 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let mut _tree_lock = None;
     // Whether a `-D` tree is written to (else it is only read).
     let writes_tree = !a.ephemeral && !a.read_only && volatile == Volatile::No;
-    if a.detach && disk.is_some() {
-        bail!("-d does not go with -i DISK: run the disk in the foreground, or import it (berth import DISK NAME) and run -d -M NAME");
-    }
     // With -D or -i, -M names the run, as nspawn's --machine does: it is
     // locked like a machine of that name, and is its hostname.
     let run_name = match (&a.machine, a.directory.is_some() || disk.is_some()) {
@@ -208,7 +214,8 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         _ => None,
     };
     let (rootfs, hostname) = if let Some(img) = &disk {
-        let att = berth_store::import::disk::attach_root(img, a.read_only)?;
+        let att = berth_store::import::disk::attach_root(img, a.read_only)
+            .with_context(|| format!("disk image {}", img.display()))?;
         let rootfs = Rootfs::Block {
             device: PathBuf::from(&att.device),
             fstype: att.fstype.to_string(),
@@ -250,7 +257,10 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         (rootfs, name.clone())
     } else {
         let image = image_name.as_deref().unwrap_or_default();
-        let rec = store.resolve(image)?;
+        let rec = match image_rec.take() {
+            Some(rec) => rec,
+            None => store.resolve(image)?,
+        };
         config = Some(config_of(&store, &rec)?);
         let lowers = lowers_of(&store, &rec, &run_dir)?;
         match &a.name {
@@ -329,12 +339,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let ownership: Ownership = a.private_users_ownership.parse().map_err(|e: String| anyhow!(e))?;
     // A named -D or -i run is no stored machine: it gets no stored
     // machine's range of user IDs.
-    let machine_name = a
-        .machine
-        .as_ref()
-        .or(a.name.as_ref())
-        .filter(|_| !a.ephemeral || a.machine.is_some())
-        .filter(|_| run_name.is_none());
+    let machine_name = managed.filter(|_| (!a.ephemeral || a.machine.is_some()) && run_name.is_none());
     let lease = users_lease(&store, private_users, machine_name.map(String::as_str))?;
     if lease.as_ref().is_some_and(|l| l.range.base != 0) && ownership != Ownership::Off {
         // A file the container's root makes is root's on disk (nothing is
@@ -380,13 +385,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         users: lease.as_ref().map(|l| l.range),
         ownership,
     };
-    if a.detach {
-        let Some(name) = a.machine.as_ref().or(a.name.as_ref()) else {
-            bail!("-d needs a machine to manage: give --name NAME (or -M NAME)");
-        };
-        if a.rm {
-            bail!("--rm does not go with -d: remove the machine with `berth rm` after `berth stop`");
-        }
+    if let Some(name) = managed.filter(|_| a.detach) {
         let root = root_of(&spec, name, disk.as_deref());
         let image = match (&image_name, store.load_machine(name).ok().and_then(|m| m.image)) {
             (Some(i), _) => Some(i.clone()),
@@ -403,7 +402,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     }
     // A run with a machine name is a running machine: ps, exec, status and
     // stop reach it.
-    let outcome = match a.machine.as_ref().or(a.name.as_ref()) {
+    let outcome = match managed {
         Some(name) => {
             let root = root_of(&spec, name, disk.as_deref());
             berth_runtime::detach::run_managed(&spec, &run_dir.path, name, &root, image_name.clone())

@@ -674,7 +674,7 @@ impl Inner {
         let agent = self.agent(i);
         let mut attempt = 0;
         loop {
-            let r = send_following(&agent, method, url, auth, headers.unwrap_or(&[]));
+            let r = send_following(&agent, &self.endpoints[i], method, url, auth, headers.unwrap_or(&[]));
             let retry_after = match &r {
                 Err(ureq::Error::Status(code, resp)) if is_retryable_status(*code) => {
                     Some(resp.header("retry-after").map(str::to_string))
@@ -732,13 +732,12 @@ fn is_retryable_transport(t: &ureq::Transport) -> bool {
 
 fn send_following(
     agent: &ureq::Agent,
+    ep: &Endpoint,
     method: &str,
     url: &str,
     auth: Option<&str>,
     headers: &[(&str, String)],
 ) -> Result<ureq::Response, ureq::Error> {
-    let origin = host_of(url).to_string();
-    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     let mut url = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
         let mut req = agent.request(method, &url);
@@ -746,9 +745,8 @@ fn send_following(
             req = req.set(k, v);
         }
         // A redirect to another host (a CDN), or to plain http, must not
-        // receive our credentials.
-        let same_scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()) == scheme;
-        if let Some(a) = auth.filter(|_| host_of(&url) == origin && same_scheme) {
+        // receive our credentials: the rule uploads follow too.
+        if let Some(a) = auth.filter(|_| credentials_go_to(&url, ep)) {
             req = req.set("Authorization", a);
         }
         let resp = req.call()?;

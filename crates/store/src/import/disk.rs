@@ -181,10 +181,7 @@ pub fn attach_root(image: &Path, read_only: bool) -> Result<Attached, StoreError
     let sb = read_at(&mut f, part.map(|p| p.offset).unwrap_or(0), 72 << 10)
         .map_err(|e| StoreError::io("reading the root partition's superblock", e))?;
     let fstype = fs_type(&sb).ok_or_else(|| {
-        StoreError::Import(format!(
-            "{}: no ext4, xfs, btrfs, squashfs or erofs filesystem on the root partition",
-            image.display()
-        ))
+        StoreError::Import("the root partition holds no ext4, xfs, btrfs, squashfs or erofs filesystem".into())
     })?;
     let mut losetup = Command::new("losetup");
     losetup.args(["--find", "--show"]);
@@ -354,24 +351,9 @@ exit $rc"#;
 /// Copies the root filesystem of the raw image `image` into `dest`
 /// (which must not exist yet), using `mnt` as a scratch mount point.
 pub fn copy_root(image: &Path, dest: &Path, mnt: &Path) -> Result<(), StoreError> {
-    let (part, mut f) = locate_root(image)?;
-    let sb = read_at(&mut f, part.map(|p| p.offset).unwrap_or(0), 72 << 10).unwrap_or_default();
-    let Some(fstype) = fs_type(&sb) else {
-        return Err(StoreError::Import(
-            "the root partition holds no ext4, xfs, btrfs, squashfs or erofs filesystem".into(),
-        ));
-    };
-    let mut losetup = Command::new("losetup");
-    losetup.args(["--find", "--show", "--read-only"]);
-    if let Some(p) = part {
-        losetup.arg(format!("--offset={}", p.offset)).arg(format!("--sizelimit={}", p.size));
-    }
-    let dev = run(losetup.arg(image), "losetup")?;
-    let result = std::fs::create_dir_all(mnt)
-        .map_err(|e| StoreError::io("creating the mount point", e))
-        .and_then(|()| mount_and_copy(fstype, &dev, mnt, dest));
-    let _ = run(Command::new("losetup").arg("--detach").arg(&dev), "losetup --detach");
-    result
+    let attached = attach_root(image, true)?;
+    std::fs::create_dir_all(mnt).map_err(|e| StoreError::io("creating the mount point", e))?;
+    mount_and_copy(attached.fstype, &attached.device, mnt, dest)
 }
 
 #[cfg(test)]
