@@ -129,6 +129,28 @@ pub enum Command {
     Clone { src: String, dst: String },
     /// Rename a machine
     Rename { old: String, new: String },
+    /// Copy files between the host and a machine, running or stopped (NAME:PATH on one side)
+    Cp {
+        /// Source: a host path or NAME:PATH
+        src: String,
+        /// Destination: a host path or NAME:PATH (into it when it is a directory)
+        dst: String,
+    },
+    /// Bind-mount a host file or directory into a running machine
+    Bind {
+        /// Running machine
+        name: String,
+        /// Host file or directory
+        src: PathBuf,
+        /// Where in the machine (default: the same path as SRC)
+        dst: Option<PathBuf>,
+        /// Mount it read-only
+        #[arg(long)]
+        read_only: bool,
+        /// Create DST (and its parents) in the machine when missing
+        #[arg(long)]
+        mkdir: bool,
+    },
     /// Remove machines
     Rm {
         #[arg(required = true)]

@@ -38,18 +38,18 @@ fn mount_fs(src: &str, target: &Path, fstype: &str, flags: F, data: &str) -> Res
 
 /// What kind of node a mount target should be.
 #[derive(Clone, Copy, PartialEq)]
-enum Kind {
+pub(crate) enum Kind {
     Dir,
     File,
 }
 
 /// The container root, opened once; targets are resolved inside it.
-struct Root {
+pub(crate) struct Root {
     fd: OwnedFd,
 }
 
 /// A mount target resolved inside the root: mount onto `path()`.
-struct Target(OwnedFd);
+pub(crate) struct Target(pub(crate) OwnedFd);
 
 impl Target {
     fn path(&self) -> PathBuf {
@@ -58,15 +58,22 @@ impl Target {
 }
 
 impl Root {
-    fn open(path: &Path) -> Result<Root, RuntimeError> {
+    pub(crate) fn open(path: &Path) -> Result<Root, RuntimeError> {
         let fd = rfs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(err(format!("opening {}", path.display())))?;
         Ok(Root { fd })
     }
 
+    /// Resolves `rel` inside the root, which must exist.
+    pub(crate) fn existing(&self, rel: &Path) -> Result<Target, Errno> {
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+        rfs::openat2(&self.fd, rel, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), IN_ROOT).map(Target)
+    }
+
     /// Resolves `rel` inside the root, creating it (and its parents) as
     /// `kind` when missing.
-    fn target(&self, rel: &Path, kind: Kind) -> Result<Target, RuntimeError> {
+    pub(crate) fn target(&self, rel: &Path, kind: Kind) -> Result<Target, RuntimeError> {
         let rel = rel.strip_prefix("/").unwrap_or(rel);
         let mut cur = rustix::io::dup(&self.fd).map_err(err("dup"))?;
         let comps: Vec<_> = rel.components().filter(|c| matches!(c, Component::Normal(_))).collect();

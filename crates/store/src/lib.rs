@@ -54,6 +54,7 @@ pub mod images;
 pub mod import;
 pub mod layerwriter;
 pub mod lock;
+pub mod machineroot;
 pub mod machines;
 pub mod mount;
 pub mod pull;

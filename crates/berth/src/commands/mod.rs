@@ -1,6 +1,7 @@
 //! One file per verb family; each loads what it needs, calls the library
 //! and prints. `dispatch` returns the process exit status.
 
+mod copy;
 mod export;
 mod generate;
 mod images;
@@ -60,6 +61,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Clone { src, dst } => machines::clone(&cli, src, dst),
         Command::Rename { old, new } => machines::rename(&cli, old, new),
         Command::Rm { names } => machines::rm(&cli, names),
+        Command::Cp { src, dst } => copy::cp(&cli, src, dst),
+        Command::Bind { name, src, dst, read_only, mkdir } => copy::bind(name, src, dst.as_deref(), *read_only, *mkdir),
         Command::ReadOnly { name, value } => machines::read_only(&cli, name, *value),
         Command::Login(a) => login::login(a),
         Command::Logout(a) => login::logout(a),

@@ -7,6 +7,7 @@
 mod attacks;
 mod binds;
 mod cgroups;
+mod copy;
 mod exit;
 mod hostile;
 mod io;
