@@ -135,6 +135,9 @@ pub enum Command {
         src: String,
         /// Destination: a host path or NAME:PATH (into it when it is a directory)
         dst: String,
+        /// Out of a machine, keep its owners (uid/gid numbers) instead of making the files yours
+        #[arg(short, long)]
+        archive: bool,
     },
     /// Bind-mount a host file or directory into a running machine
     Bind {

@@ -37,7 +37,21 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 pub fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in e.chain() {
-        let s = c.to_string().replace('\n', " ");
+        // One line, and no terminal controls: names in errors may come
+        // from a machine or an archive.
+        let s: String = c
+            .to_string()
+            .chars()
+            .map(|ch| {
+                if ch == '\n' {
+                    " ".to_string()
+                } else if ch.is_control() {
+                    ch.escape_debug().to_string()
+                } else {
+                    ch.to_string()
+                }
+            })
+            .collect();
         if !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
         }

@@ -1,11 +1,12 @@
 //! Work done inside a running machine by a child of berth: `berth cp`'s
 //! machine half and `berth bind`.
 //!
-//! The child joins the machine's user and mount namespaces (not its pid
-//! namespace: nothing inside sees it, signals it or opens its /proc
-//! files) through a pidfd, so a reused pid cannot redirect it, and turns
-//! non-dumpable first. From then on it has the rights of the machine's
-//! root and nothing more of the host than the descriptors it was handed.
+//! The child turns non-dumpable (nothing inside can ptrace it or open its
+//! /proc files), joins the machine's cgroup and namespaces through a
+//! pidfd as `berth exec` does (a reused pid cannot redirect it), and
+//! forks the worker into the machine's pid namespace, so it dies with the
+//! machine. From then on it has the rights of the machine's root and
+//! nothing more of the host than the descriptors it was handed.
 //! Its error comes back as one line on a pipe of its own.
 
 use crate::machine::State;
@@ -44,8 +45,34 @@ fn own_userns(st: &State) -> Result<bool, RuntimeError> {
 /// other thread.
 pub fn spawn(st: &State, keep: &[RawFd], f: impl FnOnce() -> Result<(), RuntimeError>) -> Result<Inside, RuntimeError> {
     let pidfd = leader(st)?;
-    let userns = own_userns(st)?;
-    fork(keep, &pidfd, move |pidfd| join(pidfd, userns).and_then(|()| f()))
+    // The machine's own capabilities, never more (as `exec`).
+    let mask = match st.caps {
+        Some(m) => m,
+        None => crate::caps::compute(crate::caps::DEFAULT, &[], &[], &[]).map_err(RuntimeError::Invalid)?,
+    } & crate::caps::host_bounding();
+    let st = st.clone();
+    fork(keep, &pidfd, move |_| {
+        // As `exec` enters: the machine's cgroup (its limits and device
+        // rules apply), all its namespaces; then once more through fork,
+        // so the worker is in its pid namespace and dies with it: a copy
+        // never keeps a stopped machine's mounts in use.
+        crate::machine::enter(&st)?;
+        crate::creds::become_user(&crate::creds::Creds::root(), mask, true, None)
+            .map_err(|e| RuntimeError::sys("taking the machine's capabilities", e))?;
+        not_dumpable()?;
+        match sys::clone_fork(0).map_err(|e| RuntimeError::sys("forking", e))? {
+            None => f(),
+            Some(pid) => match sys::waitpid(pid, false) {
+                Ok(Some((_, exit))) => sys::exit_now(exit.status()),
+                _ => sys::exit_now(1),
+            },
+        }
+    })
+}
+
+fn not_dumpable() -> Result<(), RuntimeError> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| RuntimeError::sys("making berth non-dumpable", e))
 }
 
 /// Forks a child that runs `f` (given the leader's pidfd) with only
@@ -65,10 +92,7 @@ fn fork(
             all.extend([err_w.as_raw_fd(), pidfd.as_raw_fd()]);
             let r = sys::close_fds_except(&all)
                 .map_err(|e| RuntimeError::sys("closing descriptors", e))
-                .and_then(|()| {
-                    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-                        .map_err(|e| RuntimeError::sys("making berth non-dumpable", e))
-                })
+                .and_then(|()| not_dumpable())
                 .and_then(|()| f(pidfd));
             match r {
                 Ok(()) => sys::exit_now(0),
@@ -79,16 +103,6 @@ fn fork(
             }
         }
     }
-}
-
-/// Joins the leader's user (when it has its own) and mount namespaces.
-fn join(pidfd: &OwnedFd, userns: bool) -> Result<(), RuntimeError> {
-    let flags = if userns { libc::CLONE_NEWUSER | libc::CLONE_NEWNS } else { libc::CLONE_NEWNS };
-    sys::setns_pidfd(pidfd, flags).map_err(|e| RuntimeError::sys("entering the machine", e))?;
-    if userns {
-        crate::creds::become_ns_root().map_err(|e| RuntimeError::sys("becoming the machine's root", e))?;
-    }
-    Ok(())
 }
 
 impl Inside {
@@ -143,6 +157,7 @@ pub fn bind(
         attrs |= sys::MOUNT_ATTR_RDONLY;
     }
     sys::mount_setattr_fd(&tree, attrs, None, true)
+        .and_then(|()| sys::mount_make_private_fd(&tree))
         .map_err(|e| RuntimeError::sys(format!("restricting the mount of {}", src.display()), e))?;
     let pidfd = leader(st)?;
     let userns = own_userns(st)?;
@@ -176,6 +191,7 @@ pub fn bind(
                 sys::setns_pidfd(pidfd, libc::CLONE_NEWUSER)
                     .map_err(|e| RuntimeError::sys("entering the machine's users", e))?;
                 crate::creds::become_ns_root().map_err(|e| RuntimeError::sys("becoming the machine's root", e))?;
+                not_dumpable()?;
                 sys::private_mount_namespace().map_err(|e| RuntimeError::sys("locking the mount", e))?;
                 m::open_tree(rustix::fs::CWD, stage, clone).map_err(sys_err("cloning the locked mount"))?
             }

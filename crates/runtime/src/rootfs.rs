@@ -76,11 +76,17 @@ impl Root {
     pub(crate) fn target(&self, rel: &Path, kind: Kind) -> Result<Target, RuntimeError> {
         let rel = rel.strip_prefix("/").unwrap_or(rel);
         let mut cur = rustix::io::dup(&self.fd).map_err(err("dup"))?;
-        let comps: Vec<_> = rel.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+        let comps: Vec<_> =
+            rel.components().filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir)).collect();
+        // Each prefix is resolved from the root, so a link on the way (an
+        // absolute one: /var/run -> /run) means what it means inside.
+        let mut acc = PathBuf::new();
         for (i, c) in comps.iter().enumerate() {
             let last = i + 1 == comps.len();
             let name = c.as_os_str();
-            let open = |cur: &OwnedFd| rfs::openat2(cur, name, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), IN_ROOT);
+            acc.push(name);
+            let open =
+                |_: &OwnedFd| rfs::openat2(&self.fd, &acc, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), IN_ROOT);
             let next = match open(&cur) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => {

@@ -27,13 +27,15 @@ pub struct MachineRoot {
 impl Store {
     /// Opens stopped machine `name`'s root, for writing when `write`.
     pub fn open_machine_root(&self, name: &str, write: bool) -> Result<MachineRoot, StoreError> {
+        self.load_machine(name)?;
+        let lock = if write { self.lock_machine(name)? } else { self.lock_machine_shared(name)? };
+        // Read under the lock: what it says cannot change until it goes.
         let rec = self.load_machine(name)?;
         if write && rec.read_only {
             return Err(StoreError::Mount(format!(
                 "machine {name} is read-only: `berth read-only {name} false` makes it writable"
             )));
         }
-        let lock = if write { self.lock_machine(name)? } else { self.lock_machine_shared(name)? };
         let dir = self.machine_dir(name);
         let upper = dir.join("upper");
         let fail = |what: &str, e: rustix::io::Errno| StoreError::Mount(format!("{what} machine {name}'s root: {e}"));
@@ -74,9 +76,21 @@ fn overlay(
     let fs = m::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     // Layers and uppers keep overlayfs' metadata in user.overlay.*.
     m::fsconfig_set_flag(&fs, "userxattr")?;
-    for l in lowers {
-        m::fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
-    }
+    // One `lowerdir+` each (Linux 6.8+: no page limit on the list), else
+    // the classic colon-separated option.
+    let each = lowers.iter().try_for_each(|l| m::fsconfig_set_string(&fs, "lowerdir+", l.as_path()));
+    let fs = match each {
+        Ok(()) => fs,
+        Err(_) => {
+            let fs = m::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+            m::fsconfig_set_flag(&fs, "userxattr")?;
+            let esc =
+                |p: &PathBuf| p.display().to_string().replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,");
+            let list = lowers.iter().map(esc).collect::<Vec<_>>().join(":");
+            m::fsconfig_set_string(&fs, "lowerdir", list.as_str())?;
+            fs
+        }
+    };
     if let Some((u, w)) = &upper {
         m::fsconfig_set_string(&fs, "upperdir", u.as_path())?;
         m::fsconfig_set_string(&fs, "workdir", w.as_path())?;

@@ -30,21 +30,27 @@ fn side(arg: &str) -> Side<'_> {
 }
 
 /// The last name of `path` (what a copy into a directory is called).
-fn last_name(path: &Path) -> Result<OsString> {
-    Ok(berth_runtime::copy::last_name(path)?)
+fn last_name(path: &Path, at: Where) -> Result<OsString> {
+    Ok(berth_runtime::copy::last_name(path, at)?)
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("creating a pipe")
 }
 
-const INTO: Policy = Policy { into_machine: true, from_machine: false };
-const OUT_OF: Policy = Policy { into_machine: false, from_machine: true };
+const INTO: Policy = Policy { into_machine: true, from_machine: false, keep_owners: true };
 
-pub fn cp(cli: &Cli, src: &str, dst: &str) -> Result<i32> {
+/// Out of a machine, owners are the caller's unless `archive` (as
+/// `docker cp -a`): a machine must not choose which host user owns what
+/// it hands out.
+fn out_of(archive: bool) -> Policy {
+    Policy { into_machine: false, from_machine: true, keep_owners: archive }
+}
+
+pub fn cp(cli: &Cli, src: &str, dst: &str, archive: bool) -> Result<i32> {
     match (side(src), side(dst)) {
         (Side::Host(h), Side::Machine(name, path)) => copy_in(cli, h, name, &path)?,
-        (Side::Machine(name, path), Side::Host(h)) => copy_out(cli, name, &path, h)?,
+        (Side::Machine(name, path), Side::Host(h)) => copy_out(cli, name, &path, h, out_of(archive))?,
         (Side::Host(_), Side::Host(_)) => {
             bail!("neither {src} nor {dst} names a machine: write one side as NAME:PATH (cp(1) copies host files)")
         }
@@ -66,7 +72,7 @@ fn running(cli: &Cli, name: &str) -> Result<Option<State>> {
 }
 
 fn copy_in(cli: &Cli, host: &Path, name: &str, path: &Path) -> Result<()> {
-    let src_name = last_name(host)?;
+    let src_name = last_name(host, Where::Host)?;
     let (r, w) = pipe()?;
     match running(cli, name)? {
         Some(st) => {
@@ -81,7 +87,7 @@ fn copy_in(cli: &Cli, host: &Path, name: &str, path: &Path) -> Result<()> {
         }
         None => {
             let store = open_store(cli)?;
-            let root = store.open_machine_root(name, true)?;
+            let root = store.open_machine_root(name, true).map_err(|e| busy(name, e))?;
             both_halves(
                 move || pack(rustix::fs::CWD, host, Where::Host, std::fs::File::from(w)).map(|_| ()),
                 || place(std::fs::File::from(r), root.fd.as_fd(), path, Where::InRoot, &src_name, INTO).map(|_| ()),
@@ -91,8 +97,8 @@ fn copy_in(cli: &Cli, host: &Path, name: &str, path: &Path) -> Result<()> {
     .with_context(|| format!("cannot copy {} into machine {name}", host.display()))
 }
 
-fn copy_out(cli: &Cli, name: &str, path: &Path, host: &Path) -> Result<()> {
-    let src_name = last_name(path)?;
+fn copy_out(cli: &Cli, name: &str, path: &Path, host: &Path, policy: Policy) -> Result<()> {
+    let src_name = last_name(path, Where::InRoot)?;
     let (r, w) = pipe()?;
     match running(cli, name)? {
         Some(st) => {
@@ -101,21 +107,32 @@ fn copy_out(cli: &Cli, name: &str, path: &Path, host: &Path) -> Result<()> {
                 let root = std::fs::File::open("/").map_err(|e| berth_runtime::RuntimeError::sys("opening /", e))?;
                 pack(root.as_fd(), &src, Where::InRoot, std::fs::File::from(w)).map(|_| ())
             })?;
-            let placed = place(std::fs::File::from(r), rustix::fs::CWD, host, Where::Host, &src_name, OUT_OF);
+            let placed = place(std::fs::File::from(r), rustix::fs::CWD, host, Where::Host, &src_name, policy);
             let packed = child.wait();
             first_error(packed, placed.map(|_| ()))
         }
         None => {
             let store = open_store(cli)?;
-            let root = store.open_machine_root(name, false)?;
+            let root = store.open_machine_root(name, false).map_err(|e| busy(name, e))?;
             let fd = root.fd.as_fd();
             both_halves(
                 move || pack(fd, path, Where::InRoot, std::fs::File::from(w)).map(|_| ()),
-                || place(std::fs::File::from(r), rustix::fs::CWD, host, Where::Host, &src_name, OUT_OF).map(|_| ()),
+                || place(std::fs::File::from(r), rustix::fs::CWD, host, Where::Host, &src_name, policy).map(|_| ()),
             )
         }
     }
     .with_context(|| format!("cannot copy {} out of machine {name}", path.display()))
+}
+
+/// A stopped machine's lock taken by someone else: it is starting, or
+/// another berth command (a copy in, `rm`, `rename`) is working on it.
+fn busy(name: &str, e: berth_store::StoreError) -> anyhow::Error {
+    match e {
+        berth_store::StoreError::MachineRunning(_) => {
+            anyhow!("machine {name} is busy (it is starting, or another berth command works on it): try again")
+        }
+        e => e.into(),
+    }
 }
 
 /// The error that caused the other: the packing half's, unless it only
@@ -126,7 +143,11 @@ fn first_error(
     packed: Result<(), berth_runtime::RuntimeError>,
     placed: Result<(), berth_runtime::RuntimeError>,
 ) -> Result<()> {
-    let broken = |e: &berth_runtime::RuntimeError| matches!(e, berth_runtime::RuntimeError::Sys { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe);
+    // (A child's error comes back as text.)
+    let broken = |e: &berth_runtime::RuntimeError| match e {
+        berth_runtime::RuntimeError::Sys { source, .. } => source.kind() == std::io::ErrorKind::BrokenPipe,
+        e => e.to_string().contains("Broken pipe"),
+    };
     match (packed, placed) {
         (Ok(()), Ok(())) => Ok(()),
         (Err(p), Err(e)) if broken(&p) => Err(anyhow!(e.to_string())),

@@ -61,7 +61,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Clone { src, dst } => machines::clone(&cli, src, dst),
         Command::Rename { old, new } => machines::rename(&cli, old, new),
         Command::Rm { names } => machines::rm(&cli, names),
-        Command::Cp { src, dst } => copy::cp(&cli, src, dst),
+        Command::Cp { src, dst, archive } => copy::cp(&cli, src, dst, *archive),
         Command::Bind { name, src, dst, read_only, mkdir } => copy::bind(name, src, dst.as_deref(), *read_only, *mkdir),
         Command::ReadOnly { name, value } => machines::read_only(&cli, name, *value),
         Command::Login(a) => login::login(a),

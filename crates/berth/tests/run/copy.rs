@@ -56,7 +56,7 @@ fn cp_into_and_out_of_a_stopped_machine_keeps_owners_and_stays_inside_its_root()
     let host_dir = c.dir("cp-host-target");
     fs::write(host_dir.join("marker"), "host\n").expect("marker");
     let script = format!(
-        "ln -s {hd} /evil && ln -s / /up && ln -s /etc/hostname /data/hostfile && cp /bin/busybox /data/suid && chmod 4755 /data/suid",
+        "ln -s {hd} /evil && ln -s / /up && ln -s /etc/hostname /data/hostfile && cp /bin/busybox /data/suid && chmod 4755 /data/suid && dd if=/dev/zero of=/data/sparse bs=1 count=0 seek=1073741824",
         hd = s(&host_dir)
     );
     c.berth.run(["run", "-M", &m, "/bin/sh", "-c", &script]).success();
@@ -73,6 +73,17 @@ fn cp_into_and_out_of_a_stopped_machine_keeps_owners_and_stays_inside_its_root()
     assert_eq!(fs::read_link(got.join("rel")).expect("link"), Path::new("sub/f"));
     use std::os::unix::fs::FileTypeExt;
     assert!(fs::symlink_metadata(got.join("fifo")).expect("fifo").file_type().is_fifo(), "the FIFO is a FIFO");
+
+    // A host owner the machine has no ID for becomes its root, and loses
+    // its setuid bit with it; a host path may go through "..".
+    let far = c.dir("cp-far");
+    fs::create_dir(far.join("sub")).expect("mkdir");
+    fs::write(far.join("far"), "far\n").expect("write");
+    std::os::unix::fs::chown(far.join("far"), Some(70000), Some(70000)).expect("chown");
+    fs::set_permissions(far.join("far"), fs::Permissions::from_mode(0o6755)).expect("chmod");
+    c.berth.run(["cp", &format!("{}/sub/../far", s(&far)), &format!("{m}:/data/")]).success();
+    assert_eq!(owner(&upper.join("data/far")), (0, 0));
+    assert_eq!(mode(&upper.join("data/far")), 0o755, "setuid-root made from an owner the machine cannot map");
 
     // In, through the machine's links: "/up" is the machine's own root,
     // "/evil" names a host directory the machine does not have.
@@ -91,6 +102,14 @@ fn cp_into_and_out_of_a_stopped_machine_keeps_owners_and_stays_inside_its_root()
     assert_eq!(fs::read_link(out.join("data/hostfile")).expect("link"), Path::new("/etc/hostname"));
     assert_eq!(mode(&out.join("data/suid")), 0o755, "a setuid file came out of the machine setuid");
     assert_eq!(owner(&out.join("data/suid")), (0, 0));
+    // A machine's 1 GiB hole comes out as a hole, not a gigabyte of zeros.
+    let sparse = fs::metadata(out.join("data/sparse")).expect("sparse");
+    assert_eq!(sparse.len(), 1 << 30);
+    assert!(
+        sparse.blocks() * 512 < 1 << 20,
+        "the sparse file filled {} bytes of the host's disk",
+        sparse.blocks() * 512
+    );
     c.berth.run(["cp", &format!("{m}:/evil"), &s(&out.join("evil"))]).success();
     assert!(fs::symlink_metadata(out.join("evil")).expect("evil").file_type().is_symlink(), "the link was followed");
     // A path through a link resolves in the machine: /evil/marker is not there.
@@ -126,11 +145,16 @@ fn cp_with_a_running_machine_works_with_its_roots_rights_not_the_hosts() {
     c.berth.run(["cp", &s(&file), &format!("{m}:/etc/app/")]).failure();
     assert_eq!(fs::read_dir(&shared).expect("shared").count(), 0, "host root wrote through the machine's link");
 
+    // Out: the caller's files, or with -a the machine's owners as numbers;
+    // never setuid.
     let out = c.dir("cp-out");
     c.berth.run(["cp", &format!("{m}:/tmp/o"), &s(&out.join("o"))]).success();
     assert_eq!(fs::read_to_string(out.join("o")).expect("o"), "made\n");
-    assert_eq!(owner(&out.join("o")), (7, 8), "the machine's owners, as numbers");
+    assert_eq!(owner(&out.join("o")), (0, 0), "without -a, what comes out is the caller's");
     assert_eq!(mode(&out.join("o")), 0o755, "a setuid file came out of the running machine setuid");
+    c.berth.run(["cp", "-a", &format!("{m}:/tmp/o"), &s(&out.join("oa"))]).success();
+    assert_eq!(owner(&out.join("oa")), (7, 8), "with -a, the machine's owners as numbers");
+    assert_eq!(mode(&out.join("oa")), 0o755, "a setuid file came out of the running machine setuid");
     kill_and_remove(&c, &m);
 }
 
@@ -178,6 +202,9 @@ fn cp_refuses_what_it_cannot_do_with_one_line_and_no_change() {
     c.berth.run(["cp", "/no/such/file", &format!("{m}:/tmp/")]).failure().mentions_any(&["does not exist"]);
     c.berth.run(["cp", &f, &format!("{m}:/no/such/dir/")]).failure().mentions_any(&["does not exist"]);
     c.berth.run(["cp", &f, &format!("{m}:/a/../b")]).failure().mentions_any(&[".."]);
+    let sock = c.dir("cp-sock").join("s");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("socket");
+    c.berth.run(["cp", &s(&sock), &format!("{m}:/tmp/")]).failure().mentions_any(&["socket"]);
     c.berth.run(["read-only", &m, "true"]).success();
     c.berth.run(["cp", &f, &format!("{m}:/tmp/")]).failure().mentions_any(&["read-only"]);
     let upper = c.store().join("machines").join(&m).join("upper");

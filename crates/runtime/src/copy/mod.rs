@@ -46,10 +46,21 @@ pub enum Where {
     InRoot,
 }
 
-/// `path` without `.` components, split into its directory and last
-/// name; `..` is refused (inside a machine it would only mean the same
-/// as leaving it out at the root, and nowhere is it needed).
-pub(crate) fn split_last(path: &Path) -> Result<(PathBuf, OsString), RuntimeError> {
+/// `path` split into its directory and last name. Inside a machine `.`
+/// components are dropped and `..` is refused (it is easy to misread
+/// there, and nowhere needed).
+pub(crate) fn split_last(path: &Path, at: Where) -> Result<(PathBuf, OsString), RuntimeError> {
+    if at == Where::Host {
+        // The host's paths mean what they mean to the caller; only the
+        // last name must be a name.
+        return match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => {
+                let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+                Ok((dir.to_path_buf(), name.to_os_string()))
+            }
+            _ => Err(RuntimeError::Invalid(format!("{}: name a file or directory", path.display()))),
+        };
+    }
     let mut parts = Vec::new();
     for c in path.components() {
         match c {
@@ -73,8 +84,8 @@ pub(crate) fn split_last(path: &Path) -> Result<(PathBuf, OsString), RuntimeErro
 }
 
 /// The last name of `path`: what a copy of it into a directory is called.
-pub fn last_name(path: &Path) -> Result<OsString, RuntimeError> {
-    split_last(path).map(|(_, n)| n)
+pub fn last_name(path: &Path, at: Where) -> Result<OsString, RuntimeError> {
+    split_last(path, at).map(|(_, n)| n)
 }
 
 /// Opens directory `dir` (a real directory descriptor, to create and
@@ -105,12 +116,15 @@ mod tests {
 
     #[test]
     fn split_last_keeps_the_directory_and_refuses_dotdot() {
-        let (d, n) = split_last(Path::new("/etc/./hosts")).unwrap();
+        let (d, n) = split_last(Path::new("/etc/./hosts"), Where::InRoot).unwrap();
         assert_eq!((d.as_path(), n.as_os_str()), (Path::new("/etc"), std::ffi::OsStr::new("hosts")));
-        let (d, n) = split_last(Path::new("a")).unwrap();
+        let (d, n) = split_last(Path::new("a"), Where::InRoot).unwrap();
         assert_eq!((d.as_path(), n.as_os_str()), (Path::new("."), std::ffi::OsStr::new("a")));
-        assert!(split_last(Path::new("/a/../b")).is_err());
-        assert!(split_last(Path::new("/")).is_err());
-        assert!(split_last(Path::new("/.")).is_err());
+        assert!(split_last(Path::new("/a/../b"), Where::InRoot).is_err());
+        let (d, n) = split_last(Path::new("../b"), Where::Host).unwrap();
+        assert_eq!((d.as_path(), n.as_os_str()), (Path::new(".."), std::ffi::OsStr::new("b")));
+        assert!(split_last(Path::new("a/.."), Where::Host).is_err());
+        assert!(split_last(Path::new("/"), Where::InRoot).is_err());
+        assert!(split_last(Path::new("/."), Where::InRoot).is_err());
     }
 }

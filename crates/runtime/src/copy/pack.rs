@@ -30,7 +30,7 @@ pub const TOP: &str = "t";
 /// Writes `path` (resolved from `root` as `at` says; its last component is
 /// not followed) to `out` as a tar stream. Returns the stream's writer.
 pub fn pack<W: Write>(root: BorrowedFd<'_>, path: &Path, at: Where, out: W) -> Result<W, RuntimeError> {
-    let (parent, name) = split_last(path)?;
+    let (parent, name) = split_last(path, at)?;
     let dir = open_parent(root, &parent, at)?;
     let mut b = tar::Builder::new(out);
     b.mode(tar::HeaderMode::Complete);
@@ -39,6 +39,15 @@ pub fn pack<W: Write>(root: BorrowedFd<'_>, path: &Path, at: Where, out: W) -> R
         rustix::io::Errno::NOENT => RuntimeError::Invalid(format!("{} does not exist", path.display())),
         e => RuntimeError::sys(format!("reading {}", path.display()), e),
     })?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory | FileType::RegularFile | FileType::Symlink | FileType::Fifo => {}
+        _ => {
+            return Err(RuntimeError::Invalid(format!(
+                "{} is a device node or socket: berth cp copies files, directories, links and FIFOs",
+                path.display()
+            )))
+        }
+    }
     w.entry(dir.as_fd(), &name, &st, PathBuf::from(TOP), path)?;
     w.b.into_inner().map_err(|e| RuntimeError::sys("writing the copy stream", e))
 }
@@ -74,13 +83,17 @@ impl<W: Write> Walk<W> {
                         shown.display()
                     )));
                 }
-                let fd = rfs::openat(
+                let fd = match rfs::openat(
                     dir,
                     name,
                     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::empty(),
-                )
-                .map_err(|e| fail(e.into()))?;
+                ) {
+                    Ok(fd) => fd,
+                    // Gone (or replaced) since it was listed: a live tree.
+                    Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) if self.depth > 0 => return Ok(()),
+                    Err(e) => return Err(fail(e.into())),
+                };
                 h.set_entry_type(tar::EntryType::Directory);
                 self.b.append_data(&mut h, &entry, io::empty()).map_err(fail)?;
                 let mut names: Vec<Vec<u8>> = Vec::new();
@@ -106,13 +119,16 @@ impl<W: Write> Walk<W> {
                 self.depth -= 1;
             }
             FileType::RegularFile => {
-                let f = rfs::openat(
+                let f = match rfs::openat(
                     dir,
                     name,
                     OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
                     Mode::empty(),
-                )
-                .map_err(|e| fail(e.into()))?;
+                ) {
+                    Ok(f) => f,
+                    Err(rustix::io::Errno::NOENT) if self.depth > 0 => return Ok(()),
+                    Err(e) => return Err(fail(e.into())),
+                };
                 let now = rfs::fstat(&f).map_err(|e| fail(e.into()))?;
                 if FileType::from_raw_mode(now.st_mode) != FileType::RegularFile {
                     return Err(RuntimeError::Invalid(format!(
@@ -134,7 +150,10 @@ impl<W: Write> Walk<W> {
                 h.set_entry_type(tar::EntryType::Fifo);
                 self.b.append_data(&mut h, &entry, io::empty()).map_err(fail)?;
             }
-            _ => eprintln!("berth: {} is a device node or socket: not copied", shown.display()),
+            _ => eprintln!(
+                "berth: {} is a device node or socket: not copied",
+                shown.display().to_string().escape_debug()
+            ),
         }
         Ok(())
     }

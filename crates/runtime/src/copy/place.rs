@@ -31,13 +31,14 @@ pub struct Policy {
     pub into_machine: bool,
     /// The source is a machine: setuid and setgid bits are dropped.
     pub from_machine: bool,
+    /// Owners come from the stream; else what is made is the caller's.
+    pub keep_owners: bool,
 }
 
 /// A directory whose owner, mode and time are set once its contents are in.
 struct Pending {
     rel: Vec<OsString>,
-    uid: u32,
-    gid: u32,
+    owner: Option<(u32, u32)>,
     mode: u32,
     mtime: i64,
 }
@@ -60,7 +61,7 @@ pub fn place<R: Read>(
             return Err(RuntimeError::Invalid(format!("directory {} does not exist", dst.display())))
         }
         Err(Errno::NOENT | Errno::NOTDIR) => {
-            let (parent, name) = split_last(dst)?;
+            let (parent, name) = split_last(dst, at)?;
             (open_parent(root, &parent, at)?, name)
         }
         Err(e) => return Err(RuntimeError::sys(format!("opening {}", dst.display()), e)),
@@ -136,29 +137,34 @@ impl Placer {
         Ok((cur, last.clone()))
     }
 
-    fn ids(&self, h: &tar::Header) -> (u32, u32) {
-        let clamp = |id: u64| match u32::try_from(id) {
-            Ok(id) if !self.policy.into_machine || id < 65536 => id,
-            _ => 0,
-        };
-        (clamp(h.uid().unwrap_or(0)), clamp(h.gid().unwrap_or(0)))
-    }
-
-    fn mode(&self, h: &tar::Header) -> u32 {
-        let m = h.mode().unwrap_or(0o644) & 0o7777;
+    /// The owner to give an entry (`None`: the caller's, as made) and
+    /// its mode: a setuid or setgid bit goes when its owner is not the
+    /// stream's (clamped into the machine's range, or not kept).
+    fn ids_and_mode(&self, h: &tar::Header) -> (Option<(u32, u32)>, u32) {
+        let mut mode = h.mode().unwrap_or(0o644) & 0o7777;
         if self.policy.from_machine {
-            m & !0o6000
-        } else {
-            m
+            mode &= !0o6000;
         }
+        if !self.policy.keep_owners {
+            return (None, mode & !0o6000);
+        }
+        let clamp = |id: u64, bit: u32, mode: &mut u32| match u32::try_from(id) {
+            Ok(id) if !self.policy.into_machine || id < 65536 => id,
+            _ => {
+                *mode &= !bit;
+                0
+            }
+        };
+        let uid = clamp(h.uid().unwrap_or(0), 0o4000, &mut mode);
+        let gid = clamp(h.gid().unwrap_or(0), 0o2000, &mut mode);
+        (Some((uid, gid)), mode)
     }
 
     fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>, rel: Vec<OsString>) -> Result<(), RuntimeError> {
         let shown = self.shown(&rel);
         let (dir, name) = self.parent_of(&rel)?;
         let h = e.header().clone();
-        let (uid, gid) = self.ids(&h);
-        let mode = self.mode(&h);
+        let (owner, mode) = self.ids_and_mode(&h);
         let mtime = h.mtime().unwrap_or(0) as i64;
         let fail = |what: &str, e: Errno| RuntimeError::sys(format!("{what} {}", shown.display()), e);
         self.made += 1;
@@ -178,7 +184,7 @@ impl Placer {
                     }
                     Err(e) => return Err(fail("creating", e)),
                 }
-                self.pending.push(Pending { rel, uid, gid, mode, mtime });
+                self.pending.push(Pending { rel, owner, mode, mtime });
                 Ok(())
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -191,9 +197,9 @@ impl Placer {
                 )
                 .map_err(|e| fail("creating", e))?;
                 let mut file = std::fs::File::from(f);
-                let done = std::io::copy(e, &mut file)
+                let done = write_sparse(e, &mut file)
                     .map_err(|e| RuntimeError::sys(format!("writing {}", shown.display()), e))
-                    .and_then(|_| set_attrs(file.as_fd(), uid, gid, mode, mtime).map_err(|e| fail("setting up", e)))
+                    .and_then(|_| set_attrs(file.as_fd(), owner, mode, mtime).map_err(|e| fail("setting up", e)))
                     .and_then(|()| self.rename_into(&dir, &tmp, &name, &shown));
                 if done.is_err() {
                     let _ = rfs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
@@ -208,7 +214,7 @@ impl Placer {
                     .into_owned();
                 let tmp = temp_name();
                 rfs::symlinkat(target.as_os_str(), &dir, tmp.as_os_str()).map_err(|e| fail("creating", e))?;
-                let done = link_attrs(&dir, &tmp, uid, gid, mtime)
+                let done = link_attrs(&dir, &tmp, owner, mtime)
                     .map_err(|e| fail("setting up", e))
                     .and_then(|()| self.rename_into(&dir, &tmp, &name, &shown));
                 if done.is_err() {
@@ -222,7 +228,7 @@ impl Placer {
                     .map_err(|e| fail("creating", e))?;
                 // Mode before owner would let chown clear nothing; owner
                 // first, then mode, then times, as for files.
-                let done = link_attrs(&dir, &tmp, uid, gid, mtime)
+                let done = link_attrs(&dir, &tmp, owner, mtime)
                     .and_then(|()| rfs::chmodat(&dir, tmp.as_os_str(), Mode::from_raw_mode(mode), AtFlags::empty()))
                     .map_err(|e| fail("setting up", e))
                     .and_then(|()| self.rename_into(&dir, &tmp, &name, &shown));
@@ -269,7 +275,7 @@ impl Placer {
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )
-            .and_then(|fd| set_attrs(fd.as_fd(), d.uid, d.gid, d.mode, d.mtime))
+            .and_then(|fd| set_attrs(fd.as_fd(), d.owner, d.mode, d.mtime))
             .map_err(|e| RuntimeError::sys(format!("setting up {}", shown.display()), e));
             fd?;
         }
@@ -284,26 +290,60 @@ fn temp_name() -> OsString {
 }
 
 /// chown, where an owner the user namespace cannot map leaves the file
-/// to the namespace's root (its creator) instead of failing.
-fn chown_or_keep(f: impl FnOnce() -> rustix::io::Result<()>) -> rustix::io::Result<()> {
+/// to the namespace's root (its creator): `Ok(false)` then.
+fn chown_or_keep(f: impl FnOnce() -> rustix::io::Result<()>) -> rustix::io::Result<bool> {
     match f() {
-        Err(Errno::INVAL) => Ok(()),
-        r => r,
+        Err(Errno::INVAL) => Ok(false),
+        r => r.map(|()| true),
     }
 }
 
-/// Owner, then mode (chown clears setuid bits), then times.
-fn set_attrs(fd: BorrowedFd<'_>, uid: u32, gid: u32, mode: u32, mtime: i64) -> rustix::io::Result<()> {
-    chown_or_keep(|| rfs::fchown(fd, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid))))?;
+/// Owner, then mode (chown clears setuid bits; they stay cleared when
+/// the owner could not be given), then times.
+fn set_attrs(fd: BorrowedFd<'_>, owner: Option<(u32, u32)>, mode: u32, mtime: i64) -> rustix::io::Result<()> {
+    let mut mode = mode;
+    if let Some((uid, gid)) = owner {
+        let given = chown_or_keep(|| rfs::fchown(fd, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid))))?;
+        if !given {
+            mode &= !0o6000;
+        }
+    }
     rfs::fchmod(fd, Mode::from_raw_mode(mode))?;
     let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
     rfs::futimens(fd, &Timestamps { last_access: t, last_modification: t })
 }
 
-fn link_attrs(dir: &OwnedFd, name: &OsStr, uid: u32, gid: u32, mtime: i64) -> rustix::io::Result<()> {
-    chown_or_keep(|| {
-        rfs::chownat(dir, name, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)), AtFlags::SYMLINK_NOFOLLOW)
-    })?;
+fn link_attrs(dir: &OwnedFd, name: &OsStr, owner: Option<(u32, u32)>, mtime: i64) -> rustix::io::Result<()> {
+    if let Some((uid, gid)) = owner {
+        chown_or_keep(|| {
+            let (u, g) = (Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)));
+            rfs::chownat(dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
+        })?;
+    }
     let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
     rfs::utimensat(dir, name, &Timestamps { last_access: t, last_modification: t }, AtFlags::SYMLINK_NOFOLLOW)
+}
+
+/// Copies `r` into `f`, leaving holes where whole blocks are zeros: a
+/// sparse file (a machine's 8 EiB `truncate`) does not fill the disk.
+fn write_sparse(r: &mut impl Read, f: &mut std::fs::File) -> std::io::Result<u64> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf[..n].iter().all(|&b| b == 0) {
+            f.seek(SeekFrom::Current(n as i64))?;
+        } else {
+            f.write_all(&buf[..n])?;
+        }
+        total += n as u64;
+    }
+    f.set_len(total)?;
+    Ok(total)
 }

@@ -545,6 +545,15 @@ pub fn mount_setattr_fd(
     mount_setattr(fd.as_raw_fd(), c"", flags, &attr)
 }
 
+/// Makes the detached mount tree `fd` (and every mount below it) private:
+/// a clone of a shared host mount joins its peer group, so mounts made
+/// later on the host would propagate into it (and back).
+pub fn mount_make_private_fd(fd: &std::os::fd::OwnedFd) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let attr = MountAttr { attr_set: 0, attr_clr: 0, propagation: libc::MS_PRIVATE, userns_fd: 0 };
+    mount_setattr(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH | libc::AT_RECURSIVE, &attr)
+}
+
 /// A non-blocking exclusive whole-file open-file-description lock
 /// (`F_OFD_SETLK`), what systemd takes on its lock files: it conflicts
 /// with such locks on other open files and with POSIX record locks, and,
