@@ -354,10 +354,10 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  berth import ubuntu-24.04-root.tar.xz ubuntu\n  berth import --strip-prefix rootfs/ image.tar.gz myroot\n  berth import ./oci-layout-dir\n  docker save busybox | berth import -\n  berth import https://example.com/rootfs.tar.zst"
+    after_help = "Examples:\n  berth import ubuntu-24.04-root.tar.xz ubuntu\n  berth import --strip-prefix rootfs/ image.tar.gz myroot\n  berth import ./oci-layout-dir\n  docker save busybox | berth import -\n  berth import https://example.com/rootfs.tar.zst\n  berth import --verify=signature --keyring keys.gpg https://example.com/images/root.tar.xz\n  berth import aci:quay.io/coreos/etcd:v3.1.0"
 )]
 pub struct ImportArgs {
-    /// A file, a directory, - for stdin, or an http(s) URL
+    /// A file, a directory, - for stdin, an http(s) URL, or aci:NAME[:VERSION] (appc discovery)
     pub source: String,
     /// Name for the image (default: from the source)
     pub name: Option<String>,
@@ -376,6 +376,12 @@ pub struct ImportArgs {
     /// Verify TLS for URLs
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true, default_value = "true")]
     pub tls_verify: bool,
+    /// Check a URL against SHA256SUMS beside it, and its SHA256SUMS.gpg (an ACI: its .aci.asc); default: what is there
+    #[arg(long, value_name = "no|checksum|signature")]
+    pub verify: Option<String>,
+    /// Public keys for --verify=signature (default /etc/berth/import-pubring.gpg)
+    #[arg(long, value_name = "FILE")]
+    pub keyring: Option<std::path::PathBuf>,
     /// Print nothing but the image ID
     #[arg(short, long)]
     pub quiet: bool,

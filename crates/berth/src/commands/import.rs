@@ -1,9 +1,13 @@
-//! `berth import SOURCE [NAME]`.
+//! `berth import SOURCE [NAME]`: a file, a directory, stdin, a URL
+//! (checked against `SHA256SUMS` by `--verify`) or an appc name found by
+//! discovery (`aci:NAME[:VERSION]`).
 
 use super::open_store;
 use crate::cli::{Cli, ImportArgs};
 use crate::progress::Bars;
 use anyhow::{anyhow, Context, Result};
+use berth_store::import::discovery::{self, AciName};
+use berth_store::import::verify::{self, VerifyOptions};
 use berth_store::import::{import_dir, import_stream, ImportOptions};
 use berth_store::pull::{Progress, Quiet};
 use std::io::{IsTerminal, Read};
@@ -57,15 +61,40 @@ pub fn run(cli: &Cli, a: &ImportArgs) -> Result<i32> {
         None => &Quiet,
     };
     let src = a.source.as_str();
+    let vopts = VerifyOptions {
+        mode: a.verify.as_deref().map(str::parse).transpose()?,
+        keyring: a.keyring.clone(),
+        tls_verify: a.tls_verify,
+    };
+    let mut default_name = berth_store::import::default_name(src);
+    let mut notice = None;
     let rec = if src == "-" {
+        verify::refuse_local(src, vopts.mode)?;
         let input = Counting { inner: std::io::stdin(), bar: bar(a.quiet, None, "stdin") };
         import_stream(&store, input, "stdin", &opts, progress)?
     } else if src.starts_with("http://") || src.starts_with("https://") {
+        // The download is opened first, so a URL that is not there fails
+        // with that one error before anything beside it is fetched.
         let (body, len) = berth_oci::registry::open_url(src, a.tls_verify)?;
+        let plan = verify::plan_url(src, &vopts)?;
         let label = src.split('?').next().unwrap_or(src);
         let input = Counting { inner: body, bar: bar(a.quiet, len, label.rsplit('/').next().unwrap_or(label)) };
-        import_stream(&store, input, label, &opts, progress)?
+        let rec = verify::import_checked(&store, input, label, &plan, &opts, progress)?;
+        notice = plan.notice;
+        rec
+    } else if let Some(appc) = src.strip_prefix("aci:") {
+        let name = AciName::parse(appc)?;
+        default_name = berth_store::import::default_name(&name.name);
+        let ep = discovery::discover(&name, a.tls_verify)?;
+        let (body, len) = berth_oci::registry::open_url(&ep.aci, a.tls_verify)?;
+        let plan = verify::plan_aci(&ep.aci, &ep.asc, &ep.pubkeys, &vopts)?;
+        let input = Counting { inner: body, bar: bar(a.quiet, len, &name.name) };
+        let label = ep.aci.split(['?', '#']).next().unwrap_or(&ep.aci);
+        let rec = verify::import_checked(&store, input, label, &plan, &opts, progress)?;
+        notice = plan.notice;
+        rec
     } else {
+        verify::refuse_local(src, vopts.mode)?;
         let path = Path::new(src);
         let md = std::fs::metadata(path).with_context(|| format!("cannot import {src}: no such file or directory"))?;
         if md.is_dir() {
@@ -77,8 +106,12 @@ pub fn run(cli: &Cli, a: &ImportArgs) -> Result<i32> {
         }
     };
     if a.machine {
-        let name = a.name.clone().unwrap_or_else(|| berth_store::import::default_name(src));
+        let name = a.name.clone().unwrap_or(default_name);
         store.create_machine(&name, Some(&rec.id))?;
+    }
+    // After the import, so a failed one still ends with a one-line error.
+    if let Some(n) = notice {
+        eprintln!("{n}");
     }
     crate::output::print(&format!("{}\n", rec.id))?;
     Ok(0)

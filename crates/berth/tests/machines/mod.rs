@@ -3,7 +3,8 @@
 //! of root tarballs, OCI layouts and archives, docker-archives, ACIs and
 //! disk images (raw GPT/MBR/bare ext4, compressed, qcow2, vmdk, Vagrant
 //! boxes); `bootstrap`; `export`; `commit`; `push`; `login`/`logout`;
-//! completions and man pages.
+//! completions and man pages; `verify`: `import --verify` (SHA256SUMS,
+//! gpg signatures) and `import aci:NAME` (appc discovery).
 //!
 //! Every input is built here from scratch (tar entries, `mkfs.ext4 -d`,
 //! `sfdisk`, `qemu-img`, `skopeo copy … docker-archive:`), and every
@@ -34,6 +35,7 @@ mod import_tar;
 mod lifecycle;
 mod login;
 mod push;
+mod verify;
 
 use std::ffi::OsStr;
 use std::fs;

@@ -13,6 +13,7 @@ pub mod authfile;
 mod client;
 pub mod config;
 mod error;
+pub mod fetch;
 mod tls;
 
 pub use authfile::Credentials;

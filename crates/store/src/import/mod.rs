@@ -9,8 +9,10 @@
 pub mod aci;
 mod confined;
 pub mod decompress;
+pub mod discovery;
 pub mod disk;
 pub mod layout;
+pub mod verify;
 
 use crate::images::{local_name, ImageRecord, LayerRecord};
 use crate::pull::{pull_from, Progress, PullOptions, StagingDir};
