@@ -65,8 +65,13 @@ pub enum Command {
     },
     /// Turn a machine's changes into a new image layer
     Commit { machine: String, image: String },
-    /// Boot a machine in the background
-    Start { name: String },
+    /// Start a machine in the background with its settings (boot, when it has none)
+    Start {
+        name: String,
+        /// Stay in the foreground (what the unit `berth enable` writes runs)
+        #[arg(long, hide = true)]
+        foreground: bool,
+    },
     /// List running machines
     Ps(JsonArg),
     /// Show a running machine: leader, uptime, init state, processes, console
@@ -120,8 +125,20 @@ pub enum Command {
     Enable { name: String },
     /// Stop starting a machine at host boot
     Disable { name: String },
-    /// Make a machine from an image (copies nothing)
-    Create { image: String, name: String },
+    /// Make a machine from an image (copies nothing), with the run options and command it keeps
+    #[command(
+        after_help = "Examples:\n  berth create debian web --boot\n  berth create app spotify --bind-ro /tmp/.X11-unix -E DISPLAY=:0 -u spotify -- /usr/bin/spotify"
+    )]
+    Create {
+        image: String,
+        name: String,
+        /// berth run options that describe the machine
+        #[arg(allow_hyphen_values = true, value_name = "OPTIONS")]
+        options: Vec<String>,
+        /// The machine's command, after --
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
     /// List machines
     #[command(visible_alias = "list-images")]
     Machines(JsonArg),
@@ -255,6 +272,9 @@ pub struct RunArgs {
     /// Remove the machine made by --name once the command exits
     #[arg(long)]
     pub rm: bool,
+    /// Run the machine again when it ends on its own: no, on-failure (non-zero exit) or always; with backoff
+    #[arg(long, value_name = "POLICY", default_value = "no", value_parser = ["no", "on-failure", "always"])]
+    pub restart: String,
     /// Throw away changes at exit, even with -M or -D
     #[arg(short = 'x', long)]
     pub ephemeral: bool,
@@ -410,6 +430,12 @@ pub struct BootstrapArgs {
     /// Also store the tree as image NAME, with the machine built on it
     #[arg(long)]
     pub image: bool,
+    /// Debian architecture to install (default: the host's; others run through qemu-user-static)
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Keep downloaded packages under the store for the next bootstrap of the suite (--cache=no: don't)
+    #[arg(long, value_name = "BOOL", default_value = "yes", value_parser = clap::builder::BoolishValueParser::new(), require_equals = true, num_args = 0..=1, default_missing_value = "yes")]
+    pub cache: bool,
 }
 
 #[derive(Args, Debug)]

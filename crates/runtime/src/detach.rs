@@ -29,6 +29,7 @@ impl Hooks for Started<'_> {
             leader,
             leader_start: sys::start_time(leader).unwrap_or(0),
             supervisor: std::process::id() as i32,
+            supervisor_start: sys::start_time(std::process::id() as i32).unwrap_or(0),
             boot: self.boot,
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -54,6 +55,89 @@ impl Hooks for Started<'_> {
     }
 }
 
+/// `--restart`: whether the supervisor runs a machine again when it
+/// ends on its own (not by `berth stop`, `terminate` or a killing `kill`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Restart {
+    #[default]
+    No,
+    OnFailure,
+    Always,
+}
+
+impl std::str::FromStr for Restart {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "no" => Ok(Restart::No),
+            "on-failure" => Ok(Restart::OnFailure),
+            "always" => Ok(Restart::Always),
+            _ => Err(format!("--restart={s}: use no, on-failure or always")),
+        }
+    }
+}
+
+/// The first wait before a restart, the longest, and how long a run must
+/// last for the wait to start over from the first.
+const BACKOFF_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+const BACKOFF_RESET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs the machine; again after a reboot inside (the init ends with
+/// SIGHUP), and again as `restart` says when it ends on its own, waiting
+/// 0.1 s, then twice as long each time up to 30 s (from 0.1 s again after
+/// a run of 10 s or more). Its state stays while it waits (the leader
+/// gone, the supervisor not: [`State::restarting`]); a stop asked
+/// meanwhile (`stopping`) ends it.
+fn supervise(
+    spec: &RunSpec,
+    run_dir: &Path,
+    name: &str,
+    hooks: &Started<'_>,
+    restart: Restart,
+) -> Result<crate::Outcome, RuntimeError> {
+    let dir = State::dir(name);
+    let stopping = || dir.join("stopping").exists();
+    let mut delay = BACKOFF_FIRST;
+    loop {
+        let began = std::time::Instant::now();
+        let result = run_hooked(spec, run_dir, hooks);
+        if stopping() {
+            return result;
+        }
+        let again = match &result {
+            Ok(o) if o.rebooted => {
+                eprintln!("berth: machine {name} rebooted; starting it again");
+                continue;
+            }
+            // Setup failed: running it again would fail the same way.
+            Ok(o) if o.message.is_some() => false,
+            Err(_) => false,
+            Ok(o) => match restart {
+                Restart::No => false,
+                Restart::OnFailure => o.status != 0,
+                Restart::Always => true,
+            },
+        };
+        if !again {
+            return result;
+        }
+        if began.elapsed() >= BACKOFF_RESET {
+            delay = BACKOFF_FIRST;
+        }
+        let status = result.as_ref().map(|o| o.status).unwrap_or(125);
+        eprintln!("berth: machine {name} exited with status {status}; restarting in {delay:?}");
+        let until = std::time::Instant::now() + delay;
+        while std::time::Instant::now() < until && !stopping() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if stopping() {
+            return result;
+        }
+        delay = (delay * 2).min(BACKOFF_MAX);
+    }
+}
+
 /// Points descriptor `fd` (0, 1 or 2) at `file`.
 pub(crate) fn redirect(fd: i32, file: &impl rustix::fd::AsFd) {
     let mut target = sys::owned_fd(fd);
@@ -71,6 +155,7 @@ pub fn run_managed(
     name: &str,
     root: &str,
     image: Option<String>,
+    restart: Restart,
 ) -> Result<crate::Outcome, RuntimeError> {
     let dir = State::make_dir(name)?;
     let _ = std::fs::remove_file(dir.join("stopping"));
@@ -83,10 +168,7 @@ pub fn run_managed(
         command,
         report: std::cell::RefCell::new(None),
     };
-    let mut result = run_hooked(spec, run_dir, &hooks);
-    while matches!(&result, Ok(o) if o.rebooted) && !dir.join("stopping").exists() {
-        result = run_hooked(spec, run_dir, &hooks);
-    }
+    let result = supervise(spec, run_dir, name, &hooks, restart);
     let _ = std::fs::remove_file(dir.join("state.json"));
     let _ = std::fs::remove_file(dir.join("stopping"));
     result
@@ -100,6 +182,7 @@ pub fn start_detached(
     name: &str,
     root: &str,
     image: Option<String>,
+    restart: Restart,
 ) -> Result<State, RuntimeError> {
     let dir = State::make_dir(name)?;
     let _ = std::fs::remove_file(dir.join("stopping"));
@@ -142,12 +225,7 @@ pub fn start_detached(
                 command,
                 report: std::cell::RefCell::new(Some(std::fs::File::from(w))),
             };
-            let mut result = run_hooked(spec, run_dir, &hooks);
-            // A reboot inside ends the init with SIGHUP: boot it again.
-            while matches!(&result, Ok(o) if o.rebooted) && !State::dir(name).join("stopping").exists() {
-                eprintln!("berth: machine {name} rebooted; starting it again");
-                result = run_hooked(spec, run_dir, &hooks);
-            }
+            let result = supervise(spec, run_dir, name, &hooks, restart);
             let code = match result {
                 Ok(o) => {
                     if let Some(m) = &o.message {

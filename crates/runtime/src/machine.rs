@@ -105,6 +105,9 @@ pub struct State {
     pub leader_start: u64,
     /// The supervising berth process.
     pub supervisor: i32,
+    /// Its start time (0 in state from older berths: unknown).
+    #[serde(default)]
+    pub supervisor_start: u64,
     pub boot: bool,
     /// Unix time the machine started.
     pub started: u64,
@@ -165,6 +168,17 @@ impl State {
         sys::start_time(self.leader) == Some(self.leader_start)
     }
 
+    /// Whether its leader is gone but its supervisor is not: it is
+    /// waiting to run the machine again (`--restart`), or cleaning up.
+    pub fn restarting(&self) -> bool {
+        !self.alive() && self.supervisor_start != 0 && sys::start_time(self.supervisor) == Some(self.supervisor_start)
+    }
+
+    /// Whether the state outlived its machine (and may be removed).
+    pub fn stale(&self) -> bool {
+        !self.alive() && !self.restarting()
+    }
+
     /// All machines with a state directory, live or stale.
     pub fn all() -> Vec<State> {
         let Ok(rd) = std::fs::read_dir(run_root()) else { return Vec::new() };
@@ -188,6 +202,9 @@ impl State {
 pub fn running(name: &str) -> Result<State, RuntimeError> {
     match State::load(name) {
         Some(s) if s.alive() => Ok(s),
+        Some(s) if s.restarting() => Err(RuntimeError::Invalid(format!(
+            "machine {name:?} is not running (its supervisor is restarting it, or finishing): `berth stop {name}` ends it"
+        ))),
         Some(_) => {
             State::clear(name);
             Err(RuntimeError::Invalid(format!(

@@ -30,6 +30,29 @@ pub struct MachineRecord {
     /// ran; it asks for the same one next time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid_base: Option<u32>,
+    /// How it runs (`create … [OPTIONS] [-- CMD]`, `run --name`): what
+    /// `start`, `run -M` and `enable` use. None: made without settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Settings>,
+}
+
+/// A machine's run settings, as `berth run` options and a command.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    /// `run` options, one word each (`--bind=/srv/a:/a`, `--boot`).
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// The command and its arguments; empty: the image's when
+    /// `image_command`, else the init (`start` boots it).
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Made by `run --name` without a command: it runs its image's.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub image_command: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Checks a machine name: it becomes a directory name and a hostname.
@@ -55,12 +78,22 @@ impl Store {
 
     /// Creates machine `name` over `image` (or empty, for a plain tree).
     pub fn create_machine(&self, name: &str, image: Option<&Digest>) -> Result<MachineRecord, StoreError> {
-        self.create_machine_with(name, image, None)
+        self.create_machine_with(name, image, None, None)
+    }
+
+    /// Creates machine `name` over `image` with its run `settings`.
+    pub fn create_machine_set(
+        &self,
+        name: &str,
+        image: &Digest,
+        settings: Settings,
+    ) -> Result<MachineRecord, StoreError> {
+        self.create_machine_with(name, Some(image), None, Some(settings))
     }
 
     /// Makes a machine whose whole tree is `tree` (moved, not copied).
     pub fn adopt_tree(&self, name: &str, tree: &std::path::Path) -> Result<MachineRecord, StoreError> {
-        self.create_machine_with(name, None, Some(tree))
+        self.create_machine_with(name, None, Some(tree), None)
     }
 
     fn create_machine_with(
@@ -68,6 +101,7 @@ impl Store {
         name: &str,
         image: Option<&Digest>,
         tree: Option<&std::path::Path>,
+        settings: Option<Settings>,
     ) -> Result<MachineRecord, StoreError> {
         validate_name(name)?;
         let dir = self.machine_dir(name);
@@ -86,6 +120,7 @@ impl Store {
                 .unwrap_or(0),
             read_only: false,
             uid_base: None,
+            settings,
         };
         let build = || -> Result<(), StoreError> {
             // On btrfs the machine is a subvolume (upper and work must share
@@ -350,6 +385,13 @@ impl Store {
     pub fn set_machine_uid_base(&self, name: &str, base: Option<u32>) -> Result<(), StoreError> {
         let mut rec = self.load_machine(name)?;
         rec.uid_base = base;
+        self.save_machine(&self.machine_dir(name), &rec)
+    }
+
+    /// Replaces a machine's run settings.
+    pub fn set_machine_settings(&self, name: &str, settings: Option<Settings>) -> Result<(), StoreError> {
+        let mut rec = self.load_machine(name)?;
+        rec.settings = settings;
         self.save_machine(&self.machine_dir(name), &rec)
     }
 

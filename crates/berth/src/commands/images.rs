@@ -73,7 +73,13 @@ pub fn list(cli: &Cli, json: bool) -> Result<i32> {
 
 pub fn inspect(cli: &Cli, name: &str, json: bool) -> Result<i32> {
     let store = open_store(cli)?;
-    let rec = store.resolve(name)?;
+    let rec = match store.resolve(name) {
+        Ok(rec) => rec,
+        Err(e) => match store.load_machine(name) {
+            Ok(m) => return inspect_machine(&store, &m, json),
+            Err(_) => return Err(e.into()),
+        },
+    };
     let refs = store.load_refs()?;
     let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&rec.id)?)?;
     if json {
@@ -184,5 +190,36 @@ pub fn gc(cli: &Cli, json: bool) -> Result<i32> {
             human_size(stats.bytes)
         ))?;
     }
+    Ok(0)
+}
+
+/// `berth inspect MACHINE`: its record, settings included.
+fn inspect_machine(store: &Store, m: &berth_store::machines::MachineRecord, json: bool) -> Result<i32> {
+    if json {
+        print_json(m)?;
+        return Ok(0);
+    }
+    let mut s = String::new();
+    s += &format!("Machine:   {}\n", m.name);
+    if let Some(id) = &m.image {
+        let refs = store.load_refs()?;
+        let names = Store::names_of(&refs, id);
+        s += &format!("Image:     {}\n", names.first().cloned().unwrap_or_else(|| id.to_string()));
+    }
+    s += &format!("Read-only: {}\n", if m.read_only { "yes" } else { "no" });
+    match &m.settings {
+        Some(set) => {
+            s += &format!("Options:   {}\n", set.options.join(" "));
+            let cmd = match (set.command.is_empty(), set.image_command) {
+                (false, _) => set.command.join(" "),
+                (true, true) => "(the image's)".to_string(),
+                (true, false) => "(none: start boots its init)".to_string(),
+            };
+            s += &format!("Command:   {cmd}\n");
+        }
+        None => s += "Settings:  none (start boots its init)\n",
+        // (An app machine without a command runs its image's.)
+    }
+    print(&s)?;
     Ok(0)
 }

@@ -5,10 +5,11 @@ use crate::cli::Cli;
 use crate::output::{ago, human_size, print, print_json, table};
 use anyhow::Result;
 
-pub fn create(cli: &Cli, image: &str, name: &str) -> Result<i32> {
+pub fn create(cli: &Cli, image: &str, name: &str, options: &[String], command: &[String]) -> Result<i32> {
+    let settings = super::settings::of_create(name, options, command)?;
     let store = open_store(cli)?;
     let rec = store.resolve(image)?;
-    store.create_machine(name, Some(&rec.id))?;
+    store.create_machine_set(name, &rec.id, settings)?;
     Ok(0)
 }
 
@@ -87,6 +88,8 @@ pub fn bootstrap(cli: &Cli, a: &crate::cli::BootstrapArgs) -> Result<i32> {
         include: a.include.clone(),
         mirror: a.mirror.clone(),
         image: a.image,
+        arch: a.arch.clone(),
+        cache: a.cache,
     };
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!("Running debootstrap {} {} (this takes a minute or two)…", a.suite, a.name);

@@ -9,9 +9,11 @@ mod import;
 mod login;
 mod machines;
 mod mount;
+mod nspawn;
 mod pull;
 mod run;
 mod running;
+mod settings;
 mod units;
 
 use crate::cli::{Cli, Command};
@@ -43,7 +45,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             export::export(&cli, name, file, format.as_deref(), compress.as_deref())
         }
         Command::Commit { machine, image } => export::commit(&cli, machine, image),
-        Command::Start { name } => running::start(&cli, name),
+        Command::Start { name, foreground } => running::start(&cli, name, *foreground),
         Command::Ps(a) => running::ps(a.json),
         Command::Status { name } => running::status(&cli, name),
         Command::Shell { name, user, command } => running::shell(&cli, name, user.clone(), command),
@@ -56,7 +58,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Logs { name, follow } => running::logs(&cli, name, *follow),
         Command::Enable { name } => units::enable(&cli, name),
         Command::Disable { name } => units::disable(&cli, name),
-        Command::Create { image, name } => machines::create(&cli, image, name),
+        Command::Create { image, name, options, command } => machines::create(&cli, image, name, options, command),
         Command::Machines(a) => machines::list(&cli, a.json),
         Command::Clone { src, dst } => machines::clone(&cli, src, dst),
         Command::Rename { old, new } => machines::rename(&cli, old, new),

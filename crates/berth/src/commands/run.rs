@@ -50,7 +50,7 @@ fn rand() -> u64 {
     t ^ ((std::process::id() as u64) << 32)
 }
 
-fn config_of(store: &Store, rec: &ImageRecord) -> Result<serde_json::Value> {
+pub(super) fn config_of(store: &Store, rec: &ImageRecord) -> Result<serde_json::Value> {
     let body = store.read_blob(&rec.id)?;
     let v: serde_json::Value = serde_json::from_slice(&body).context("parsing the image config")?;
     Ok(v.get("config").cloned().unwrap_or(serde_json::Value::Null))
@@ -137,7 +137,31 @@ fn default_hostname(image: &str) -> String {
     }
 }
 
+/// `berth run` as given on this process's command line.
 pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
+    let (_, m) = super::settings::run_matches(std::env::args_os())?;
+    run_matched(cli, a, &m)
+}
+
+/// `berth run` parsed into `a` from the matches `m`: a stored machine
+/// with settings runs with them, `m`'s options on top.
+pub fn run_matched(cli: &Cli, a: &RunArgs, m: &clap::ArgMatches) -> Result<i32> {
+    let names_a_run = a.directory.is_some() || a.image.as_deref().is_some_and(|v| Path::new(v).is_file());
+    if let (Some(name), false) = (&a.machine, names_a_run) {
+        let store = open_store(cli)?;
+        let settings = match store.load_machine(name) {
+            Ok(rec) => super::settings::effective(name, rec.settings)?,
+            Err(_) => None,
+        };
+        if let Some(settings) = settings {
+            let (cli2, a2, m2) = super::settings::layered(cli, name, &settings, m, &a.args)?;
+            return run_now(&cli2, &a2, &m2);
+        }
+    }
+    run_now(cli, a, m)
+}
+
+fn run_now(cli: &Cli, a: &RunArgs, m: &clap::ArgMatches) -> Result<i32> {
     if !berth_runtime::caller_fds_open(a.preserve_fds) {
         bail!(
             "--preserve-fds {}: descriptors 3 to {} must be open when berth starts: hand them over or pass fewer",
@@ -183,6 +207,15 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         }
         if disk.is_some() {
             bail!("-d does not go with -i DISK: run the disk in the foreground, or import it (berth import DISK NAME) and run -d -M NAME");
+        }
+    }
+    let restart: berth_runtime::detach::Restart = a.restart.parse().map_err(|e: String| anyhow!(e))?;
+    if restart != berth_runtime::detach::Restart::No {
+        if managed.is_none() {
+            bail!("--restart needs a machine to restart: give --name NAME or -M NAME (and -d to run it in the background)");
+        }
+        if a.rm {
+            bail!("--rm does not go with --restart: the machine would be removed while it is to be restarted");
         }
     }
     let volatile: Volatile = a.volatile.as_deref().unwrap_or("no").parse().map_err(|e: String| anyhow!(e))?;
@@ -265,7 +298,9 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         let lowers = lowers_of(&store, &rec, &run_dir)?;
         match &a.name {
             Some(name) if !a.ephemeral => {
-                store.create_machine(name, Some(&rec.id))?;
+                let mut settings = super::settings::of_run(m, &cmd);
+                settings.image_command = cmd.is_empty() && !a.boot;
+                store.create_machine_set(name, &rec.id, settings)?;
                 _lock = Some(store.lock_machine(name)?);
                 let mdir = store.machine_dir(name);
                 (Rootfs::Overlay { lowers, upper: mdir.join("upper"), work: mdir.join("work") }, name.clone())
@@ -392,7 +427,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
             (None, Some(id)) if run_name.is_none() => Some(id.short().to_string()),
             _ => None,
         };
-        berth_runtime::detach::start_detached(&spec, &run_dir.path, name, &root, image)?;
+        berth_runtime::detach::start_detached(&spec, &run_dir.path, name, &root, image, restart)?;
         // The supervisor owns the scratch dir, the machine lock and the
         // range of user IDs now.
         std::mem::forget(run_dir);
@@ -405,7 +440,17 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let outcome = match managed {
         Some(name) => {
             let root = root_of(&spec, name, disk.as_deref());
-            berth_runtime::detach::run_managed(&spec, &run_dir.path, name, &root, image_name.clone())
+            // In the foreground the caller supervises (a terminal, or
+            // systemd for the enable unit): what it sends ends the run.
+            let _ = restart;
+            berth_runtime::detach::run_managed(
+                &spec,
+                &run_dir.path,
+                name,
+                &root,
+                image_name.clone(),
+                Default::default(),
+            )
         }
         None => berth_runtime::run(&spec, &run_dir.path),
     };

@@ -9,14 +9,32 @@ use berth_runtime::machine::{running, State};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-pub fn start(cli: &Cli, name: &str) -> Result<i32> {
-    use clap::Parser;
-    let root = cli.root.display().to_string();
-    let again = Cli::try_parse_from(["berth", "--root", root.as_str(), "run", "-b", "-d", "-M", name])?;
-    match &again.command {
-        crate::cli::Command::Run(a) => super::run::run(&again, a),
-        _ => bail!("internal: start did not parse as run"),
+/// `berth start NAME`: `run -d -M NAME` with the machine's settings, or
+/// a boot when it has none (a bootstrapped or imported tree).
+pub fn start(cli: &Cli, name: &str, foreground: bool) -> Result<i32> {
+    use clap::FromArgMatches;
+    let store = super::open_store(cli)?;
+    let rec = store.load_machine(name)?;
+    let mut argv: Vec<std::ffi::OsString> = vec!["berth".into(), "--root".into(), cli.root.clone().into()];
+    if cli.debug {
+        argv.push("--debug".into());
     }
+    argv.push("run".into());
+    // Its settings say what runs: a boot, a command, or (made by `run
+    // --name` without one) its image's command. Saying none, it boots, as
+    // machinectl start does.
+    let says = super::settings::effective(name, rec.settings)?
+        .is_some_and(|s| !s.command.is_empty() || s.image_command || s.options.iter().any(|w| w == "--boot"));
+    if !says {
+        argv.push("--boot".into());
+    }
+    if !foreground {
+        argv.push("--detach".into());
+    }
+    argv.extend(["-M".into(), name.into()]);
+    let (again, m) = super::settings::run_matches(argv)?;
+    let a = crate::cli::RunArgs::from_arg_matches(&m)?;
+    super::run::run_matched(&again, &a, &m)
 }
 
 fn uptime(s: &State) -> String {
@@ -34,7 +52,7 @@ pub fn ps(json: bool) -> Result<i32> {
     for s in State::all() {
         if s.alive() {
             live.push(s);
-        } else {
+        } else if s.stale() {
             State::clear(&s.name);
         }
     }
@@ -254,8 +272,34 @@ fn wait_gone(s: &State, timeout: Duration) -> bool {
     false
 }
 
+/// A machine waiting to be run again (`--restart`): its supervisor is
+/// told to give up, and waited for.
+fn cancel_restart(name: &str) -> Option<Result<i32>> {
+    let s = State::load(name).filter(|s| s.restarting())?;
+    berth_runtime::machine::mark_stopping(name);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        match State::load(name) {
+            None => return Some(Ok(0)),
+            // It started again just before the stop was asked: stop it
+            // the usual way (the marker is there now).
+            Some(now) if now.alive() => return None,
+            Some(_) if Instant::now() > end => {
+                return Some(Err(anyhow!(
+                    "machine {name}'s supervisor (pid {}) did not give up its restart: `berth terminate {name}`",
+                    s.supervisor
+                )))
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 pub fn stop(cli: &Cli, name: &str, timeout: u64) -> Result<i32> {
     known(cli, name)?;
+    if let Some(r) = cancel_restart(name) {
+        return r;
+    }
     let s = running(name)?;
     berth_runtime::machine::mark_stopping(name);
     if s.boot {
@@ -307,12 +351,20 @@ pub fn kill(cli: &Cli, name: &str, sig: &str) -> Result<i32> {
     known(cli, name)?;
     let s = running(name)?;
     let n = parse_signal(sig)?;
+    // A machine killed (as docker's) is not restarted by --restart. An
+    // init takes INT and TERM for a reboot or a re-exec: only KILL ends it.
+    if n == 9 || (!s.boot && matches!(n, 2 | 3 | 15)) {
+        berth_runtime::machine::mark_stopping(name);
+    }
     berth_runtime::machine::signal(s.leader, n)?;
     Ok(0)
 }
 
 pub fn terminate(cli: &Cli, name: &str) -> Result<i32> {
     known(cli, name)?;
+    if let Some(r) = cancel_restart(name) {
+        return r;
+    }
     let s = running(name)?;
     berth_runtime::machine::mark_stopping(name);
     berth_runtime::machine::signal(s.leader, 9)?;

@@ -1,7 +1,9 @@
 //! `berth enable NAME` / `berth disable NAME`: a `berth@.service` template
-//! that boots a machine in the foreground (its console goes to the
-//! journal; SIGTERM powers it off cleanly), and a `machines.target` wants
-//! link per machine, so it starts at host boot. `BERTH_SYSTEMD_DIR`
+//! that starts a machine in the foreground with its settings (`berth start
+//! --foreground`: an app machine's command, or a boot for a machine with
+//! none; its console goes to the journal; SIGTERM powers a booted one off
+//! cleanly), and a `machines.target` wants link per machine, so it starts
+//! at host boot. `BERTH_SYSTEMD_DIR`
 //! moves the unit directory (default `/etc/systemd/system`).
 
 use super::open_store;
@@ -25,12 +27,12 @@ pub fn template(exe: &Path, root: &Path) -> String {
          RequiresMountsFor={root}\n\
          \n\
          [Service]\n\
-         ExecStart={exe} --root {root} run --boot -M %i\n\
+         ExecStart={exe} --root {root} start --foreground %i\n\
          KillMode=mixed\n\
          Delegate=yes\n\
          Slice=machine.slice\n\
          TimeoutStopSec=30\n\
-         SuccessExitStatus=0 130\n\
+         SuccessExitStatus=0 130 143\n\
          \n\
          [Install]\n\
          WantedBy=machines.target\n",

@@ -70,7 +70,12 @@ fn enable_writes_a_unit_systemd_analyze_verifies_and_disable_removes_only_the_li
             || words.contains(&format!("--root={store}").as_str()),
         "ExecStart must use the store {store}: {exec}"
     );
-    assert!(words.iter().any(|w| *w == "-b" || *w == "--boot"), "ExecStart must boot the machine: {exec}");
+    // `start` boots a machine without settings and runs one with them as
+    // they say; --foreground, so systemd supervises it.
+    assert!(
+        words.windows(2).any(|w| w == ["start", "--foreground"]),
+        "ExecStart must start the machine in the foreground: {exec}"
+    );
     assert!(words.contains(&"%i"), "ExecStart must name the machine by the instance (%i): {exec}");
     assert!(unit.contains("WantedBy=machines.target"), "[Install] must say WantedBy=machines.target:\n{unit}");
 

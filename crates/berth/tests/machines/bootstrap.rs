@@ -52,4 +52,49 @@ fn bootstrap_debian_bookworm_minbase_with_an_image() {
     assert_eq!(o.stdout, "");
     // Nothing of debootstrap's /proc or /sys mounts stays behind.
     super::assert_nothing_attached(&berth, "bootstrap");
+
+    // The packages were kept: a second bootstrap of the suite (the host's
+    // architecture named) validates them and downloads none again.
+    let cache = berth.root().join("cache/debootstrap/debian-bookworm-amd64");
+    let debs = || -> Vec<(String, u64, i64)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut v: Vec<(String, u64, i64)> = std::fs::read_dir(&cache)
+            .map(|rd| rd.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".deb")).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|e| {
+                e.metadata().ok().map(|m| (e.file_name().to_string_lossy().into_owned(), m.ino(), m.mtime()))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = debs();
+    assert!(before.len() > 50, "the package cache holds {} .debs: {}", before.len(), cache.display());
+    let cmd = berth.command([
+        "bootstrap",
+        "debian",
+        "bookworm",
+        "deb3",
+        "--variant",
+        "minbase",
+        "--arch",
+        "amd64",
+        "--mirror",
+        mirror.as_str(),
+    ]);
+    let run = run_long(cmd, Duration::from_secs(600));
+    assert!(run.status.success(), "the cached bootstrap failed: {run:?}");
+    assert_eq!(debs(), before, "a package was downloaded again (or the cache changed) on the second bootstrap");
+    let o = berth.run(["run", "-M", "deb3", "dpkg", "--print-architecture"]).success();
+    assert_eq!(o.stdout.trim(), "amd64");
+
+    // A foreign architecture needs qemu-user-static; an unknown one is named.
+    if !std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
+        berth
+            .run(["bootstrap", "debian", "bookworm", "arm", "--arch", "arm64"])
+            .failure()
+            .mentions_any(&["qemu-user-static"]);
+    }
+    berth.run(["bootstrap", "debian", "bookworm", "odd", "--arch", "vax"]).failure().mentions_any(&["vax"]);
 }
