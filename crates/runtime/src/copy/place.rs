@@ -66,7 +66,15 @@ pub fn place<R: Read>(
         }
         Err(e) => return Err(RuntimeError::sys(format!("opening {}", dst.display()), e)),
     };
-    let mut p = Placer { base, top, dst: dst.to_path_buf(), policy, pending: Vec::new(), made: 0 };
+    let mut p = Placer {
+        base,
+        top,
+        dst: dst.to_path_buf(),
+        policy,
+        pending: Vec::new(),
+        made: 0,
+        last_dir: std::cell::RefCell::new(None),
+    };
     let mut ar = tar::Archive::new(input);
     let bad = |e: std::io::Error| RuntimeError::sys("reading the copy stream", e);
     for e in ar.entries().map_err(bad)? {
@@ -98,6 +106,9 @@ struct Placer {
     policy: Policy,
     pending: Vec<Pending>,
     made: u64,
+    /// The directory the last entry went into: a stream lists a
+    /// directory's entries together, so most lookups are this one.
+    last_dir: std::cell::RefCell<Option<(Vec<OsString>, OwnedFd)>>,
 }
 
 impl Placer {
@@ -115,6 +126,11 @@ impl Placer {
     fn parent_of(&self, rel: &[OsString]) -> Result<(OwnedFd, OsString), RuntimeError> {
         let dup = |fd: &OwnedFd| rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| RuntimeError::sys("dup", e));
         let Some((last, dirs)) = rel.split_last() else { return Ok((dup(&self.base)?, self.top.clone())) };
+        if let Some((key, fd)) = self.last_dir.borrow().as_ref() {
+            if key.as_slice() == dirs {
+                return Ok((dup(fd)?, last.clone()));
+            }
+        }
         let mut cur = dup(&self.base)?;
         for (i, name) in std::iter::once(&self.top).chain(dirs).enumerate() {
             cur = rfs::openat(
@@ -134,6 +150,7 @@ impl Placer {
                 }
             })?;
         }
+        *self.last_dir.borrow_mut() = Some((dirs.to_vec(), dup(&cur)?));
         Ok((cur, last.clone()))
     }
 
@@ -188,21 +205,35 @@ impl Placer {
                 Ok(())
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let tmp = temp_name();
-                let f = rfs::openat(
-                    &dir,
-                    tmp.as_os_str(),
-                    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| fail("creating", e))?;
+                let create = |n: &OsStr| {
+                    rfs::openat(
+                        &dir,
+                        n,
+                        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                };
+                // A new name is made in place; an existing one is replaced
+                // by a rename, never written through.
+                let (f, tmp) = match create(&name) {
+                    Ok(f) => (f, None),
+                    Err(Errno::EXIST) => {
+                        let tmp = temp_name();
+                        (create(&tmp).map_err(|e| fail("creating", e))?, Some(tmp))
+                    }
+                    Err(e) => return Err(fail("creating", e)),
+                };
+                let made = tmp.as_deref().unwrap_or(&name).to_os_string();
                 let mut file = std::fs::File::from(f);
                 let done = write_sparse(e, &mut file)
                     .map_err(|e| RuntimeError::sys(format!("writing {}", shown.display()), e))
                     .and_then(|_| set_attrs(file.as_fd(), owner, mode, mtime).map_err(|e| fail("setting up", e)))
-                    .and_then(|()| self.rename_into(&dir, &tmp, &name, &shown));
+                    .and_then(|()| match &tmp {
+                        Some(t) => self.rename_into(&dir, t, &name, &shown),
+                        None => Ok(()),
+                    });
                 if done.is_err() {
-                    let _ = rfs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
+                    let _ = rfs::unlinkat(&dir, &made, AtFlags::empty());
                 }
                 done
             }
@@ -330,6 +361,7 @@ fn write_sparse(r: &mut impl Read, f: &mut std::fs::File) -> std::io::Result<u64
     use std::io::{Seek, SeekFrom, Write};
     let mut buf = vec![0u8; 64 << 10];
     let mut total = 0u64;
+    let mut hole_at_end = false;
     loop {
         let n = match r.read(&mut buf) {
             Ok(0) => break,
@@ -337,13 +369,16 @@ fn write_sparse(r: &mut impl Read, f: &mut std::fs::File) -> std::io::Result<u64
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if buf[..n].iter().all(|&b| b == 0) {
+        hole_at_end = buf[..n].iter().all(|&b| b == 0);
+        if hole_at_end {
             f.seek(SeekFrom::Current(n as i64))?;
         } else {
             f.write_all(&buf[..n])?;
         }
         total += n as u64;
     }
-    f.set_len(total)?;
+    if hole_at_end {
+        f.set_len(total)?;
+    }
     Ok(total)
 }
