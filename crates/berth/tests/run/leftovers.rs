@@ -75,9 +75,20 @@ fn leftover_checks_see_a_running_containers_processes_cgroups_and_scratch_dir() 
     let c = Ctx::busybox();
     let mut r = c.spawn(&[&c.image, "/bin/sh", "-c", "sleep 1002 & echo ready; wait"]);
     r.wait_for_output("ready", Duration::from_secs(10));
-    let procs = crate::harness::container::processes_with_token(&r.token);
-    assert!(procs.len() >= 3, "berth, its reaper, sh and sleep should carry the token: {procs:?}");
-    // The forked sleep may not have exec'd yet when "ready" arrives.
+    // The forked sleep may not have exec'd yet when "ready" arrives (its
+    // environ reads empty while it does): look again until it has.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let procs = crate::harness::container::processes_with_token(&r.token);
+        if procs.len() >= 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "berth, its reaper, sh and sleep should carry the token: {procs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while processes_with_argv(&["sleep", "1002"]).is_empty() {
         assert!(std::time::Instant::now() < deadline, "sleep 1002 not found on the host");
