@@ -9,7 +9,7 @@
 //! nothing more of the host than the descriptors it was handed.
 //! Its error comes back as one line on a pipe of its own.
 
-use crate::machine::State;
+use crate::machine::{leader_pidfd, own_userns, State};
 use crate::rootfs::{Kind, Root};
 use crate::{sys, RuntimeError};
 use rustix::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -21,30 +21,12 @@ pub struct Inside {
     err: OwnedFd,
 }
 
-/// The machine's leader as a pidfd, checked to still be the leader.
-fn leader(st: &State) -> Result<OwnedFd, RuntimeError> {
-    let pid = rustix::process::Pid::from_raw(st.leader)
-        .ok_or_else(|| RuntimeError::Invalid(format!("machine {:?} has no leader", st.name)))?;
-    let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .map_err(|e| RuntimeError::sys(format!("opening machine {:?}'s leader", st.name), e))?;
-    if !st.alive() {
-        return Err(RuntimeError::Invalid(format!("machine {:?} stopped meanwhile", st.name)));
-    }
-    Ok(fd)
-}
-
-/// Whether the leader has a user namespace other than ours.
-fn own_userns(st: &State) -> Result<bool, RuntimeError> {
-    let id = |p: &str| rustix::fs::stat(p).map(|s| (s.st_dev, s.st_ino)).map_err(|e| RuntimeError::sys(p, e));
-    Ok(id(&format!("/proc/{}/ns/user", st.leader))? != id("/proc/self/ns/user")?)
-}
-
 /// Starts a child that runs `f` inside machine `st` (in its user
 /// namespace as its root, in its mount namespace at its root), keeping
 /// only descriptors `keep` (and 0-2). Call while this process has no
 /// other thread.
 pub fn spawn(st: &State, keep: &[RawFd], f: impl FnOnce() -> Result<(), RuntimeError>) -> Result<Inside, RuntimeError> {
-    let pidfd = leader(st)?;
+    let pidfd = leader_pidfd(st)?;
     // The machine's own capabilities, never more (as `exec`).
     let mask = match st.caps {
         Some(m) => m,
@@ -159,8 +141,8 @@ pub fn bind(
     sys::mount_setattr_fd(&tree, attrs, None, true)
         .and_then(|()| sys::mount_make_private_fd(&tree))
         .map_err(|e| RuntimeError::sys(format!("restricting the mount of {}", src.display()), e))?;
-    let pidfd = leader(st)?;
-    let userns = own_userns(st)?;
+    let pidfd = leader_pidfd(st)?;
+    let userns = own_userns(st.leader)?;
     // The mount namespace is entered last, as the machine's root: through
     // a pidfd that needs ptrace rights over the leader, which the host's
     // berth init (non-dumpable, of the host's users) grants host root

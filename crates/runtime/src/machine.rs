@@ -224,15 +224,7 @@ pub fn running(name: &str) -> Result<State, RuntimeError> {
 /// user namespace of its own, this process joins it as the namespace's
 /// root (so what it makes inside, a pty, is root's there).
 pub fn enter(st: &State) -> Result<(), RuntimeError> {
-    let pid = rustix::process::Pid::from_raw(st.leader)
-        .ok_or_else(|| RuntimeError::Invalid(format!("machine {:?} has no leader", st.name)))?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .map_err(|e| RuntimeError::sys(format!("opening machine {:?}'s leader", st.name), e))?;
-    // The pidfd now pins whatever process has that pid: make sure it is
-    // still the leader the state file names.
-    if !st.alive() {
-        return Err(RuntimeError::Invalid(format!("machine {:?} stopped while entering it", st.name)));
-    }
+    let pidfd = leader_pidfd(st)?;
     join_cgroup(st.leader)?;
     let mut all = libc::CLONE_NEWCGROUP
         | libc::CLONE_NEWIPC
@@ -256,8 +248,21 @@ pub fn enter(st: &State) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// A pidfd of the machine's leader, checked to name it still: the pidfd
+/// pins whatever process has that pid, so a reused one is caught here.
+pub(crate) fn leader_pidfd(st: &State) -> Result<rustix::fd::OwnedFd, RuntimeError> {
+    let pid = rustix::process::Pid::from_raw(st.leader)
+        .ok_or_else(|| RuntimeError::Invalid(format!("machine {:?} has no leader", st.name)))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| RuntimeError::sys(format!("opening machine {:?}'s leader", st.name), e))?;
+    if !st.alive() {
+        return Err(RuntimeError::Invalid(format!("machine {:?} stopped while entering it", st.name)));
+    }
+    Ok(pidfd)
+}
+
 /// Whether `pid` lives in a user namespace other than ours.
-fn own_userns(pid: i32) -> Result<bool, RuntimeError> {
+pub(crate) fn own_userns(pid: i32) -> Result<bool, RuntimeError> {
     let ino = |p: String| {
         rustix::fs::stat(&p).map(|st| (st.st_dev, st.st_ino)).map_err(|e| RuntimeError::sys(format!("reading {p}"), e))
     };

@@ -85,9 +85,8 @@ impl Root {
             let last = i + 1 == comps.len();
             let name = c.as_os_str();
             acc.push(name);
-            let open =
-                |_: &OwnedFd| rfs::openat2(&self.fd, &acc, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), IN_ROOT);
-            let next = match open(&cur) {
+            let open = || rfs::openat2(&self.fd, &acc, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), IN_ROOT);
+            let next = match open() {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => {
                     // `cur` came from O_PATH: reopen it as a real directory to create in.
@@ -126,7 +125,7 @@ impl Root {
                             }
                         }
                     }
-                    open(&cur).map_err(err(format!("opening {} in the container", rel.display())))?
+                    open().map_err(err(format!("opening {} in the container", rel.display())))?
                 }
                 Err(e) => return Err(RuntimeError::sys(format!("resolving {} in the container", rel.display()), e)),
             };
