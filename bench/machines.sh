@@ -21,6 +21,9 @@
 #   BENCH_CACHE=DIR     fixture cache shared with pull.sh (default /var/cache/berth-bench)
 #   BENCH_TMP=DIR       scratch parent dir (default /var/tmp); the "ext4" store lives
 #                       there, whatever its filesystem is
+#   BENCH_TREE=DIR      measure on this tree instead of the minbase fixture (e.g. the
+#                       nginx-like machine of issue 10: debootstrap --variant=minbase
+#                       --include=systemd,systemd-sysv,dbus,nginx bookworm DIR)
 #   BTRFS_SIZE=2G       size of the btrfs loop file
 #   TOOLS="..."         subset of the tools below (default: all)
 #   KEEP_TMP=1          keep the scratch dir (hyperfine JSON, logs); the btrfs
@@ -43,7 +46,7 @@ IMPORT_TOOLS="berth-import-zst zstd-tar berth-import-xz xz-tar"
 ALL_TOOLS="$MACHINE_TOOLS $EXPORT_TOOLS $IMPORT_TOOLS"
 TOOLS=${TOOLS:-$ALL_TOOLS}
 SUITE=bookworm
-ROOTFS=$BENCH_CACHE/rootfs-$SUITE-minbase
+ROOTFS=${BENCH_TREE:-$BENCH_CACHE/rootfs-$SUITE-minbase}
 IMAGE=bench # berth import ROOTFS bench -> localhost/bench:latest
 TINY=tiny   # a one-file image: create must cost the same
 
@@ -127,6 +130,7 @@ if ((berth_ok)); then
 fi
 
 # ---------------------------------------------------------------- fixture (shared with pull.sh and run.sh)
+[[ -z ${BENCH_TREE:-} || -d $BENCH_TREE ]] || die "BENCH_TREE=$BENCH_TREE is not a directory"
 if [[ ! -d $ROOTFS ]]; then
     log "fixture missing in $BENCH_CACHE: building it with bench/pull.sh (TOOLS=floor-gzip RUNS=1)"
     BENCH_CACHE=$BENCH_CACHE BENCH_TMP=$BENCH_TMP TOOLS=floor-gzip RUNS=1 bash "$ROOT_DIR/bench/pull.sh" >"$WORK/pull-fixture.log" 2>&1 \

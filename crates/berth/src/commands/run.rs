@@ -147,11 +147,18 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
 /// with settings runs with them, `m`'s options on top.
 pub fn run_matched(cli: &Cli, a: &RunArgs, m: &clap::ArgMatches) -> Result<i32> {
     let names_a_run = a.directory.is_some() || a.image.as_deref().is_some_and(|v| Path::new(v).is_file());
-    if let (Some(name), false) = (&a.machine, names_a_run) {
-        let store = open_store(cli)?;
-        let settings = match store.load_machine(name) {
-            Ok(rec) => super::settings::effective(name, rec.settings)?,
-            Err(_) => None,
+    if let Some(name) = &a.machine {
+        // A named `-D`/`-i` run reads `NAME.nspawn` as systemd-nspawn
+        // does; a stored machine its settings over that file.
+        let settings = if names_a_run {
+            berth_store::machines::validate_name(name)?;
+            super::nspawn::settings_for(name)?
+        } else {
+            let store = open_store(cli)?;
+            match store.load_machine(name) {
+                Ok(rec) => super::settings::effective(name, rec.settings)?,
+                Err(_) => None,
+            }
         };
         if let Some(settings) = settings {
             let (cli2, a2, m2) = super::settings::layered(cli, name, &settings, m, &a.args)?;

@@ -24,6 +24,7 @@ mod foreground;
 mod logs;
 mod many;
 mod named_dirs;
+mod seeds;
 mod stores;
 mod systemd;
 mod units;

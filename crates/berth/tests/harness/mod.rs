@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod aptrepo;
 pub mod berth;
 pub mod container;
 pub mod debootstrap;

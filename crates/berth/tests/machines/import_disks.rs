@@ -14,7 +14,7 @@ use crate::harness::tree::file_sha256;
 use crate::harness::Berth;
 
 /// ext4 adds this; it is not part of the source tree.
-const LOST: &[&str] = &["lost+found"];
+pub(super) const LOST: &[&str] = &["lost+found"];
 
 /// The rich tree and an ext4 image of it.
 fn root_fs(berth: &Berth) -> (PathBuf, PathBuf) {
@@ -25,7 +25,7 @@ fn root_fs(berth: &Berth) -> (PathBuf, PathBuf) {
 
 /// A GPT disk: ESP, DPS root (the tree), and a larger generic Linux
 /// partition holding a decoy.
-fn gpt_dps_disk(berth: &Berth) -> (PathBuf, PathBuf) {
+pub(super) fn gpt_dps_disk(berth: &Berth) -> (PathBuf, PathBuf) {
     let (tree, root) = root_fs(berth);
     let decoy = disks::ext4(&disks::decoy_tree(berth.dir()), &berth.dir().join("decoy.ext4"), 24);
     let disk = disks::partitioned(

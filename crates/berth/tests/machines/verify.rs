@@ -436,3 +436,52 @@ fn an_aci_with_a_bad_signature_is_refused_and_a_good_one_imports() {
     assert_eq!(run.stderr.trim(), "", "a verified ACI import says nothing on stderr");
     assert_eq!(marker(&berth, "app"), "signed-aci\n");
 }
+
+#[test]
+fn a_signed_gpt_disk_in_a_raw_tar_gz_url_becomes_a_machine_and_a_tampered_one_does_not() {
+    // CentOS's GenericCloud.raw.tar.gz as its mirror serves it: a GPT
+    // disk alone in a tarball, with SHA256SUMS and a signature beside it.
+    let berth = Berth::new();
+    let key = Key::new(berth.dir(), "cloud");
+    let (tree, disk) = super::import_disks::gpt_dps_disk(&berth);
+    let inner = "CentOS-7-x86_64-GenericCloud-2211.raw";
+    let stage = berth.new_dir("cloud-stage");
+    std::fs::copy(&disk, stage.join(inner)).unwrap();
+    let tgz = berth.dir().join(format!("{inner}.tar.gz"));
+    host(Command::new("tar").arg("-C").arg(&stage).arg("-czSf").arg(&tgz).arg(inner));
+    let good = std::fs::read(&tgz).unwrap();
+    let (server, site) = serve();
+    let path = format!("/centos/7/images/{inner}.tar.gz");
+    let sums = sums_for(&format!("{inner}.tar.gz"), &good);
+    put(&site, "/centos/7/images/SHA256SUMS", sums.clone());
+    put(&site, "/centos/7/images/SHA256SUMS.gpg", key.sign(sums.as_bytes(), false));
+    let url = format!("http://{}{path}", server.host());
+    let keyring = key.pubring.to_str().unwrap();
+    let import = ["import", url.as_str(), "centos", "--machine", "--verify=signature", "--keyring", keyring];
+
+    // The same disk with one byte of the tarball's tail changed: still a
+    // valid gzip stream up to there, refused by its sum.
+    let before = store_with_one_image(&berth);
+    let mut bad = good.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x5a;
+    put(&site, &path, bad);
+    berth.run(import).failure().mentions_any(&["sha256", "SHA256SUMS", "gzip", "corrupt"]);
+    unchanged(&berth, &before, "a tampered raw.tar.gz");
+    assert!(super::machine_names(&berth).is_empty(), "a refused --machine import made a machine");
+
+    put(&site, &path, good);
+    let run = berth.run(import).success();
+    printed_id(&run);
+    super::assert_nothing_attached(&berth, "a signed raw.tar.gz");
+    assert_no_staging(&berth, "a signed raw.tar.gz");
+    super::assert_image_is(&berth, "centos", &tree, super::import_disks::LOST, "the disk of a signed raw.tar.gz");
+    assert_eq!(super::machine_names(&berth), vec!["centos".to_string()]);
+    // The cloud workflow: the machine runs with --volatile=overlay and
+    // keeps nothing of it.
+    let sh = "echo scratch > /volatile-probe && cat /volatile-probe";
+    let r = berth.run(["run", "-M", "centos", "--volatile=overlay", "/bin/sh", "-c", sh]).success();
+    assert_eq!(r.stdout, "scratch\n", "{r:?}");
+    let r = berth.run(["run", "-M", "centos", "/bin/sh", "-c", "test -e /volatile-probe && echo kept; true"]).success();
+    assert_eq!(r.stdout, "", "--volatile=overlay wrote into the machine: {r:?}");
+}

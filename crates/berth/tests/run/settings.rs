@@ -176,6 +176,20 @@ fn a_settings_file_applies_under_the_stored_settings_and_the_command_line() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     kill_and_remove(&c, &svc);
+    // A named -D run reads its settings file too, as systemd-nspawn does
+    // (and `-M` given here wins over nothing: the name must be valid).
+    let tree = c.busybox_tree();
+    let d = format!("nspd-{}", unique());
+    fs::write(
+        dir.join(format!("{d}.nspawn")),
+        "[Exec]\nEnvironment=GREETING=dir-file\nParameters=/bin/sh -c 'echo $GREETING; hostname'\n",
+    )
+    .expect("write");
+    let out = run(&["run", "-x", "-D", &s(&tree), "-M", &d]).success();
+    assert_eq!(out.stdout, format!("dir-file\n{d}\n"));
+    let out = run(&["run", "-x", "-D", &s(&tree), "-M", &d, "/bin/sh", "-c", "echo $GREETING"]).success();
+    assert_eq!(out.stdout, "dir-file\n", "the command line's command replaces Parameters= only");
+    run(&["run", "-x", "-D", &s(&tree), "-M", "../nspawn/x"]).failure();
     // A bad value is one line naming the file and line.
     fs::write(dir.join(format!("{m}.nspawn")), "[Exec]\nBoot=perhaps\n").expect("write");
     run(&["run", "-M", &m]).failure().mentions_any(&[".nspawn:2"]);
