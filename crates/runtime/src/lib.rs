@@ -21,6 +21,7 @@ pub mod guest;
 mod init;
 pub mod inside;
 pub mod machine;
+pub mod net;
 mod pty;
 mod rootfs;
 pub mod seccomp;

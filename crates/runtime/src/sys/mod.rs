@@ -254,6 +254,17 @@ pub fn unshare_cgroup() -> io::Result<()> {
     Ok(())
 }
 
+/// Moves the calling thread (only it: the network namespace is a
+/// per-thread attribute) into a new network namespace.
+pub fn unshare_net() -> io::Result<()> {
+    // SAFETY: CLONE_NEWNET only changes which network namespace this
+    // thread's future sockets and interface lookups use; no memory, fd
+    // table or filesystem state is unshared, which is what rustix's
+    // `unshare_unsafe` warns about (CLONE_FILES, CLONE_FS and the like).
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }?;
+    Ok(())
+}
+
 /// Moves the calling process into a new mount namespace with private
 /// propagation: what it mounts afterwards vanishes when it exits.
 pub fn private_mount_namespace() -> io::Result<()> {
