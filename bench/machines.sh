@@ -463,7 +463,7 @@ mbps() { # tool -> MB/s of the uncompressed tar, for export and import
 
 echo
 echo "berth machines benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, kernel $(uname -r)"
-echo "tree: debootstrap $SUITE minbase ($tree_mb MB, $nfiles entries; as a tar $tar_mb MB) at $TREE"
+echo "tree: ${BENCH_TREE:+BENCH_TREE}${BENCH_TREE:-debootstrap $SUITE minbase} ($tree_mb MB, $nfiles entries; as a tar $tar_mb MB) at $TREE"
 if [[ -n $LOOP || -n $BT_WHY ]]; then
     echo "stores: $WORK_FS ($WORK) and btrfs (${BTRFS_SIZE} loop file${LOOP:+ on $LOOP}${BT_WHY:+: not used, $BT_WHY})"
 else

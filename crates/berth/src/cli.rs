@@ -171,6 +171,9 @@ pub enum Command {
         #[arg(long)]
         mkdir: bool,
     },
+    /// Manage the bridges machines join (create, ls, rm)
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Remove machines
     Rm {
         #[arg(required = true)]
@@ -193,6 +196,25 @@ pub enum Command {
     /// Write man pages into DIR
     #[command(hide = true, name = "generate-man")]
     GenerateMan { dir: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCommand {
+    /// Make a network: a bridge of that name with its own subnet, NAT to the outside
+    Create {
+        name: String,
+        /// Its IPv4 subnet (default: a free private /16)
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<String>,
+    },
+    /// List berth's networks
+    #[command(visible_alias = "list")]
+    Ls(JsonArg),
+    /// Remove networks (their bridges, NAT rules and address leases)
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -324,6 +346,12 @@ pub struct RunArgs {
     /// A network namespace with only lo, up
     #[arg(long)]
     pub private_network: bool,
+    /// A private network with a veth link (host0) on berth's default bridge, addressed and routed
+    #[arg(short = 'n', long)]
+    pub network_veth: bool,
+    /// A private network with a veth link (host0) on bridge BR (a berth network, or a bridge of yours)
+    #[arg(long, value_name = "BR")]
+    pub network_bridge: Option<String>,
     /// Add capabilities (CAP_NAME, comma-separated, or all)
     #[arg(long, value_name = "CAPS")]
     pub capability: Vec<String>,

@@ -322,8 +322,30 @@ fn run_in(
         }
         None => child,
     };
+    // The init (`child` now) waits for its link before it starts the
+    // command or boots: made here, from the host side, into its network
+    // namespace.
+    let net_failed = match &spec.network {
+        Some(net) => match crate::net::attach(net, child) {
+            Ok(()) => {
+                let _ = rustix::io::write(&_sync_w, b"n");
+                None
+            }
+            Err(e) => {
+                let _ = sys::kill(child, libc::SIGKILL);
+                Some(e)
+            }
+        },
+        None => None,
+    };
     let mut message = String::new();
     let _ = std::fs::File::from(err_r).read_to_string(&mut message);
+    if let Some(e) = net_failed {
+        let _ = sys::waitpid(child, false);
+        sys::unblock_all();
+        // A container that failed on its own says why; else the link did.
+        return Err(if message.trim().is_empty() { e } else { RuntimeError::Setup(message.trim().to_string()) });
+    }
     if message.is_empty() {
         hooks.started(
             child,

@@ -179,6 +179,14 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
     rustix::system::sethostname(spec.hostname.as_bytes())
         .map_err(|e| fail(RuntimeError::sys("setting the hostname", e)))?;
 
+    if spec.network.is_some() {
+        // berth configures host0 from the host side once this init exists
+        // (its network namespace is the one to configure): wait for it.
+        let mut b = [0u8; 1];
+        if !matches!(rustix::io::read(&ctx.sync, &mut b), Ok(1)) {
+            return Err((SETUP_FAILED, "berth did not set up the container's network".into()));
+        }
+    }
     if spec.boot {
         return Err(boot(ctx));
     }

@@ -215,6 +215,19 @@ pub struct Limits {
     pub pids: Option<u64>,
 }
 
+/// `--network-veth` / `--network-bridge`: a veth pair whose host end
+/// `host_if` joins `bridge` and whose far end is `host0` in the
+/// container's network namespace, with `addrs` on it and default routes
+/// via `gateways` (both empty on a bridge berth does not manage: the
+/// link is up, addressing is the container's business).
+#[derive(Debug, Clone, Default)]
+pub struct NetAttach {
+    pub host_if: String,
+    pub bridge: String,
+    pub addrs: Vec<crate::net::IpNet>,
+    pub gateways: Vec<std::net::IpAddr>,
+}
+
 /// Everything `run` needs.
 #[derive(Debug, Clone, Default)]
 pub struct RunSpec {
@@ -231,6 +244,9 @@ pub struct RunSpec {
     pub read_only: bool,
     pub volatile: Volatile,
     pub private_network: bool,
+    /// A veth link into the container's (private) network namespace,
+    /// made and configured by berth before the command or init starts.
+    pub network: Option<NetAttach>,
     pub mounts: Vec<BindMount>,
     pub resolv_conf: ResolvConf,
     /// `-t`: a pty relayed both ways (the same as `console: Interactive`).

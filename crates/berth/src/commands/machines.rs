@@ -51,6 +51,8 @@ pub fn clone(cli: &Cli, src: &str, dst: &str) -> Result<i32> {
 
 pub fn rename(cli: &Cli, old: &str, new: &str) -> Result<i32> {
     open_store(cli)?.rename_machine(old, new)?;
+    // Its address was leased under the old name: the next run leases anew.
+    super::network::forget_machine(old);
     Ok(0)
 }
 
@@ -65,6 +67,7 @@ pub fn rm(cli: &Cli, names: &[String]) -> Result<i32> {
     }
     for n in names {
         store.remove_machine(n)?;
+        super::network::forget_machine(n);
     }
     Ok(0)
 }

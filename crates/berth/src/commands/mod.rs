@@ -9,6 +9,7 @@ mod import;
 mod login;
 mod machines;
 mod mount;
+mod network;
 mod nspawn;
 mod pull;
 mod run;
@@ -62,6 +63,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Machines(a) => machines::list(&cli, a.json),
         Command::Clone { src, dst } => machines::clone(&cli, src, dst),
         Command::Rename { old, new } => machines::rename(&cli, old, new),
+        Command::Network(c) => network::run(&cli, c),
         Command::Rm { names } => machines::rm(&cli, names),
         Command::Cp { src, dst, archive } => copy::cp(&cli, src, dst, *archive),
         Command::Bind { name, src, dst, read_only, mkdir } => copy::bind(name, src, dst.as_deref(), *read_only, *mkdir),

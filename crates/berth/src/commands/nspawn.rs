@@ -6,11 +6,11 @@
 //! (which win).
 //!
 //! Keys berth has no equivalent for are reported on stderr, one line
-//! each, never ignored silently. `VirtualEthernet=`, `Bridge=` and the
-//! other network keys that give a machine a network of its own give it
-//! a private network with only `lo` until berth makes veth links: the
-//! machine is never left on the host's network when its file asked for
-//! its own. Written by hand: systemd's syntax (repeated keys, `\`
+//! each, never ignored silently. `VirtualEthernet=` and `Bridge=` give
+//! the machine its veth link; the other network keys that give a machine
+//! a network of its own (`Zone=`, `MACVLAN=`, …) give it a private
+//! network with only `lo` until berth has them: the machine is never left
+//! on the host's network when its file asked for its own. Written by hand: systemd's syntax (repeated keys, `\`
 //! continuations, quoted words) is small, and no crate follows it.
 
 use anyhow::{bail, Result};
@@ -189,19 +189,13 @@ fn apply(s: &mut Settings, section: &str, key: &str, value: &str) -> Result<Opti
         ("Files", "OverlayReadOnly") => opt("overlay-ro", value),
         ("Files", "PrivateUsersOwnership") => opt("private-users-ownership", value),
         ("Network", "Private") => flag_if(s, "private-network", value)?,
-        (
-            "Network",
-            "VirtualEthernet" | "Bridge" | "Zone" | "MACVLAN" | "IPVLAN" | "Interface" | "VirtualEthernetExtra",
-        ) => {
-            if section == "Network" && key == "VirtualEthernet" && !boolean(value)? {
-                return Ok(None);
-            }
+        ("Network", "VirtualEthernet") => flag_if(s, "network-veth", value)?,
+        ("Network", "Bridge") => opt("network-bridge", value),
+        ("Network", "Zone" | "MACVLAN" | "IPVLAN" | "Interface" | "VirtualEthernetExtra") => {
             s.options.push("--private-network".into());
             return Ok(Some("is not supported yet: the machine gets a private network with only lo instead".into()));
         }
-        ("Network", "Port") => {
-            return Ok(Some("is not supported yet (needs a veth link): no port is published".into()))
-        }
+        ("Network", "Port") => return Ok(Some("is not supported yet: no port is published".into())),
         _ => return Ok(Some("is not known to berth: ignored".into())),
     }
     Ok(None)
@@ -241,6 +235,10 @@ mod tests {
         let e = parse(Path::new("x.nspawn"), "[Exec]\nBoot=maybe\n", false).unwrap_err().to_string();
         assert!(e.contains("x.nspawn:2") && e.contains("Boot="), "{e}");
         let net = parse(Path::new("x.nspawn"), "[Network]\nVirtualEthernet=yes\n", false).unwrap();
-        assert_eq!(net.options, ["--private-network"], "a veth asked for must never leave the host's network");
+        assert_eq!(net.options, ["--network-veth"]);
+        let net = parse(Path::new("x.nspawn"), "[Network]\nBridge=br0\n", false).unwrap();
+        assert_eq!(net.options, ["--network-bridge=br0"]);
+        let net = parse(Path::new("x.nspawn"), "[Network]\nZone=web\n", false).unwrap();
+        assert_eq!(net.options, ["--private-network"], "a link asked for must never leave the host's network");
     }
 }

@@ -226,6 +226,14 @@ fn run_now(cli: &Cli, a: &RunArgs, m: &clap::ArgMatches) -> Result<i32> {
         }
     }
     let volatile: Volatile = a.volatile.as_deref().unwrap_or("no").parse().map_err(|e: String| anyhow!(e))?;
+    // The network link, leased before anything is mounted: a machine keeps
+    // its lease, a run without one gives it back when it ends.
+    let net_owner = match managed {
+        Some(n) => berth_runtime::net::network::Owner::machine(n),
+        None => berth_runtime::net::network::Owner::this_run(),
+    };
+    let network = super::network::plan(a, &net_owner)?;
+    let _net_lease = super::network::TransientLease::of(network.is_some(), net_owner);
     // The image, pulled first when --pull says so.
     let mut image_rec = match &image_name {
         Some(image) => super::pull::ensure_image(&store, image, &a.pull, &a.registry)?,
@@ -411,7 +419,8 @@ fn run_now(cli: &Cli, a: &RunArgs, m: &clap::ArgMatches) -> Result<i32> {
         name: hostname,
         read_only: a.read_only || machine_ro,
         volatile,
-        private_network: a.private_network,
+        private_network: a.private_network || network.is_some(),
+        network,
         mounts,
         resolv_conf: a.resolv_conf.parse::<ResolvConf>().map_err(|e| anyhow!(e))?,
         tty,
@@ -466,6 +475,7 @@ fn run_now(cli: &Cli, a: &RunArgs, m: &clap::ArgMatches) -> Result<i32> {
     if a.rm {
         if let Some(name) = &a.name {
             store.remove_machine(name)?;
+            super::network::forget_machine(name);
         }
     }
     match outcome {

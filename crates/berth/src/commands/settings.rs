@@ -34,6 +34,8 @@ const SETTINGS: &[&str] = &[
     "chdir",
     "hostname",
     "private_network",
+    "network_veth",
+    "network_bridge",
     "capability",
     "drop_capability",
     "system_call_filter",

@@ -332,3 +332,40 @@ fn a_root_service_of_a_booted_machine_reaches_nothing_of_the_host() {
         }
     }
 }
+
+#[test]
+fn a_booted_machine_with_a_veth_has_host0_configured_before_systemd_starts() {
+    // Its init is the second clone of a two-stage start (systemd holds
+    // CAP_SYS_ADMIN): the link goes into that init's namespace.
+    let m = machine_name("sdnet");
+    let h = Host::systemd(&[&m]);
+    h.run(["run", "-b", "-d", "-n", "-M", &m]).success();
+    h.wait_running(&m);
+    let r = h.run(["exec", &m, "cat", "/sys/class/net/host0/operstate"]).success();
+    assert_eq!(r.stdout.trim(), "up", "{r:?}");
+    let r = h.run(["exec", &m, "hostname", "-I"]).success();
+    let nets = h.run(["network", "ls", "--json"]).success().json();
+    let lease = nets
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["name"] == h.berth.network()))
+        .and_then(|n| {
+            n["leases"]
+                .as_array()?
+                .iter()
+                .find(|l| l["owner"].as_str().is_some_and(|o| o.ends_with(&format!(":{m}"))))
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("no lease for {m}: {nets}"));
+    let v4 = lease["address"].as_str().unwrap_or_default().split('/').next().unwrap_or_default().to_string();
+    assert!(r.stdout.split_whitespace().any(|w| w == v4), "host0 has {:?}, the lease is {v4}", r.stdout);
+    // Configured by berth, not by a network manager in the machine.
+    let r = h.run(["exec", &m, "systemctl", "is-active", "systemd-networkd"]);
+    assert_eq!(r.stdout.trim(), "inactive", "{r:?}");
+    h.run(["stop", &m]).success();
+    let br = std::path::Path::new("/sys/class/net").join(h.berth.network()).join("brif");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&br).map(|d| d.count()).unwrap_or(0) > 0 {
+        assert!(Instant::now() < deadline, "the machine's link outlived it");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

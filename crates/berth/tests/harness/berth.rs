@@ -22,6 +22,9 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Berth {
     dir: tempfile::TempDir,
     root: PathBuf,
+    /// The test's default network (`BERTH_NETWORK`), its state under
+    /// `DIR/net` (`BERTH_NET_DIR`): a bridge of its own per test.
+    network: String,
 }
 
 impl Berth {
@@ -29,7 +32,17 @@ impl Berth {
         super::require_root();
         let dir = tempfile::Builder::new().prefix("berth-test-").tempdir().expect("test temp dir");
         let root = dir.path().join("store");
-        Berth { dir, root }
+        Berth { dir, root, network: network_name() }
+    }
+
+    /// The bridge `--network-veth` joins in this test.
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    /// Where this test's networks are kept.
+    pub fn net_dir(&self) -> PathBuf {
+        self.dir.path().join("net")
     }
 
     /// The store (`--root`).
@@ -56,7 +69,9 @@ impl Berth {
             .env_remove("REGISTRY_AUTH_FILE")
             .env_remove("DOCKER_CONFIG")
             .env_remove("XDG_RUNTIME_DIR")
-            .env("HOME", self.dir.path());
+            .env("HOME", self.dir.path())
+            .env("BERTH_NET_DIR", self.net_dir())
+            .env("BERTH_NETWORK", &self.network);
         cmd
     }
 
@@ -182,6 +197,7 @@ impl Drop for Berth {
         for m in mounts {
             let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
         }
+        remove_networks(&self.net_dir());
     }
 }
 
@@ -284,6 +300,29 @@ pub fn wait_for(child: &mut Child, args: String, timeout: Duration) -> Run {
         status,
         stdout: String::from_utf8_lossy(&t_out.join().expect("stdout reader")).into_owned(),
         stderr: String::from_utf8_lossy(&t_err.join().expect("stderr reader")).into_owned(),
+    }
+}
+
+/// A bridge name unique on this host while the test runs: `bt`, the
+/// test process's pid and a counter, in hex (at most 15 bytes).
+fn network_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("bt{:x}x{:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Removes the bridges and NAT tables of the networks kept in `net_dir`
+/// (a test's), whatever state the test left them in.
+pub fn remove_networks(net_dir: &Path) {
+    let Ok(rd) = fs::read_dir(net_dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(net) = name.strip_suffix(".json") else { continue };
+        let _ = Command::new("ip").args(["link", "del", net]).stderr(Stdio::null()).status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &format!("berth-{net}")])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

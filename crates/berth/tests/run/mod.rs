@@ -15,6 +15,7 @@ mod kernelfs;
 mod leftovers;
 mod lifetime;
 mod namespaces;
+mod network;
 mod process;
 mod resolv;
 mod restart;

@@ -159,6 +159,59 @@ impl Ipam {
         })
     }
 
+    /// Fixes the network's subnet (and makes its ULA prefix) before any
+    /// lease: what `berth network create` records. Returns the ULA /64.
+    pub fn define(&self, subnet: Ipv4Net) -> Result<Ipv6Net, IpamError> {
+        let subnet = subnet.trunc();
+        if subnet.prefix_len() > 30 {
+            return Err(IpamError::SubnetTooSmall { network: self.network.clone(), subnet });
+        }
+        self.modify(|state| {
+            match state.subnet {
+                Some(recorded) if recorded != subnet && !state.leases.is_empty() => {
+                    return Err(IpamError::SubnetMismatch {
+                        network: self.network.clone(),
+                        recorded,
+                        requested: subnet,
+                    })
+                }
+                _ => state.subnet = Some(subnet),
+            }
+            match state.ula {
+                Some(ula) => Ok(ula),
+                None => {
+                    let ula = subnet::random_ula()?;
+                    state.ula = Some(ula);
+                    Ok(ula)
+                }
+            }
+        })
+    }
+
+    /// Drops the leases whose owner `keep` says no to; how many went.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) -> Result<usize, IpamError> {
+        // Most starts find nothing to drop: look before taking the
+        // exclusive lock and rewriting.
+        if self.read()?.leases.keys().all(|o| keep(o)) {
+            return Ok(0);
+        }
+        self.modify(|state| {
+            let before = state.leases.len();
+            state.leases.retain(|o, _| keep(o));
+            Ok(before - state.leases.len())
+        })
+    }
+
+    /// Removes the network's file (its subnet, prefix and leases).
+    pub fn forget(&self) -> Result<(), IpamError> {
+        let _lock = DirLock::take(&self.dir, true)?;
+        let path = self.path();
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(IpamError::Io { what: "removing", path, source: e }),
+            _ => Ok(()),
+        }
+    }
+
     /// Gives `owner`'s address back; the address it had, if any.
     pub fn release(&self, owner: &str) -> Result<Option<Ipv4Addr>, IpamError> {
         check_owner(owner)?;

@@ -9,7 +9,13 @@
 //! worker threads that berth, a synchronous binary that must start fast and
 //! forks into namespaces, has no use for; every request here is one
 //! datagram out and a few back from the kernel, which a blocking socket does
-//! in microseconds. Nothing here runs `ip` or `nft`.
+//! in microseconds. Nothing here runs `ip`; NAT rules go through the
+//! `nftables` crate (see [`nat`]).
+//!
+//! What a run uses: [`network`] (berth's bridges, their state and leases,
+//! what `berth network` manages), [`attach`] (the veth into a container's
+//! namespace, made from the host side before its command starts) and
+//! [`nat`] (masquerading in a table of berth's own).
 //!
 //! A netlink socket acts on the network namespace it was created in, so
 //! [`Netlink::open_in`] creates its socket in a short-lived thread that has
@@ -23,11 +29,16 @@
 //! ```
 
 mod addr;
+mod attach;
 pub mod ipam;
 mod link;
+pub mod nat;
 mod netlink;
+pub mod network;
 pub mod ns;
 pub mod subnet;
+
+pub use attach::attach;
 
 pub use addr::{Ipv4Route, LinkAddress};
 pub use ipnet::{IpNet, Ipv4Net, Ipv6Net};

@@ -1,0 +1,130 @@
+//! Outbound NAT for a berth network, in an nftables table of its own
+//! (`inet berth-NAME`), so no rule of the user's is touched and removing
+//! the network removes exactly what it added:
+//!
+//! ```text
+//! table inet berth-NAME {
+//!   chain postrouting { type nat hook postrouting priority srcnat;
+//!     ip saddr SUBNET ip daddr != SUBNET masquerade }
+//!   chain forward { type filter hook forward priority filter;
+//!     iifname NAME accept                               # out of the bridge
+//!     oifname NAME ct state established,related accept  # replies
+//!     oifname NAME ct status dnat accept                # published ports
+//!     oifname NAME drop }                               # nothing else in
+//! }
+//! ```
+//!
+//! IPv4 forwarding is switched on (`net.ipv4.ip_forward`, as podman and
+//! systemd-networkd's `IPMasquerade=` do); IPv6 forwarding is left as it
+//! is, since turning it on stops a host from taking router advertisements.
+//!
+//! Through the `nftables` crate, which hands nft's JSON API to the `nft`
+//! program (Debian's `nftables`): nf_tables' netlink protocol wants rules
+//! compiled to expression bytecode, which libnftables does and a
+//! hand-written encoder would only imitate. nft runs only when a network's
+//! bridge is made (first use, after a reboot) or removed, never on a
+//! machine's start.
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde_json::{json, Value};
+
+/// Errors from nft.
+#[derive(Debug, thiserror::Error)]
+pub enum NatError {
+    #[error("nft (apt-get install nftables) failed to {what} for network {network}: {detail}")]
+    Nft { what: &'static str, network: String, detail: String },
+    #[error("turning IPv4 forwarding on (net.ipv4.ip_forward): {0}")]
+    Forwarding(#[source] std::io::Error),
+}
+
+fn table(network: &str) -> String {
+    format!("berth-{network}")
+}
+
+fn apply(what: &'static str, network: &str, commands: Vec<Value>) -> Result<(), NatError> {
+    let payload = json!({ "nftables": commands }).to_string();
+    nftables::helper::apply_ruleset_raw(&payload, None::<&str>, std::iter::empty::<&str>())
+        .map(drop)
+        .map_err(|e| NatError::Nft { what, network: network.to_string(), detail: e.to_string() })
+}
+
+fn matches(left: Value, op: &str, right: Value) -> Value {
+    json!({ "match": { "op": op, "left": left, "right": right } })
+}
+
+fn prefix(net: impl std::fmt::Display) -> Value {
+    let s = net.to_string();
+    let (addr, len) = s.split_once('/').unwrap_or((&s, "32"));
+    json!({ "prefix": { "addr": addr, "len": len.parse::<u32>().unwrap_or(32) } })
+}
+
+/// The network's table, made anew (idempotent: one batch adds it,
+/// deletes it and adds it with its rules).
+pub fn ensure(network: &str, subnet: Ipv4Net, _ula: Ipv6Net) -> Result<(), NatError> {
+    let t = table(network);
+    let fam = "inet";
+    let tbl = json!({ "family": fam, "name": t });
+    let chain = |name: &str, kind: &str, hook: &str, prio: i32| {
+        json!({ "add": { "chain": {
+            "family": fam, "table": t, "name": name, "type": kind, "hook": hook, "prio": prio, "policy": "accept"
+        } } })
+    };
+    let rule = |chain: &str, expr: Vec<Value>| json!({ "add": { "rule": { "family": fam, "table": t, "chain": chain, "expr": expr } } });
+    let saddr = json!({ "payload": { "protocol": "ip", "field": "saddr" } });
+    let daddr = json!({ "payload": { "protocol": "ip", "field": "daddr" } });
+    let iif = json!({ "meta": { "key": "iifname" } });
+    let oif = json!({ "meta": { "key": "oifname" } });
+    let commands = vec![
+        json!({ "add": { "table": tbl } }),
+        json!({ "delete": { "table": tbl } }),
+        json!({ "add": { "table": tbl } }),
+        chain("postrouting", "nat", "postrouting", 100),
+        chain("forward", "filter", "forward", 0),
+        rule(
+            "postrouting",
+            vec![
+                matches(saddr, "==", prefix(subnet)),
+                matches(daddr, "!=", prefix(subnet)),
+                json!({ "masquerade": null }),
+            ],
+        ),
+        rule("forward", vec![matches(iif, "==", json!(network)), json!({ "accept": null })]),
+        rule(
+            "forward",
+            vec![
+                matches(oif.clone(), "==", json!(network)),
+                matches(json!({ "ct": { "key": "state" } }), "in", json!(["established", "related"])),
+                json!({ "accept": null }),
+            ],
+        ),
+        rule(
+            "forward",
+            vec![
+                matches(oif.clone(), "==", json!(network)),
+                matches(json!({ "ct": { "key": "status" } }), "in", json!(["dnat"])),
+                json!({ "accept": null }),
+            ],
+        ),
+        rule("forward", vec![matches(oif, "==", json!(network)), json!({ "drop": null })]),
+    ];
+    apply("add its NAT table", network, commands)?;
+    forwarding_on()
+}
+
+/// Removes the network's table (nothing when it is not there).
+pub fn remove(network: &str) -> Result<(), NatError> {
+    let tbl = json!({ "family": "inet", "name": table(network) });
+    apply(
+        "remove its NAT table",
+        network,
+        vec![json!({ "add": { "table": tbl } }), json!({ "delete": { "table": tbl } })],
+    )
+}
+
+fn forwarding_on() -> Result<(), NatError> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if std::fs::read_to_string(path).map_err(NatError::Forwarding)?.trim() == "1" {
+        return Ok(());
+    }
+    std::fs::write(path, "1\n").map_err(NatError::Forwarding)
+}
