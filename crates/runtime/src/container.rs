@@ -316,7 +316,8 @@ fn run_in(
                     let _ = sys::waitpid(child, false);
                     i32::from_le_bytes(b)
                 }
-                // It failed before: its status and message say why.
+                // It failed before: its status and message say why
+                // (and it has no namespace to link: see net::attach).
                 _ => child,
             }
         }
@@ -373,6 +374,9 @@ fn run_in(
         e => e,
     };
     sys::unblock_all();
+    if let Some(net) = &spec.network {
+        crate::net::detach(net);
+    }
     let status = exit.map_err(|e| RuntimeError::sys("waiting for the container", e))?.status();
     let message = if message.is_empty() { None } else { Some(message.trim().to_string()) };
     if status == SETUP_FAILED && message.is_some() {

@@ -5,7 +5,7 @@
 
 use crate::cli::{Cli, NetworkCommand, RunArgs};
 use crate::output::{print, print_json, table};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use berth_runtime::net::network::{self as netw, Owner};
 use berth_runtime::spec::NetAttach;
 
@@ -59,9 +59,10 @@ pub fn run(_cli: &Cli, c: &NetworkCommand) -> Result<i32> {
 /// What a run's network options ask for, if a link: `None` for the
 /// host's network or `--private-network` alone. `owner` holds the lease.
 pub fn plan(a: &RunArgs, owner: &Owner) -> Result<Option<NetAttach>> {
+    // A bridge named implies the veth (as systemd-nspawn's
+    // --network-bridge does): it wins over -n, from whichever layer.
     let bridge = match (&a.network_bridge, a.network_veth) {
-        (Some(_), true) => bail!("--network-veth and --network-bridge both give the machine its link: pick one"),
-        (Some(b), false) => b.clone(),
+        (Some(b), _) => b.clone(),
         (None, true) => netw::default_name(),
         (None, false) => return Ok(None),
     };

@@ -226,14 +226,17 @@ fn run_now(cli: &Cli, a: &RunArgs, m: &clap::ArgMatches) -> Result<i32> {
         }
     }
     let volatile: Volatile = a.volatile.as_deref().unwrap_or("no").parse().map_err(|e: String| anyhow!(e))?;
-    // The network link, leased before anything is mounted: a machine keeps
-    // its lease, a run without one gives it back when it ends.
-    let net_owner = match managed {
-        Some(n) => berth_runtime::net::network::Owner::machine(n),
-        None => berth_runtime::net::network::Owner::this_run(),
+    // Whose the network lease is: a stored machine's (kept across its
+    // runs, under its lock), else this run's (given back when it ends).
+    let stored_machine = match (&a.machine, &a.name) {
+        (Some(m), _) if a.directory.is_none() && disk.is_none() => Some(m.clone()),
+        (None, Some(n)) if !a.ephemeral => Some(n.clone()),
+        _ => None,
     };
-    let network = super::network::plan(a, &net_owner)?;
-    let _net_lease = super::network::TransientLease::of(network.is_some(), net_owner);
+    let wants_link = a.network_veth || a.network_bridge.is_some();
+    if wants_link && a.detach && stored_machine.is_none() {
+        bail!("-d with a network link needs a machine that keeps its address: make one with `berth create` or `run --name` (without -x)");
+    }
     // The image, pulled first when --pull says so.
     let mut image_rec = match &image_name {
         Some(image) => super::pull::ensure_image(&store, image, &a.pull, &a.registry)?,
@@ -409,6 +412,13 @@ fn run_now(cli: &Cli, a: &RunArgs, m: &clap::ArgMatches) -> Result<i32> {
             );
         }
     }
+    // The link, leased now that the machine (if any) is locked.
+    let net_owner = match &stored_machine {
+        Some(n) => berth_runtime::net::network::Owner::machine(n),
+        None => berth_runtime::net::network::Owner::this_run(),
+    };
+    let network = super::network::plan(a, &net_owner)?;
+    let _net_lease = super::network::TransientLease::of(network.is_some(), net_owner);
     let spec = RunSpec {
         rootfs: Some(rootfs),
         args,

@@ -84,13 +84,14 @@ fn a_veth_run_has_host0_addressed_and_routed_before_its_command_and_gives_its_le
     let o = c
         .sh(
             &["-n"],
-            "cat /sys/class/net/host0/operstate; ip -4 -o addr show host0; ip -6 -o addr show host0 scope global; \
+            "ip -o link show host0 | grep -o '<[^>]*>' ; ip -4 -o addr show host0; ip -6 -o addr show host0 scope global; \
              ip -4 route show default; ip -6 route show default; cat /sys/class/net/lo/operstate",
         )
         .success();
     let out = o.out();
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.first(), Some(&"up"), "host0 must be up: {}", o.describe());
+    let flags = lines.first().copied().unwrap_or_default();
+    assert!(flags.contains(",UP") || flags.contains("<UP"), "host0 must be up: {}", o.describe());
     let nets = networks(&c);
     let n = nets.get(&net).unwrap_or_else(|| panic!("the default network {net} was not made on first use: {nets:?}"));
     let subnet: ipnet::Ipv4Net = n["subnet"].as_str().unwrap_or_default().parse().expect("subnet");
@@ -172,15 +173,16 @@ fn a_sigkilled_run_leaves_no_link_and_its_lease_is_swept() {
 fn network_create_bridge_rm_and_their_errors() {
     let c = Ctx::busybox();
     let name = format!("bu{:x}", std::process::id() % 0xfffff);
-    let third = (std::process::id() % 200) as u8 + 20;
-    let subnet = format!("10.201.{third}.0/24");
+    // 198.18.0.0/15 (RFC 2544): no host's network, and one /24 per test process.
+    let third = (std::process::id() % 256) as u8;
+    let subnet = format!("198.18.{third}.0/24");
     let out = c.berth.run(["network", "create", &name, "--subnet", &subnet]).success();
     assert!(out.stdout.contains(&subnet), "{out:?}");
     c.berth.run(["network", "create", &name]).failure().mentions_any(&["exists"]);
     c.berth.run(["network", "create", "a/b"]).failure().mentions_any(&["invalid network name"]);
     let other = format!("bv{:x}", std::process::id() % 0xfffff);
     c.berth
-        .run(["network", "create", &other, "--subnet", &format!("10.201.{third}.128/25")])
+        .run(["network", "create", &other, "--subnet", &format!("198.18.{third}.128/25")])
         .failure()
         .mentions_any(&["overlaps"]);
     // A container on it gets an address from its subnet.
@@ -202,7 +204,17 @@ fn network_create_bridge_rm_and_their_errors() {
     let bad = c.berth.run(["run", "--network-bridge", "nosuchbr0", &c.image, "true"]).failure();
     assert_eq!(bad.stderr.trim().lines().count(), 1, "{bad:?}");
     assert!(bad.stderr.contains("berth network create nosuchbr0"), "{bad:?}");
-    c.berth.run(["run", "-n", "--network-bridge", &name, &c.image, "true"]).failure().mentions_any(&["pick one"]);
+    // A detached run keeps its address only as a machine; a machine that
+    // is not there leases nothing.
+    c.berth
+        .run(["run", "-d", "-x", "--name", "eph", "-n", &c.image, "true"])
+        .failure()
+        .mentions_any(&["-d with a network link"]);
+    c.berth.run(["run", "-M", "no-such-machine", "-n", "true"]).failure();
+    let leases = networks(&c).get(c.berth.network()).map(|n| n["leases"].clone());
+    assert!(leases.is_none() || leases == Some(serde_json::json!([])), "a failed run leased: {leases:?}");
+    // -n with a bridge given too takes the bridge (nspawn's --network-bridge implies a veth).
+    c.berth.run(["run", "-n", "--network-bridge", &name, &c.image, "true"]).failure().mentions_any(&[&name]);
 }
 
 /// A network namespace standing for a host elsewhere, joined to this host
@@ -218,9 +230,10 @@ impl Remote {
     fn new() -> Remote {
         let id = std::process::id() % 0xfffff;
         let (ns, link) = (format!("btremote{id:x}"), format!("br{id:x}"));
-        let third = (id % 250) as u8;
-        let host_addr = Ipv4Addr::new(100, 100, third, 1);
-        let addr = Ipv4Addr::new(100, 100, third, 2);
+        // 198.19.0.0/16 (RFC 2544): a /30 per test process.
+        let third = (id % 256) as u8;
+        let host_addr = Ipv4Addr::new(198, 19, third, 1);
+        let addr = Ipv4Addr::new(198, 19, third, 2);
         let r = Remote { ns, link, host_addr, addr };
         let sh = |args: &[&str]| {
             let st = Command::new("ip").args(args).status().expect("ip");
@@ -234,6 +247,21 @@ impl Remote {
         sh(&["-n", &r.ns, "link", "set", "eth0", "up"]);
         sh(&["-n", &r.ns, "link", "set", "lo", "up"]);
         r
+    }
+}
+
+impl Remote {
+    /// IPv4 packets the remote host has received (`Ip: InReceives`).
+    fn ip_in(&self) -> u64 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "cat", "/proc/net/snmp"])
+            .output()
+            .expect("ip netns exec");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let ip: Vec<&str> = text.lines().filter(|l| l.starts_with("Ip:")).collect();
+        let (Some(names), Some(values)) = (ip.first(), ip.get(1)) else { panic!("no Ip: lines in {text}") };
+        let col = names.split_whitespace().position(|n| n == "InReceives").expect("InReceives");
+        values.split_whitespace().nth(col).and_then(|v| v.parse().ok()).expect("a number")
     }
 }
 
@@ -259,6 +287,7 @@ fn outbound_traffic_is_masqueraded_to_a_remote_host() {
         .expect("start the remote server");
     let mut line = [0u8; 10];
     srv.stdout.as_mut().expect("stdout").read_exact(&mut line).expect("the remote server starts");
+    let before = remote.ip_in();
     let o = c.sh(&["-n"], &format!("nc {} 9000 </dev/null", remote.addr));
     let _ = srv.kill();
     let _ = srv.wait();
@@ -268,4 +297,22 @@ fn outbound_traffic_is_masqueraded_to_a_remote_host() {
         "the remote host must see the host's address (masquerade): {}",
         o.describe()
     );
+    let after = remote.ip_in();
+    assert!(after > before, "the remote's IP counter must count the connection ({before} → {after})");
+
+    // A hostile container root (CAP_NET_ADMIN in its namespace) takes an
+    // address outside the network's subnet: nothing it sends from there
+    // leaves the host, masqueraded or not.
+    let net = c.berth.network().to_string();
+    let subnet: ipnet::Ipv4Net =
+        networks(&c)[&net]["subnet"].as_str().unwrap_or_default().parse().expect("the network's subnet");
+    let gw = Ipv4Addr::from(u32::from(subnet.network()) + 1);
+    let spoof = format!(
+        "ip addr flush dev host0 && ip addr add 10.77.0.9/16 dev host0 && ip route add {gw} dev host0 && \
+         ip route add default via {gw} && ip -4 -o addr show host0 && nc -w 2 {} 9000 </dev/null; true",
+        remote.addr
+    );
+    let o = c.sh(&["-n"], &spoof).success();
+    assert!(o.out().contains("inet 10.77.0.9/16"), "the container could not take the forged address: {}", o.describe());
+    assert_eq!(remote.ip_in(), after, "a packet with a forged source reached the remote host: {}", o.describe());
 }

@@ -27,6 +27,15 @@ fn fail(e: NetlinkError) -> RuntimeError {
 pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<(), RuntimeError> {
     let ns = NetNs::open(Path::new(&format!("/proc/{init}/ns/net")))
         .map_err(|e| RuntimeError::sys("opening the container's network namespace", e))?;
+    // Never the host's own namespace (a first stage that failed to hand
+    // its init over is still in it): host0 and routes would land there.
+    let own =
+        rustix::fs::stat("/proc/self/ns/net").map_err(|e| RuntimeError::sys("reading berth's network namespace", e))?;
+    let theirs =
+        rustix::fs::fstat(&ns).map_err(|e| RuntimeError::sys("reading the container's network namespace", e))?;
+    if (own.st_dev, own.st_ino) == (theirs.st_dev, theirs.st_ino) {
+        return Err(RuntimeError::Setup("the container has no network namespace of its own to link".into()));
+    }
     let host = Netlink::open().map_err(fail)?;
     match host.create_veth(&net.host_if, ns.as_fd()) {
         // The same machine's link from its last run, whose namespace the
@@ -43,11 +52,18 @@ pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<(), RuntimeError> {
         host.set_up(&net.host_if)?;
         let inside = Netlink::open_in(ns.as_fd())?;
         inside.set_up("lo")?;
+        // IPv6 is best-effort: a host whose new devices start with
+        // disable_ipv6 refuses the address (EACCES), and IPv4 still works.
+        let v6_off = |e: &NetlinkError| matches!(e.errno(), Some(libc::EACCES) | Some(libc::EPERM));
+        let mut v6 = true;
         for a in &net.addrs {
-            inside.add_address(PEER_NAME, *a)?;
+            match inside.add_address(PEER_NAME, *a) {
+                Err(e) if a.addr().is_ipv6() && v6_off(&e) => v6 = false,
+                r => r?,
+            }
         }
         inside.set_up(PEER_NAME)?;
-        for g in &net.gateways {
+        for g in net.gateways.iter().filter(|g| v6 || g.is_ipv4()) {
             inside.add_default_route(*g)?;
         }
         Ok(())
@@ -57,4 +73,14 @@ pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<(), RuntimeError> {
         return Err(fail(e));
     }
     Ok(())
+}
+
+/// Deletes the container's host end once it has ended, so its address is
+/// free for the next one only when no link answers for it any more (a
+/// namespace kept alive past the container, by an fd passed out, would
+/// keep the pair otherwise). Gone already is fine.
+pub fn detach(net: &NetAttach) {
+    if let Ok(host) = Netlink::open() {
+        let _ = host.delete_link(&net.host_if);
+    }
 }

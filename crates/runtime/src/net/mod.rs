@@ -38,7 +38,7 @@ pub mod network;
 pub mod ns;
 pub mod subnet;
 
-pub use attach::attach;
+pub use attach::{attach, detach};
 
 pub use addr::{Ipv4Route, LinkAddress};
 pub use ipnet::{IpNet, Ipv4Net, Ipv6Net};

@@ -7,6 +7,8 @@
 //!   chain postrouting { type nat hook postrouting priority srcnat;
 //!     ip saddr SUBNET ip daddr != SUBNET masquerade }
 //!   chain forward { type filter hook forward priority filter;
+//!     iifname NAME ip saddr != SUBNET drop              # no forged sources
+//!     iifname NAME ip6 saddr != ULA drop
 //!     iifname NAME accept                               # out of the bridge
 //!     oifname NAME ct state established,related accept  # replies
 //!     oifname NAME ct status dnat accept                # published ports
@@ -43,7 +45,9 @@ fn table(network: &str) -> String {
 
 fn apply(what: &'static str, network: &str, commands: Vec<Value>) -> Result<(), NatError> {
     let payload = json!({ "nftables": commands }).to_string();
-    nftables::helper::apply_ruleset_raw(&payload, None::<&str>, std::iter::empty::<&str>())
+    // By its path, not through the caller's PATH.
+    let nft = ["/usr/sbin/nft", "/sbin/nft"].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap_or("nft");
+    nftables::helper::apply_ruleset_raw(&payload, Some(nft), std::iter::empty::<&str>())
         .map(drop)
         .map_err(|e| NatError::Nft { what, network: network.to_string(), detail: e.to_string() })
 }
@@ -60,7 +64,7 @@ fn prefix(net: impl std::fmt::Display) -> Value {
 
 /// The network's table, made anew (idempotent: one batch adds it,
 /// deletes it and adds it with its rules).
-pub fn ensure(network: &str, subnet: Ipv4Net, _ula: Ipv6Net) -> Result<(), NatError> {
+pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net) -> Result<(), NatError> {
     let t = table(network);
     let fam = "inet";
     let tbl = json!({ "family": fam, "name": t });
@@ -71,6 +75,7 @@ pub fn ensure(network: &str, subnet: Ipv4Net, _ula: Ipv6Net) -> Result<(), NatEr
     };
     let rule = |chain: &str, expr: Vec<Value>| json!({ "add": { "rule": { "family": fam, "table": t, "chain": chain, "expr": expr } } });
     let saddr = json!({ "payload": { "protocol": "ip", "field": "saddr" } });
+    let saddr6 = json!({ "payload": { "protocol": "ip6", "field": "saddr" } });
     let daddr = json!({ "payload": { "protocol": "ip", "field": "daddr" } });
     let iif = json!({ "meta": { "key": "iifname" } });
     let oif = json!({ "meta": { "key": "oifname" } });
@@ -83,9 +88,27 @@ pub fn ensure(network: &str, subnet: Ipv4Net, _ula: Ipv6Net) -> Result<(), NatEr
         rule(
             "postrouting",
             vec![
-                matches(saddr, "==", prefix(subnet)),
+                matches(saddr.clone(), "==", prefix(subnet)),
                 matches(daddr, "!=", prefix(subnet)),
                 json!({ "masquerade": null }),
+            ],
+        ),
+        // Only the network's own addresses leave it: a container root
+        // with CAP_NET_RAW forges no source beyond the bridge.
+        rule(
+            "forward",
+            vec![
+                matches(iif.clone(), "==", json!(network)),
+                matches(saddr6, "!=", prefix(ula)),
+                json!({ "drop": null }),
+            ],
+        ),
+        rule(
+            "forward",
+            vec![
+                matches(iif.clone(), "==", json!(network)),
+                matches(saddr, "!=", prefix(subnet)),
+                json!({ "drop": null }),
             ],
         ),
         rule("forward", vec![matches(iif, "==", json!(network)), json!({ "accept": null })]),
