@@ -352,6 +352,9 @@ pub struct RunArgs {
     /// A private network with a veth link (host0) on bridge BR (a berth network, or a bridge of yours)
     #[arg(long, value_name = "BR")]
     pub network_bridge: Option<String>,
+    /// Publish a port: [tcp:|udp:][HOSTIP:]HOSTPORT[:CONTPORT] (implies --network-veth)
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    pub port: Vec<String>,
     /// Add capabilities (CAP_NAME, comma-separated, or all)
     #[arg(long, value_name = "CAPS")]
     pub capability: Vec<String>,

@@ -226,6 +226,8 @@ pub struct NetAttach {
     pub bridge: String,
     pub addrs: Vec<crate::net::IpNet>,
     pub gateways: Vec<std::net::IpAddr>,
+    /// `-p`: host ports forwarded to the container's IPv4 address.
+    pub ports: Vec<crate::net::ports::PortMap>,
 }
 
 /// Everything `run` needs.

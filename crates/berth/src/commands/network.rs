@@ -5,8 +5,9 @@
 
 use crate::cli::{Cli, NetworkCommand, RunArgs};
 use crate::output::{print, print_json, table};
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use berth_runtime::net::network::{self as netw, Owner};
+use berth_runtime::net::ports::PortMap;
 use berth_runtime::spec::NetAttach;
 
 pub fn run(_cli: &Cli, c: &NetworkCommand) -> Result<i32> {
@@ -61,13 +62,20 @@ pub fn run(_cli: &Cli, c: &NetworkCommand) -> Result<i32> {
 pub fn plan(a: &RunArgs, owner: &Owner) -> Result<Option<NetAttach>> {
     // A bridge named implies the veth (as systemd-nspawn's
     // --network-bridge does): it wins over -n, from whichever layer.
-    let bridge = match (&a.network_bridge, a.network_veth) {
+    // -p implies the veth, as with systemd-nspawn's --port.
+    let ports: Vec<PortMap> =
+        a.port.iter().map(|p| p.parse()).collect::<Result<_, String>>().map_err(|e| anyhow!(e))?;
+    let bridge = match (&a.network_bridge, a.network_veth || !ports.is_empty()) {
         (Some(b), _) => b.clone(),
         (None, true) => netw::default_name(),
         (None, false) => return Ok(None),
     };
-    let attach = netw::attach_plan(&netw::dir(), &bridge, owner, a.network_bridge.is_none())
+    let mut attach = netw::attach_plan(&netw::dir(), &bridge, owner, a.network_bridge.is_none())
         .with_context(|| format!("network {bridge}"))?;
+    if !ports.is_empty() && attach.addrs.is_empty() {
+        bail!("-p needs an address berth gives: {bridge} is not a berth network (use -n, or `berth network create`)");
+    }
+    attach.ports = ports;
     Ok(Some(attach))
 }
 

@@ -6,12 +6,14 @@
 //! (which win).
 //!
 //! Keys berth has no equivalent for are reported on stderr, one line
-//! each, never ignored silently. `VirtualEthernet=` and `Bridge=` give
-//! the machine its veth link; the other network keys that give a machine
-//! a network of its own (`Zone=`, `MACVLAN=`, …) give it a private
-//! network with only `lo` until berth has them: the machine is never left
-//! on the host's network when its file asked for its own. Written by hand: systemd's syntax (repeated keys, `\`
-//! continuations, quoted words) is small, and no crate follows it.
+//! each, never ignored silently. `VirtualEthernet=`, `Bridge=` and
+//! `Port=` give the machine its veth link and published ports; the other
+//! network keys that give a machine a network of its own (`Zone=`,
+//! `MACVLAN=`, …) give it a private network with only `lo` until berth
+//! has them: the machine is never left on the host's network when its
+//! file asked for its own. Written by hand: systemd's syntax (repeated
+//! keys, `\` continuations, quoted words) is small, and no crate follows
+//! it.
 
 use anyhow::{bail, Result};
 use berth_store::machines::Settings;
@@ -195,7 +197,7 @@ fn apply(s: &mut Settings, section: &str, key: &str, value: &str) -> Result<Opti
             s.options.push("--private-network".into());
             return Ok(Some("is not supported yet: the machine gets a private network with only lo instead".into()));
         }
-        ("Network", "Port") => return Ok(Some("is not supported yet: no port is published".into())),
+        ("Network", "Port") => opt("port", value),
         _ => return Ok(Some("is not known to berth: ignored".into())),
     }
     Ok(None)
@@ -236,8 +238,8 @@ mod tests {
         assert!(e.contains("x.nspawn:2") && e.contains("Boot="), "{e}");
         let net = parse(Path::new("x.nspawn"), "[Network]\nVirtualEthernet=yes\n", false).unwrap();
         assert_eq!(net.options, ["--network-veth"]);
-        let net = parse(Path::new("x.nspawn"), "[Network]\nBridge=br0\n", false).unwrap();
-        assert_eq!(net.options, ["--network-bridge=br0"]);
+        let net = parse(Path::new("x.nspawn"), "[Network]\nBridge=br0\nPort=tcp:8080:80\n", false).unwrap();
+        assert_eq!(net.options, ["--network-bridge=br0", "--port=tcp:8080:80"]);
         let net = parse(Path::new("x.nspawn"), "[Network]\nZone=web\n", false).unwrap();
         assert_eq!(net.options, ["--private-network"], "a link asked for must never leave the host's network");
     }

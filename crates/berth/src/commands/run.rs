@@ -233,7 +233,7 @@ fn run_now(cli: &Cli, a: &RunArgs, m: &clap::ArgMatches) -> Result<i32> {
         (None, Some(n)) if !a.ephemeral => Some(n.clone()),
         _ => None,
     };
-    let wants_link = a.network_veth || a.network_bridge.is_some();
+    let wants_link = a.network_veth || a.network_bridge.is_some() || !a.port.is_empty();
     if wants_link && a.detach && stored_machine.is_none() {
         bail!("-d with a network link needs a machine that keeps its address: make one with `berth create` or `run --name` (without -x)");
     }

@@ -36,6 +36,7 @@ const SETTINGS: &[&str] = &[
     "private_network",
     "network_veth",
     "network_bridge",
+    "port",
     "capability",
     "drop_capability",
     "system_call_filter",

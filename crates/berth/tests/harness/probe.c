@@ -18,6 +18,9 @@
  *   io_uring         io_uring_setup
  *   keyctl           keyctl(KEYCTL_JOIN_SESSION_KEYRING)
  *   bpf              bpf(BPF_PROG_LOAD) of nothing
+ *   udp-echo:PORT    (not an attack) serve UDP PORT for good: answer each
+ *                    datagram with the sender's address as it arrived;
+ *                    prints `udp-echo:PORT=ready` once bound
  *   personality      personality(READ_IMPLIES_EXEC)
  *   mknod-open:PATH  make PATH a char device 10:237 (loop-control), open it
  *   ttydev           the devices behind 0-2, as stat's %t:%T (`-` if none)
@@ -31,9 +34,11 @@
  *   sleep:N          sleep N seconds (to be looked at from the host)
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +155,23 @@ int main(int argc, char **argv) {
             const char *fs = a[6] == 'p' ? "proc" : "sysfs";
             mkdir(arg, 0755);
             result(a, mount(fs, arg, fs, 0, NULL));
+        } else if (!strncmp(a, "udp-echo:", 9)) {
+            int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(atoi(arg))};
+            if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+                result(a, -1);
+                continue;
+            }
+            printf("%s=ready\n", a);
+            for (;;) {
+                char buf[512], out[64];
+                struct sockaddr_in from;
+                socklen_t fl = sizeof from;
+                if (recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl) < 0)
+                    continue;
+                int m = snprintf(out, sizeof out, "%s", inet_ntoa(from.sin_addr));
+                sendto(fd, out, m, 0, (struct sockaddr *)&from, fl);
+            }
         } else if (!strcmp(a, "packet")) {
             int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
             result(a, fd);

@@ -228,12 +228,15 @@ struct Remote {
 
 impl Remote {
     fn new() -> Remote {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed) % 64;
         let id = std::process::id() % 0xfffff;
-        let (ns, link) = (format!("btremote{id:x}"), format!("br{id:x}"));
-        // 198.19.0.0/16 (RFC 2544): a /30 per test process.
+        let (ns, link) = (format!("btremote{id:x}x{n}"), format!("br{id:x}x{n}"));
+        // 198.19.0.0/16 (RFC 2544): a /24 per test process, a /30 per remote.
         let third = (id % 256) as u8;
-        let host_addr = Ipv4Addr::new(198, 19, third, 1);
-        let addr = Ipv4Addr::new(198, 19, third, 2);
+        let host_addr = Ipv4Addr::new(198, 19, third, 4 * n as u8 + 1);
+        let addr = Ipv4Addr::new(198, 19, third, 4 * n as u8 + 2);
         let r = Remote { ns, link, host_addr, addr };
         let sh = |args: &[&str]| {
             let st = Command::new("ip").args(args).status().expect("ip");
@@ -315,4 +318,187 @@ fn outbound_traffic_is_masqueraded_to_a_remote_host() {
     let o = c.sh(&["-n"], &spoof).success();
     assert!(o.out().contains("inet 10.77.0.9/16"), "the container could not take the forged address: {}", o.describe());
     assert_eq!(remote.ip_in(), after, "a packet with a forged source reached the remote host: {}", o.describe());
+}
+
+/// A TCP port free on this host now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// `GET path` from `addr:port` as the host; the body, trimmed, with
+/// busybox httpd's `[::ffff:A.B.C.D]` made `A.B.C.D`.
+fn client_seen(addr: Ipv4Addr, port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&(addr, port).into(), Duration::from_secs(3)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    // (A CGI's own header lines end in \n alone.)
+    let body = out.split_once("\r\n\r\n").or_else(|| out.split_once("\n\n"))?.1.trim().to_string();
+    Some(body.trim_start_matches('[').trim_end_matches(']').trim_start_matches("::ffff:").to_string())
+}
+
+/// httpd on port 80 with a CGI at /cgi-bin/addr that answers the client's address.
+const ADDR_SERVER: &str =
+    "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-type: text/plain\\necho\\necho $REMOTE_ADDR\\n' \
+                           > /www/cgi-bin/addr && chmod +x /www/cgi-bin/addr && exec httpd -f -p 80 -h /www";
+
+#[test]
+fn a_published_port_answers_on_loopback_the_hosts_addresses_and_to_a_remote_host_keeping_its_address() {
+    let c = Ctx::busybox();
+    let remote = Remote::new();
+    let port = free_port();
+    let m = format!("pub-{}", unique());
+    // -p alone implies the veth.
+    let map = format!("{port}:80");
+    c.berth.run(["run", "-d", "--name", &m, "-p", &map, &c.image, "/bin/sh", "-c", ADDR_SERVER]).success();
+    let server = Killed(&c, &m);
+    let net = c.berth.network().to_string();
+    let subnet: ipnet::Ipv4Net = networks(&c)[&net]["subnet"].as_str().unwrap_or_default().parse().expect("subnet");
+    // 127.0.0.1, which systemd-nspawn's --port does not answer on.
+    let mut seen = None;
+    wait_until("the published port answers on 127.0.0.1", Duration::from_secs(10), || {
+        seen = client_seen(Ipv4Addr::LOCALHOST, port, "/cgi-bin/addr");
+        seen.is_some()
+    });
+    let seen: Ipv4Addr = seen.unwrap_or_default().parse().expect("an address");
+    assert!(subnet.contains(&seen), "a loopback client reaches the machine from the bridge, not as {seen}");
+    // The host's address on another link.
+    assert_eq!(
+        client_seen(remote.host_addr, port, "/cgi-bin/addr").as_deref(),
+        Some(remote.host_addr.to_string().as_str())
+    );
+    // From another host: the machine sees that host's own address.
+    let get = format!(
+        "import urllib.request;print(urllib.request.urlopen('http://{}:{port}/cgi-bin/addr',timeout=5).read().decode())",
+        remote.host_addr
+    );
+    let out = Command::new("ip").args(["netns", "exec", &remote.ns, "python3", "-c", &get]).output().expect("python3");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        body.trim().trim_start_matches('[').trim_end_matches(']').trim_start_matches("::ffff:"),
+        remote.addr.to_string(),
+        "the remote client's address must reach the machine: {out:?}"
+    );
+    // The port is the machine's while it runs: one line, no second machine.
+    let again = c.berth.run(["run", "--rm", "-p", &map, &c.image, "true"]);
+    let again = again.failure();
+    assert!(again.stderr.contains("in use") && again.stderr.trim().lines().count() == 1, "{again:?}");
+    // A port taken by a program of the host's.
+    let held = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let taken = held.local_addr().expect("addr").port();
+    c.berth.run(["run", "--rm", "-p", &format!("{taken}:80"), &c.image, "true"]).failure().mentions_any(&["in use"]);
+    let links: Vec<String> = std::fs::read_dir(Path::new("/sys/class/net").join(&net).join("brif"))
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert_eq!(links.len(), 1, "the machine's one link on {net}: {links:?}");
+    let table = format!("berth-p-{}", links[0]);
+    let has_table = || {
+        let out = Command::new("nft").args(["list", "tables", "inet"]).output().expect("nft");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().any(|w| w == table)
+    };
+    assert!(has_table(), "no port table {table} while the machine runs");
+    drop(server);
+    // Gone with the machine: the port table, and the port is free again.
+    wait_until("the port table goes", Duration::from_secs(10), || !has_table());
+    std::net::TcpListener::bind(("0.0.0.0", port)).expect("the port is free once the machine is gone");
+    assert!(client_seen(Ipv4Addr::LOCALHOST, port, "/").is_none(), "nothing answers on the port any more");
+}
+
+#[test]
+fn a_machine_on_the_bridge_cannot_reach_the_hosts_loopback_services_through_published_ports_route_localnet() {
+    // Publishing a port lets 127.0.0.1 be routed to the bridge
+    // (route_localnet): a hostile machine there sends to 127.0.0.1 via
+    // the gateway, aiming at a service the host keeps to itself. It is
+    // played by a namespace the test plugs into the bridge, free to set
+    // its own route_localnet and routes as a machine root with
+    // CAP_NET_ADMIN in its namespace could.
+    let c = Ctx::busybox();
+    let net = c.berth.network().to_string();
+    let m = format!("pub-{}", unique());
+    let map = format!("{}:80", free_port());
+    c.berth.run(["run", "-d", "--name", &m, "-p", &map, &c.image, "/bin/sh", "-c", "exec sleep 300"]).success();
+    let _server = Killed(&c, &m);
+    let localnet = std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{net}/route_localnet")).unwrap_or_default();
+    assert_eq!(localnet.trim(), "1", "publishing a port sets route_localnet on {net}");
+    let subnet: ipnet::Ipv4Net = networks(&c)[&net]["subnet"].as_str().unwrap_or_default().parse().expect("subnet");
+    let gw = Ipv4Addr::from(u32::from(subnet.network()) + 1);
+    let evil_addr = Ipv4Addr::from(u32::from(subnet.broadcast()) - 1);
+    // The host's private service.
+    let private = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let port = private.local_addr().expect("addr").port();
+    private.set_nonblocking(true).expect("nonblocking");
+    let id = std::process::id() % 0xfffff;
+    let (ns, link) = (format!("btevil{id:x}"), format!("be{id:x}"));
+    struct Gone(String, String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.1]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).stderr(Stdio::null()).status();
+        }
+    }
+    let _gone = Gone(ns.clone(), link.clone());
+    let ip = |args: &[&str]| {
+        let st = Command::new("ip").args(args).status().expect("ip");
+        assert!(st.success(), "ip {args:?} failed");
+    };
+    ip(&["netns", "add", &ns]);
+    ip(&["link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+    ip(&["link", "set", &link, "master", &net, "up"]);
+    ip(&["-n", &ns, "addr", "add", &format!("{evil_addr}/{}", subnet.prefix_len()), "dev", "eth0"]);
+    ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+    for k in ["all", "eth0"] {
+        let st = Command::new("ip")
+            .args(["netns", "exec", &ns, "sysctl", "-qw", &format!("net.ipv4.conf.{k}.route_localnet=1")])
+            .status()
+            .expect("sysctl");
+        assert!(st.success());
+    }
+    ip(&["-n", &ns, "route", "add", "127.0.0.1/32", "via", &gw.to_string(), "dev", "eth0"]);
+    let try_it = format!(
+        "import socket\ns=socket.socket()\ns.settimeout(2)\ntry:\n  s.connect(('127.0.0.1',{port}))\n  print('connected')\nexcept OSError as e:\n  print('refused',e)\n"
+    );
+    let out = Command::new("ip").args(["netns", "exec", &ns, "python3", "-c", &try_it]).output().expect("python3");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.starts_with("refused"), "the bridge reached the host's 127.0.0.1:{port}: {said}");
+    assert!(private.accept().is_err(), "a connection from the bridge arrived at the host's loopback service");
+}
+
+/// Sends one datagram to `addr:port` from the host; the answer.
+fn udp_ask(addr: Ipv4Addr, port: u16) -> Option<String> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.send_to(b"who am i", (addr, port)).ok()?;
+    let mut buf = [0u8; 64];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn a_published_udp_port_answers_on_loopback_and_to_a_remote_host_keeping_its_address() {
+    let c = Ctx::probe();
+    let remote = Remote::new();
+    let port = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("port");
+    let m = format!("udp-{}", unique());
+    let map = format!("udp:{port}:53");
+    c.berth.run(["run", "-d", "--name", &m, "-p", &map, &c.image, "/probe", "udp-echo:53"]).success();
+    let _server = Killed(&c, &m);
+    let net = c.berth.network().to_string();
+    let subnet: ipnet::Ipv4Net = networks(&c)[&net]["subnet"].as_str().unwrap_or_default().parse().expect("subnet");
+    let mut seen = None;
+    wait_until("the published UDP port answers on 127.0.0.1", Duration::from_secs(10), || {
+        seen = udp_ask(Ipv4Addr::LOCALHOST, port);
+        seen.is_some()
+    });
+    let seen: Ipv4Addr = seen.unwrap_or_default().parse().expect("an address");
+    assert!(subnet.contains(&seen), "a loopback client reaches the machine from the bridge, not as {seen}");
+    let ask = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(3)\n\
+         s.sendto(b'x',('{}',{port}))\nprint(s.recvfrom(64)[0].decode())",
+        remote.host_addr
+    );
+    let out = Command::new("ip").args(["netns", "exec", &remote.ns, "python3", "-c", &ask]).output().expect("python3");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), remote.addr.to_string(), "{out:?}");
+    // TCP on the same number is not published.
+    assert!(TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_millis(500)).is_err());
 }

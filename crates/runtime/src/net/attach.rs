@@ -72,6 +72,17 @@ pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<(), RuntimeError> {
         let _ = host.delete_link(&net.host_if);
         return Err(fail(e));
     }
+    let v4 = net.addrs.iter().find_map(|a| match a {
+        super::IpNet::V4(v4) => Some(v4.addr()),
+        super::IpNet::V6(_) => None,
+    });
+    if let (Some(addr), false) = (v4, net.ports.is_empty()) {
+        if let Err(e) = super::ports::publish(&net.host_if, &net.bridge, addr, &net.ports) {
+            let _ = host.delete_link(&net.host_if);
+            super::ports::unpublish(&net.host_if);
+            return Err(RuntimeError::Setup(format!("publishing the container's ports: {e}")));
+        }
+    }
     Ok(())
 }
 
@@ -80,6 +91,9 @@ pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<(), RuntimeError> {
 /// namespace kept alive past the container, by an fd passed out, would
 /// keep the pair otherwise). Gone already is fine.
 pub fn detach(net: &NetAttach) {
+    if !net.ports.is_empty() {
+        super::ports::unpublish(&net.host_if);
+    }
     if let Ok(host) = Netlink::open() {
         let _ = host.delete_link(&net.host_if);
     }

@@ -36,6 +36,7 @@ pub mod nat;
 mod netlink;
 pub mod network;
 pub mod ns;
+pub mod ports;
 pub mod subnet;
 
 pub use attach::{attach, detach};

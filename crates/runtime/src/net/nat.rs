@@ -6,6 +6,8 @@
 //! table inet berth-NAME {
 //!   chain postrouting { type nat hook postrouting priority srcnat;
 //!     ip saddr SUBNET ip daddr != SUBNET masquerade }
+//!   chain guard { type filter hook prerouting priority raw;
+//!     iifname NAME ip daddr 127.0.0.0/8 drop }          # see ports.rs
 //!   chain forward { type filter hook forward priority filter;
 //!     iifname NAME ip saddr != SUBNET drop              # no forged sources
 //!     iifname NAME ip6 saddr != ULA drop
@@ -43,11 +45,25 @@ fn table(network: &str) -> String {
     format!("berth-{network}")
 }
 
-fn apply(what: &'static str, network: &str, commands: Vec<Value>) -> Result<(), NatError> {
+/// The `nft` program, by its path rather than through the caller's PATH.
+fn nft() -> &'static str {
+    ["/usr/sbin/nft", "/sbin/nft"].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap_or("nft")
+}
+
+/// The names of the host's nftables tables of the `inet` family.
+pub(super) fn list_tables() -> Result<Vec<String>, NatError> {
+    let out = nftables::helper::get_current_ruleset_raw(Some(nft()), ["list", "tables", "inet"])
+        .map_err(|e| NatError::Nft { what: "list the tables", network: String::new(), detail: e.to_string() })?;
+    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    Ok(v["nftables"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|o| o["table"]["name"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default())
+}
+
+pub(super) fn apply(what: &'static str, network: &str, commands: Vec<Value>) -> Result<(), NatError> {
     let payload = json!({ "nftables": commands }).to_string();
-    // By its path, not through the caller's PATH.
-    let nft = ["/usr/sbin/nft", "/sbin/nft"].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap_or("nft");
-    nftables::helper::apply_ruleset_raw(&payload, Some(nft), std::iter::empty::<&str>())
+    nftables::helper::apply_ruleset_raw(&payload, Some(nft()), std::iter::empty::<&str>())
         .map(drop)
         .map_err(|e| NatError::Nft { what, network: network.to_string(), detail: e.to_string() })
 }
@@ -85,6 +101,17 @@ pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net) -> Result<(), NatErr
         json!({ "add": { "table": tbl } }),
         chain("postrouting", "nat", "postrouting", 100),
         chain("forward", "filter", "forward", 0),
+        chain("guard", "filter", "prerouting", -300),
+        // Published ports turn route_localnet on for the bridge: nothing a
+        // machine sends to 127/8 may reach the host's loopback services.
+        rule(
+            "guard",
+            vec![
+                matches(iif.clone(), "==", json!(network)),
+                matches(daddr.clone(), "==", prefix("127.0.0.0/8")),
+                json!({ "drop": null }),
+            ],
+        ),
         rule(
             "postrouting",
             vec![

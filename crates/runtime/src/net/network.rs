@@ -334,7 +334,7 @@ pub fn attach_plan(dir: &Path, bridge: &str, owner: &Owner, make_default: bool) 
             if !sys_class_net(bridge).join("bridge").is_dir() {
                 return Err(NetError::NotFound(bridge.to_string()));
             }
-            return Ok(NetAttach { host_if, bridge: bridge.to_string(), addrs: vec![], gateways: vec![] });
+            return Ok(NetAttach { host_if, bridge: bridge.to_string(), ..Default::default() });
         }
     };
     let ipam = Ipam::open(dir, &n.name)?;
@@ -346,6 +346,7 @@ pub fn attach_plan(dir: &Path, bridge: &str, owner: &Owner, make_default: bool) 
         bridge: n.name,
         addrs: vec![IpNet::V4(lease.addr), IpNet::V6(lease.addr6)],
         gateways: vec![IpAddr::V4(lease.gateway), IpAddr::V6(lease.gateway6)],
+        ports: vec![],
     })
 }
 
