@@ -101,10 +101,14 @@ fi
 if has_tool throughput; then
     # a sink in the machine: busybox nc from the host, bound in read-only
     PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("0.0.0.0", 0)); print(s.getsockname()[1])')
-    "${B[@]}" run -d --name sink -p "$PORT:5001" --bind-ro /bin/busybox:/bb bench \
-        /bin/sh -c 'while :; do /bb nc -l -p 5001 >/dev/null; done' >/dev/null
+    "${B[@]}" run -d --name sink -p "$PORT:5001" --bind-ro /bin/busybox:/busybox bench \
+        /bin/sh -c 'while :; do /busybox nc -l -p 5001 >/dev/null; done' >/dev/null
     ADDR=$("$BERTH" network ls --json | jq -r --arg n "$BERTH_NETWORK" '.[] | select(.name == $n) | .leases[0].address' | cut -d/ -f1)
-    sleep 0.5
+    for _ in $(seq 100); do # until the sink listens
+        python3 -c "import socket; socket.create_connection(('$ADDR', 5001), timeout=1).close()" 2>/dev/null && break
+        sleep 0.1
+    done
+    sleep 0.2
     send() { # host port -> MB/s
         python3 - "$1" "$2" "$BYTES" <<'PY'
 import socket, sys, time

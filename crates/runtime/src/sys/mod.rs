@@ -29,6 +29,26 @@ pub fn clone_fork(flags: libc::c_int) -> io::Result<Option<libc::pid_t>> {
     Ok(if pid == 0 { None } else { Some(pid as libc::pid_t) })
 }
 
+/// Runs `f` in a process of its own that the caller does not wait for: a
+/// grandchild (the child in between is reaped here, so none is left a
+/// zombie), with every descriptor closed first (no lock, pipe or stdio of
+/// berth's held past its exit). Where forking fails, `f` runs here.
+pub fn in_background(f: impl FnOnce()) {
+    match clone_fork(0) {
+        Ok(Some(child)) => {
+            let _ = waitpid(child, false);
+        }
+        Ok(None) => {
+            if let Ok(None) = clone_fork(0) {
+                let _ = close_range(0, u32::MAX);
+                f();
+            }
+            exit_now(0)
+        }
+        Err(_) => f(),
+    }
+}
+
 /// [`clone_fork`] into the cgroup2 directory `cgroup` (clone3 with
 /// `CLONE_INTO_CGROUP`): the child starts in it. `Ok(None)` in the child.
 pub fn clone_into_cgroup(flags: libc::c_int, cgroup: &std::os::fd::OwnedFd) -> io::Result<Option<libc::pid_t>> {
