@@ -129,24 +129,9 @@ impl Ipam {
     /// address. The first lease fixes the network's subnet and ULA prefix.
     pub fn allocate(&self, owner: &str, subnet: Ipv4Net) -> Result<Lease, IpamError> {
         check_owner(owner)?;
-        let subnet = subnet.trunc();
-        if subnet.prefix_len() > 30 {
-            return Err(IpamError::SubnetTooSmall { network: self.network.clone(), subnet });
-        }
+        let subnet = self.checked(subnet)?;
         self.modify(|state| {
-            match state.subnet {
-                Some(recorded) if recorded != subnet && !state.leases.is_empty() => {
-                    return Err(IpamError::SubnetMismatch {
-                        network: self.network.clone(),
-                        recorded,
-                        requested: subnet,
-                    })
-                }
-                _ => state.subnet = Some(subnet),
-            }
-            if state.ula.is_none() {
-                state.ula = Some(subnet::random_ula()?);
-            }
+            self.fix(state, subnet)?;
             if !state.leases.contains_key(owner) {
                 let addr = free_address(state, subnet).ok_or_else(|| IpamError::Full {
                     network: self.network.clone(),
@@ -162,30 +147,36 @@ impl Ipam {
     /// Fixes the network's subnet (and makes its ULA prefix) before any
     /// lease: what `berth network create` records. Returns the ULA /64.
     pub fn define(&self, subnet: Ipv4Net) -> Result<Ipv6Net, IpamError> {
+        let subnet = self.checked(subnet)?;
+        self.modify(|state| self.fix(state, subnet))
+    }
+
+    /// `subnet` without host bits, if it has room for a lease.
+    fn checked(&self, subnet: Ipv4Net) -> Result<Ipv4Net, IpamError> {
         let subnet = subnet.trunc();
         if subnet.prefix_len() > 30 {
             return Err(IpamError::SubnetTooSmall { network: self.network.clone(), subnet });
         }
-        self.modify(|state| {
-            match state.subnet {
-                Some(recorded) if recorded != subnet && !state.leases.is_empty() => {
-                    return Err(IpamError::SubnetMismatch {
-                        network: self.network.clone(),
-                        recorded,
-                        requested: subnet,
-                    })
-                }
-                _ => state.subnet = Some(subnet),
+        Ok(subnet)
+    }
+
+    /// Records `subnet` (refused when leases come from another one) and
+    /// the ULA prefix, made on first use; returns the prefix.
+    fn fix(&self, state: &mut State, subnet: Ipv4Net) -> Result<Ipv6Net, IpamError> {
+        match state.subnet {
+            Some(recorded) if recorded != subnet && !state.leases.is_empty() => {
+                return Err(IpamError::SubnetMismatch { network: self.network.clone(), recorded, requested: subnet })
             }
-            match state.ula {
-                Some(ula) => Ok(ula),
-                None => {
-                    let ula = subnet::random_ula()?;
-                    state.ula = Some(ula);
-                    Ok(ula)
-                }
+            _ => state.subnet = Some(subnet),
+        }
+        match state.ula {
+            Some(ula) => Ok(ula),
+            None => {
+                let ula = subnet::random_ula()?;
+                state.ula = Some(ula);
+                Ok(ula)
             }
-        })
+        }
     }
 
     /// Drops the leases whose owner `keep` says no to; how many went.
