@@ -20,10 +20,6 @@ set -Eeuo pipefail
 trap 'printf "[bench] internal error: line %s exited %s\n" "$LINENO" "$?" >&2' ERR
 
 RUNS=${RUNS:-3}
-ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BERTH=${BERTH:-$ROOT_DIR/target/$HOST_TUPLE/release/berth}
-BENCH_CACHE=${BENCH_CACHE:-/var/cache/berth-bench}
-BENCH_TMP=${BENCH_TMP:-/var/tmp}
 ROOTFS=$BENCH_CACHE/rootfs-bookworm-minbase
 TOOLS="berth-in-stopped cp-a-upper berth-out-stopped cp-a-out berth-in-running tar-exec-in berth-out-running tar-exec-out"
 

@@ -50,3 +50,9 @@ EOF
 # cargo builds for the host tuple (.cargo/config.toml): the default berth
 # binary is target/$HOST_TUPLE/release/berth.
 HOST_TUPLE=$(rustc --print host-tuple 2>/dev/null) || HOST_TUPLE=$(uname -m)-unknown-linux-gnu
+
+# What every script shares; each may be set in the environment.
+ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BERTH=${BERTH:-$ROOT_DIR/target/$HOST_TUPLE/release/berth}
+BENCH_CACHE=${BENCH_CACHE:-/var/cache/berth-bench}
+BENCH_TMP=${BENCH_TMP:-/var/tmp}

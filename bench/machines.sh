@@ -35,10 +35,6 @@ trap 'printf "[bench] internal error: line %s exited %s\n" "$LINENO" "$?" >&2' E
 RUNS=${RUNS:-3}
 FAST_RUNS=${FAST_RUNS:-30}
 XZ_RUNS=${XZ_RUNS:-1}
-ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BERTH=${BERTH:-$ROOT_DIR/target/$HOST_TUPLE/release/berth}
-BENCH_CACHE=${BENCH_CACHE:-/var/cache/berth-bench}
-BENCH_TMP=${BENCH_TMP:-/var/tmp}
 BTRFS_SIZE=${BTRFS_SIZE:-2G}
 MACHINE_TOOLS="berth-create berth-create-tiny berth-clone cp berth-create-btrfs berth-clone-btrfs snapshot cp-btrfs"
 EXPORT_TOOLS="berth-export-zst tar-zstd berth-export-xz tar-xz tar-xz-t0"

@@ -21,10 +21,6 @@ trap 'printf "[bench] internal error: line %s exited %s\n" "$LINENO" "$?" >&2' E
 
 RUNS=${RUNS:-40}
 BYTES=${BYTES:-2000000000}
-ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BERTH=${BERTH:-$ROOT_DIR/target/$HOST_TUPLE/release/berth}
-BENCH_CACHE=${BENCH_CACHE:-/var/cache/berth-bench}
-BENCH_TMP=${BENCH_TMP:-/var/tmp}
 ALL_TOOLS="berth nspawn throughput"
 TOOLS=${TOOLS:-$ALL_TOOLS}
 ROOTFS=$BENCH_CACHE/rootfs-bookworm-minbase

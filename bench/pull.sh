@@ -22,10 +22,6 @@ set -Eeuo pipefail
 trap 'printf "[bench] internal error: line %s exited %s\n" "$LINENO" "$?" >&2' ERR
 
 RUNS=${RUNS:-3}
-ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BERTH=${BERTH:-$ROOT_DIR/target/$HOST_TUPLE/release/berth}
-BENCH_CACHE=${BENCH_CACHE:-/var/cache/berth-bench}
-BENCH_TMP=${BENCH_TMP:-/var/tmp}
 TOOLS=${TOOLS:-berth skopeo-umoci podman floor-gzip floor-pigz}
 DROP_CACHES=${DROP_CACHES:-0}
 PODMAN_DRIVER=${PODMAN_DRIVER:-}

@@ -192,14 +192,14 @@ fn run_in(
             listen_env.push(("LISTEN_FDNAMES".to_string(), names));
         }
     }
-    // Block the signals we relay before cloning, so none is lost between
-    // the clone and the relay loop; the child inherits the mask.
     // Published ports are held from before the container starts (a port
     // in use is an error now) until berth is done with it.
     let _ports = match &spec.network {
         Some(net) => crate::net::ports::reserve(&net.ports).map_err(|e| RuntimeError::Setup(e.to_string()))?,
         None => Vec::new(),
     };
+    // Block the signals we relay before cloning, so none is lost between
+    // the clone and the relay loop; the child inherits the mask.
     let sfd = sys::signalfd(sys::FORWARDED).map_err(|e| RuntimeError::sys("creating a signalfd", e))?;
     let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     if spec.private_network {

@@ -23,7 +23,6 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use rustix::fs::{flock, FlockOperation};
 use serde::{Deserialize, Serialize};
 
 use super::subnet::{self, SubnetError};
@@ -381,22 +380,8 @@ struct DirLock {
 impl DirLock {
     fn take(dir: &Path, exclusive: bool) -> Result<DirLock, IpamError> {
         let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err("opening", &path))?;
-        let op = if exclusive { FlockOperation::LockExclusive } else { FlockOperation::LockShared };
-        loop {
-            match flock(&file, op) {
-                Ok(()) => return Ok(DirLock { _held: file }),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(io_err("locking", &path)(e.into())),
-            }
-        }
+        let file = super::lockfile::take(&path, exclusive).map_err(io_err("locking", &path))?;
+        Ok(DirLock { _held: file })
     }
 }
 

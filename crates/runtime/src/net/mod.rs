@@ -32,6 +32,7 @@ mod addr;
 mod attach;
 pub mod ipam;
 mod link;
+mod lockfile;
 pub mod nat;
 mod netlink;
 pub mod network;

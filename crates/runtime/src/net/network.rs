@@ -21,7 +21,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use rustix::fs::{flock, FlockOperation};
 use serde::Serialize;
 
 use super::ipam::{self, Ipam, IpamError};
@@ -162,26 +161,7 @@ fn lock_file(dir: &Path, name: &str) -> Result<Lock, NetError> {
         source,
     })?;
     let path = dir.join(name);
-    use std::os::unix::fs::OpenOptionsExt;
-    // Root's alone: a lock others could open, they could hold forever.
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(|source| NetError::Io { what: "opening", path: path.clone(), source })?;
-    let md = f.metadata().map_err(|source| NetError::Io { what: "reading", path: path.clone(), source })?;
-    if std::os::unix::fs::MetadataExt::mode(&md) & 0o077 != 0 {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|source| NetError::Io {
-            what: "restricting",
-            path: path.clone(),
-            source,
-        })?;
-    }
-    flock(&f, FlockOperation::LockExclusive).map_err(|e| NetError::Io { what: "locking", path, source: e.into() })?;
+    let f = super::lockfile::take(&path, true).map_err(|source| NetError::Io { what: "locking", path, source })?;
     Ok(Lock(f))
 }
 
@@ -199,6 +179,11 @@ fn check_name(name: &str) -> Result<(), NetError> {
 
 fn sys_class_net(name: &str) -> PathBuf {
     Path::new("/sys/class/net").join(name)
+}
+
+/// Whether a bridge called `name` exists.
+fn is_bridge(name: &str) -> bool {
+    sys_class_net(name).join("bridge").is_dir()
 }
 
 /// The links on bridge `name` now.
@@ -286,8 +271,14 @@ pub fn list(dir: &Path) -> Result<Vec<NetworkInfo>, NetError> {
             .into_iter()
             .map(|l| LeaseInfo { owner: l.owner, address: l.addr, address6: l.addr6 })
             .collect();
-        let up = sys_class_net(&name).join("bridge").is_dir();
-        out.push(NetworkInfo { attached: ports(&name), bridge: up, ula: ipam.ula()?, name, subnet, leases });
+        out.push(NetworkInfo {
+            attached: ports(&name),
+            bridge: is_bridge(&name),
+            ula: ipam.ula()?,
+            name,
+            subnet,
+            leases,
+        });
     }
     Ok(out)
 }
@@ -324,14 +315,14 @@ pub fn attach_plan(dir: &Path, bridge: &str, owner: &Owner, make_default: bool) 
         Some(n) => {
             // Made with its addresses and NAT table together: gone only
             // after a reboot (or by hand), then made again, all of it.
-            if !sys_class_net(&n.name).join("bridge").is_dir() {
+            if !is_bridge(&n.name) {
                 ensure_bridge(&Netlink::open()?, &n)?;
             }
             n
         }
         None if make_default => create_locked(dir, bridge, None)?,
         None => {
-            if !sys_class_net(bridge).join("bridge").is_dir() {
+            if !is_bridge(bridge) {
                 return Err(NetError::NotFound(bridge.to_string()));
             }
             return Ok(NetAttach { host_if, bridge: bridge.to_string(), ..Default::default() });
