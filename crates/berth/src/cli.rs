@@ -352,6 +352,15 @@ pub struct RunArgs {
     /// A private network with a veth link (host0) on bridge BR (a berth network, or a bridge of yours)
     #[arg(long, value_name = "BR")]
     pub network_bridge: Option<String>,
+    /// A private network with a macvlan link (mv-IF) on the host's interface IF, up, unaddressed
+    #[arg(long, value_name = "IF")]
+    pub network_macvlan: Vec<String>,
+    /// A private network with an ipvlan link (iv-IF) on the host's interface IF, up, unaddressed
+    #[arg(long, value_name = "IF")]
+    pub network_ipvlan: Vec<String>,
+    /// Join the network namespace at P (/run/netns/NAME, /proc/PID/ns/net) instead of making one
+    #[arg(long, value_name = "P")]
+    pub network_namespace_path: Option<std::path::PathBuf>,
     /// Publish a port: [tcp:|udp:][HOSTIP:]HOSTPORT[:CONTPORT] (implies --network-veth)
     #[arg(short = 'p', long = "port", value_name = "PORT")]
     pub port: Vec<String>,

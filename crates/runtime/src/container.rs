@@ -180,6 +180,18 @@ fn run_in(
     policy.try_filter(0).and_then(|_| policy.try_filter(u64::MAX)).map_err(RuntimeError::Invalid)?;
     // The tree, layers and binds, opened on the host side; inside its user
     // namespace container root could not reach them.
+    // A network namespace to join: this thread enters it until the clone,
+    // so the container starts in it (and a sysfs made for it below is its).
+    let joined = match &spec.netns {
+        Some(p) => {
+            let ns = crate::net::ns::open_named(p).map_err(RuntimeError::Invalid)?;
+            Some(
+                crate::net::ns::Joined::enter(&ns)
+                    .map_err(|e| RuntimeError::sys("joining the network namespace", e))?,
+            )
+        }
+        None => None,
+    };
     let host = crate::userns::idmap::HostMounts::prepare(spec)?;
     // The command is PID 2 (the first child of berth's init); a booted
     // init is PID 1.
@@ -266,6 +278,7 @@ fn run_in(
         }
         Ok(Some(pid)) => pid,
     };
+    drop(joined);
     drop((sync_r, err_w));
     let (master, slave) = match pty {
         Some(p) => (Some(p.master), Some(p.slave)),
@@ -332,18 +345,27 @@ fn run_in(
     // The init (`child` now) waits for its link before it starts the
     // command or boots: made here, from the host side, into its network
     // namespace.
-    let net_failed = match &spec.network {
-        Some(net) => match crate::net::attach(net, child) {
+    let net_failed = if spec.links_from_host() {
+        let linked = match &spec.network {
+            Some(net) => crate::net::attach(net, child),
+            None => Ok(()),
+        };
+        match linked.and_then(|()| crate::net::attach_vlans(&spec.vlans, child)) {
             Ok(()) => {
                 let _ = rustix::io::write(&_sync_w, b"n");
                 None
             }
             Err(e) => {
                 let _ = sys::kill(child, libc::SIGKILL);
+                // The veth and port table, if made before a vlan failed.
+                if let Some(net) = &spec.network {
+                    crate::net::detach(net);
+                }
                 Some(e)
             }
-        },
-        None => None,
+        }
+    } else {
+        None
     };
     let mut message = String::new();
     let _ = std::fs::File::from(err_r).read_to_string(&mut message);

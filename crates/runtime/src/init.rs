@@ -179,7 +179,7 @@ fn prepare_and_spawn(ctx: &ChildContext) -> Result<(libc::pid_t, bool), (i32, St
     rustix::system::sethostname(spec.hostname.as_bytes())
         .map_err(|e| fail(RuntimeError::sys("setting the hostname", e)))?;
 
-    if spec.network.is_some() {
+    if spec.links_from_host() {
         // berth configures host0 from the host side once this init exists
         // (its network namespace is the one to configure): wait for it.
         let mut b = [0u8; 1];

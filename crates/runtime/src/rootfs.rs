@@ -238,7 +238,11 @@ pub fn setup(
     }
     run_host(&root)?;
     let ro_root = spec.read_only || spec.volatile == Volatile::State;
-    resolv_conf(&root, spec.resolv_conf, ro_root)?;
+    let dns = spec.network.as_ref().and_then(|n| n.dns);
+    resolv_conf(&root, &scratch, spec.resolv_conf, dns, ro_root)?;
+    if let Some(hosts) = &host.hosts {
+        hosts_file(&root, hosts, ro_root)?;
+    }
     for (i, (mnt, made)) in spec.mounts.iter().zip(&host.user).enumerate() {
         user_mount(&root, &scratch, i, mnt, made.as_ref())?;
     }
@@ -559,7 +563,17 @@ fn mount_dev(root: &Root, console: Option<&Path>) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn resolv_conf(root: &Root, mode: ResolvConf, ro_root: bool) -> Result<(), RuntimeError> {
+/// The host's resolv.conf as `mode` wants it in the container. On a
+/// network that forwards DNS at the bridge (`dns`), loopback resolvers are
+/// replaced by the bridge's address, in a copy made in `scratch` (which
+/// the bind modes bind instead of the host's file).
+fn resolv_conf(
+    root: &Root,
+    scratch: &Path,
+    mode: ResolvConf,
+    dns: Option<std::net::Ipv4Addr>,
+    ro_root: bool,
+) -> Result<(), RuntimeError> {
     if mode == ResolvConf::Off {
         return Ok(());
     }
@@ -567,14 +581,23 @@ fn resolv_conf(root: &Root, mode: ResolvConf, ro_root: bool) -> Result<(), Runti
     let existing = rfs::statat(&etc, &name, rfs::AtFlags::SYMLINK_NOFOLLOW).ok();
     let is_link =
         existing.as_ref().is_some_and(|st| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink);
-    let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+    let mut source = crate::net::dns::host_resolv_conf();
+    let mut host = std::fs::read(&source).unwrap_or_default();
+    if let Some(gw) = dns {
+        let text = String::from_utf8_lossy(&host);
+        if crate::net::dns::loopback_resolver(&text).is_some() {
+            host = crate::net::dns::for_machine(&text, gw).into_bytes();
+            source = scratch.join("resolv.conf");
+            std::fs::write(&source, &host).map_err(|e| RuntimeError::sys("writing the machine's resolv.conf", e))?;
+        }
+    }
     let bind = || -> Result<(), RuntimeError> {
         // Binding needs a file to cover; a read-only tree without one
         // stays as it is rather than be written to.
-        if is_link || existing.is_none() || !Path::new("/etc/resolv.conf").exists() {
+        if is_link || existing.is_none() || !source.exists() {
             return Ok(());
         }
-        root.bind(Path::new("/etc/resolv.conf"), Path::new("etc/resolv.conf"), Kind::File, false, true)
+        root.bind(&source, Path::new("etc/resolv.conf"), Kind::File, false, true)
     };
     let write = |replace: bool| -> Result<(), RuntimeError> {
         if is_link && !replace {
@@ -613,6 +636,18 @@ fn resolv_conf(root: &Root, mode: ResolvConf, ro_root: bool) -> Result<(), Runti
             None => Ok(()),
         },
     }
+}
+
+/// The network's hosts file over `/etc/hosts`, read-only (berth rewrites
+/// it in place as machines come and go; see `net::hosts`). A read-only
+/// tree without the file is left as it is.
+fn hosts_file(root: &Root, hosts: &OwnedFd, ro_root: bool) -> Result<(), RuntimeError> {
+    let rel = Path::new("etc/hosts");
+    if ro_root && root.existing(rel).is_err() {
+        return Ok(());
+    }
+    let t = root.target(rel, Kind::File)?;
+    attach(hosts, Path::new("/etc/hosts"), Some(&t.0), "/etc/hosts")
 }
 
 fn user_mount(

@@ -228,6 +228,62 @@ pub struct NetAttach {
     pub gateways: Vec<std::net::IpAddr>,
     /// `-p`: host ports forwarded to the container's IPv4 address.
     pub ports: Vec<crate::net::ports::PortMap>,
+    /// The network's hosts file, bound over `/etc/hosts` (berth networks).
+    pub hosts: Option<std::path::PathBuf>,
+    /// The bridge's address, named in `/etc/resolv.conf` in place of the
+    /// host's loopback resolver, when the network forwards DNS there.
+    pub dns: Option<std::net::Ipv4Addr>,
+}
+
+/// A link on one of the host's interfaces, made inside the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    /// `--network-macvlan`: its own MAC address on the parent's segment.
+    Macvlan,
+    /// `--network-ipvlan`: the parent's MAC address, its own IP addresses.
+    Ipvlan,
+}
+
+impl std::fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LinkKind::Macvlan => "macvlan",
+            LinkKind::Ipvlan => "ipvlan",
+        })
+    }
+}
+
+impl RunSpec {
+    /// Whether berth links the container's network namespace from the
+    /// host side (a veth, macvlan or ipvlan) before its command starts.
+    pub fn links_from_host(&self) -> bool {
+        self.network.is_some() || !self.vlans.is_empty()
+    }
+}
+
+/// `--network-macvlan IF` / `--network-ipvlan IF`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VlanLink {
+    pub kind: LinkKind,
+    /// The host's interface it sits on.
+    pub parent: String,
+}
+
+impl VlanLink {
+    /// Its name in the container, as systemd-nspawn names it: `mv-IF` or
+    /// `iv-IF`, cut to the kernel's 15 bytes.
+    pub fn name(&self) -> String {
+        let prefix = match self.kind {
+            LinkKind::Macvlan => "mv-",
+            LinkKind::Ipvlan => "iv-",
+        };
+        let mut n = format!("{prefix}{}", self.parent);
+        if n.len() > crate::net::MAX_IFNAME {
+            let cut = (0..=crate::net::MAX_IFNAME).rev().find(|&i| n.is_char_boundary(i)).unwrap_or(0);
+            n.truncate(cut);
+        }
+        n
+    }
 }
 
 /// Everything `run` needs.
@@ -249,6 +305,10 @@ pub struct RunSpec {
     /// A veth link into the container's (private) network namespace,
     /// made and configured by berth before the command or init starts.
     pub network: Option<NetAttach>,
+    /// `--network-macvlan` / `--network-ipvlan` links (a private network).
+    pub vlans: Vec<VlanLink>,
+    /// `--network-namespace-path`: the network namespace to join.
+    pub netns: Option<std::path::PathBuf>,
     pub mounts: Vec<BindMount>,
     pub resolv_conf: ResolvConf,
     /// `-t`: a pty relayed both ways (the same as `console: Interactive`).

@@ -8,7 +8,7 @@ use crate::output::{print, print_json, table};
 use anyhow::{anyhow, bail, Context, Result};
 use berth_runtime::net::network::{self as netw, Owner};
 use berth_runtime::net::ports::PortMap;
-use berth_runtime::spec::NetAttach;
+use berth_runtime::spec::{LinkKind, NetAttach, VlanLink};
 
 pub fn run(_cli: &Cli, c: &NetworkCommand) -> Result<i32> {
     let dir = netw::dir();
@@ -77,6 +77,30 @@ pub fn plan(a: &RunArgs, owner: &Owner) -> Result<Option<NetAttach>> {
     }
     attach.ports = ports;
     Ok(Some(attach))
+}
+
+/// The `--network-macvlan` and `--network-ipvlan` links, their parents
+/// checked to be interfaces of this host.
+pub fn vlans(a: &RunArgs) -> Result<Vec<VlanLink>> {
+    let mut out = Vec::new();
+    for (kind, parents) in [(LinkKind::Macvlan, &a.network_macvlan), (LinkKind::Ipvlan, &a.network_ipvlan)] {
+        for p in parents {
+            let name_ok = !p.is_empty()
+                && p.len() <= berth_runtime::net::MAX_IFNAME
+                && !p.contains(['/', ':', ' ', '\t', '\n'])
+                && p != "."
+                && p != "..";
+            if !name_ok || !std::path::Path::new("/sys/class/net").join(p).exists() {
+                bail!("--network-{kind} {p}: no interface of that name on this host (see `ip link`)");
+            }
+            let v = VlanLink { kind, parent: p.clone() };
+            if out.iter().any(|o: &VlanLink| o.name() == v.name()) {
+                bail!("--network-{kind} {p} is given twice (or cut to the same link name {})", v.name());
+            }
+            out.push(v);
+        }
+    }
+    Ok(out)
 }
 
 /// Gives a run's lease back when the run ends (a machine's stays).

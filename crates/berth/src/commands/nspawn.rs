@@ -6,12 +6,12 @@
 //! (which win).
 //!
 //! Keys berth has no equivalent for are reported on stderr, one line
-//! each, never ignored silently. `VirtualEthernet=`, `Bridge=` and
-//! `Port=` give the machine its veth link and published ports; the other
-//! network keys that give a machine a network of its own (`Zone=`,
-//! `MACVLAN=`, …) give it a private network with only `lo` until berth
-//! has them: the machine is never left on the host's network when its
-//! file asked for its own. Written by hand: systemd's syntax (repeated
+//! each, never ignored silently. `VirtualEthernet=`, `Bridge=`, `Port=`,
+//! `MACVLAN=`, `IPVLAN=` and `NetworkNamespacePath=` map to berth's
+//! options; the other network keys that give a machine a network of its
+//! own (`Zone=`, `Interface=`, `VirtualEthernetExtra=`) give it a private
+//! network with only `lo`: the machine is never left on the host's
+//! network when its file asked for its own. Written by hand: systemd's syntax (repeated
 //! keys, `\` continuations, quoted words) is small, and no crate follows
 //! it.
 
@@ -193,7 +193,10 @@ fn apply(s: &mut Settings, section: &str, key: &str, value: &str) -> Result<Opti
         ("Network", "Private") => flag_if(s, "private-network", value)?,
         ("Network", "VirtualEthernet") => flag_if(s, "network-veth", value)?,
         ("Network", "Bridge") => opt("network-bridge", value),
-        ("Network", "Zone" | "MACVLAN" | "IPVLAN" | "Interface" | "VirtualEthernetExtra") => {
+        ("Network", "MACVLAN") => words(value)?.iter().for_each(|w| opt("network-macvlan", w)),
+        ("Network", "IPVLAN") => words(value)?.iter().for_each(|w| opt("network-ipvlan", w)),
+        ("Network", "NetworkNamespacePath") => opt("network-namespace-path", value),
+        ("Network", "Zone" | "Interface" | "VirtualEthernetExtra") => {
             s.options.push("--private-network".into());
             return Ok(Some("is not supported yet: the machine gets a private network with only lo instead".into()));
         }
@@ -242,5 +245,20 @@ mod tests {
         assert_eq!(net.options, ["--network-bridge=br0", "--port=tcp:8080:80"]);
         let net = parse(Path::new("x.nspawn"), "[Network]\nZone=web\n", false).unwrap();
         assert_eq!(net.options, ["--private-network"], "a link asked for must never leave the host's network");
+        let net = parse(
+            Path::new("x.nspawn"),
+            "[Network]\nMACVLAN=eth0 eth1\nIPVLAN=eth2\nNetworkNamespacePath=/run/netns/x\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            net.options,
+            [
+                "--network-macvlan=eth0",
+                "--network-macvlan=eth1",
+                "--network-ipvlan=eth2",
+                "--network-namespace-path=/run/netns/x"
+            ]
+        );
     }
 }

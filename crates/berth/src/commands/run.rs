@@ -237,6 +237,16 @@ fn run_now(cli: &Cli, a: &RunArgs, m: &clap::ArgMatches) -> Result<i32> {
     if wants_link && a.detach && stored_machine.is_none() {
         bail!("-d with a network link needs a machine that keeps its address: make one with `berth create` or `run --name` (without -x)");
     }
+    let vlans = super::network::vlans(a)?;
+    if let Some(p) = &a.network_namespace_path {
+        if wants_link || !vlans.is_empty() || a.private_network {
+            bail!(
+                "--network-namespace-path joins a network namespace as it is: drop --private-network, -n, \
+                 --network-bridge, -p, --network-macvlan and --network-ipvlan"
+            );
+        }
+        berth_runtime::net::ns::open_named(p).map_err(|e| anyhow!(e))?;
+    }
     // The image, pulled first when --pull says so.
     let mut image_rec = match &image_name {
         Some(image) => super::pull::ensure_image(&store, image, &a.pull, &a.registry)?,
@@ -415,7 +425,8 @@ fn run_now(cli: &Cli, a: &RunArgs, m: &clap::ArgMatches) -> Result<i32> {
     // The link, leased now that the machine (if any) is locked.
     let net_owner = match &stored_machine {
         Some(n) => berth_runtime::net::network::Owner::machine(n),
-        None => berth_runtime::net::network::Owner::this_run(),
+        // A named run (-x --name, -D/-i with -M) is known by its name.
+        None => berth_runtime::net::network::Owner::this_run(managed.map(String::as_str)),
     };
     let network = super::network::plan(a, &net_owner)?;
     let _net_lease = super::network::TransientLease::of(network.is_some(), net_owner);
@@ -429,8 +440,10 @@ fn run_now(cli: &Cli, a: &RunArgs, m: &clap::ArgMatches) -> Result<i32> {
         name: hostname,
         read_only: a.read_only || machine_ro,
         volatile,
-        private_network: a.private_network || network.is_some(),
+        private_network: a.private_network || network.is_some() || !vlans.is_empty(),
         network,
+        vlans,
+        netns: a.network_namespace_path.clone(),
         mounts,
         resolv_conf: a.resolv_conf.parse::<ResolvConf>().map_err(|e| anyhow!(e))?,
         tty,

@@ -17,18 +17,18 @@ use crate::harness::berth::unique;
 use crate::harness::container::Ctx;
 
 /// `berth network ls --json`, by name.
-fn networks(c: &Ctx) -> BTreeMap<String, Value> {
+pub(super) fn networks(c: &Ctx) -> BTreeMap<String, Value> {
     let out = c.berth.run(["network", "ls", "--json"]).success();
     let Value::Array(a) = out.json() else { panic!("network ls --json: {}", out.stdout) };
     a.into_iter().map(|n| (n["name"].as_str().unwrap_or_default().to_string(), n)).collect()
 }
 
 /// Links on bridge `br` now.
-fn ports(br: &str) -> usize {
+pub(super) fn ports(br: &str) -> usize {
     std::fs::read_dir(Path::new("/sys/class/net").join(br).join("brif")).map(|rd| rd.count()).unwrap_or(0)
 }
 
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+pub(super) fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
         assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
@@ -37,7 +37,7 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// The IPv4 address (no prefix) of `owner`'s lease whose owner ends in `suffix`.
-fn lease_of(c: &Ctx, net: &str, suffix: &str) -> Option<Ipv4Addr> {
+pub(super) fn lease_of(c: &Ctx, net: &str, suffix: &str) -> Option<Ipv4Addr> {
     let n = networks(c).remove(net)?;
     n["leases"]
         .as_array()?
@@ -47,7 +47,7 @@ fn lease_of(c: &Ctx, net: &str, suffix: &str) -> Option<Ipv4Addr> {
 }
 
 /// A GET of `/` from `addr:port` as the host, the body.
-fn http_get(addr: Ipv4Addr, port: u16) -> std::io::Result<String> {
+pub(super) fn http_get(addr: Ipv4Addr, port: u16) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(&(addr, port).into(), Duration::from_secs(3))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
@@ -58,7 +58,7 @@ fn http_get(addr: Ipv4Addr, port: u16) -> std::io::Result<String> {
 
 /// Kills and removes a `run -d` machine when dropped, also when the
 /// test fails before its end.
-struct Killed<'a>(&'a Ctx, &'a str);
+pub(super) struct Killed<'a>(pub &'a Ctx, pub &'a str);
 
 impl Drop for Killed<'_> {
     fn drop(&mut self) {
@@ -73,7 +73,7 @@ impl Drop for Killed<'_> {
     }
 }
 
-const SERVE: &str =
+pub(super) const SERVE: &str =
     "mkdir -p /www && echo \"hello from $(hostname)\" > /www/index.html && exec httpd -f -p 8080 -h /www";
 
 #[test]
@@ -219,15 +219,15 @@ fn network_create_bridge_rm_and_their_errors() {
 
 /// A network namespace standing for a host elsewhere, joined to this host
 /// by a veth pair with a /30 of its own; removed on drop.
-struct Remote {
-    ns: String,
-    link: String,
+pub(super) struct Remote {
+    pub ns: String,
+    pub link: String,
     pub host_addr: Ipv4Addr,
     pub addr: Ipv4Addr,
 }
 
 impl Remote {
-    fn new() -> Remote {
+    pub(super) fn new() -> Remote {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed) % 64;

@@ -16,19 +16,19 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::{ns::NetNs, Netlink, NetlinkError, PEER_NAME};
-use crate::spec::NetAttach;
+use crate::spec::{NetAttach, VlanLink};
 use crate::RuntimeError;
 
 fn fail(e: NetlinkError) -> RuntimeError {
     RuntimeError::Setup(format!("setting up the container's network: {e}"))
 }
 
-/// Links the container whose init is `init` as `net` says.
-pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<(), RuntimeError> {
+/// The network namespace of the container whose init is `init`, never
+/// the host's own (a first stage that failed to hand its init over is
+/// still in it): links and routes would land there.
+fn container_ns(init: libc::pid_t) -> Result<NetNs, RuntimeError> {
     let ns = NetNs::open(Path::new(&format!("/proc/{init}/ns/net")))
         .map_err(|e| RuntimeError::sys("opening the container's network namespace", e))?;
-    // Never the host's own namespace (a first stage that failed to hand
-    // its init over is still in it): host0 and routes would land there.
     let own =
         rustix::fs::stat("/proc/self/ns/net").map_err(|e| RuntimeError::sys("reading berth's network namespace", e))?;
     let theirs =
@@ -36,6 +36,33 @@ pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<(), RuntimeError> {
     if (own.st_dev, own.st_ino) == (theirs.st_dev, theirs.st_ino) {
         return Err(RuntimeError::Setup("the container has no network namespace of its own to link".into()));
     }
+    Ok(ns)
+}
+
+/// Makes `--network-macvlan`/`--network-ipvlan` links inside the
+/// container whose init is `init`, up, as systemd-nspawn does: with no
+/// address (the segment's DHCP or the machine's own configuration gives
+/// one; IPv6 link-local comes by itself).
+pub fn attach_vlans(vlans: &[VlanLink], init: libc::pid_t) -> Result<(), RuntimeError> {
+    if vlans.is_empty() {
+        return Ok(());
+    }
+    let ns = container_ns(init)?;
+    let host = Netlink::open().map_err(fail)?;
+    for v in vlans {
+        host.create_vlan_in(v.kind, &v.parent, &v.name(), ns.as_fd()).map_err(fail)?;
+    }
+    let inside = Netlink::open_in(ns.as_fd()).map_err(fail)?;
+    inside.set_up("lo").map_err(fail)?;
+    for v in vlans {
+        inside.set_up(&v.name()).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Links the container whose init is `init` as `net` says.
+pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<(), RuntimeError> {
+    let ns = container_ns(init)?;
     let host = Netlink::open().map_err(fail)?;
     match host.create_veth(&net.host_if, ns.as_fd()) {
         // The same machine's link from its last run, whose namespace the

@@ -4,7 +4,10 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    MacVlanMode,
+};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::{Netlink, NetlinkError, DEFAULT_MTU, MAX_IFNAME, PEER_NAME};
@@ -78,6 +81,46 @@ impl Netlink {
         ];
         self.request(RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL).map_err(NetlinkError::io(what))?;
         Ok(())
+    }
+
+    /// Makes `name`, a macvlan (bridge mode: its siblings reach each other)
+    /// or an ipvlan (L2) on the host's link `parent`, directly inside
+    /// `netns`, down; its MTU is the parent's.
+    pub fn create_vlan_in(
+        &self,
+        kind: crate::spec::LinkKind,
+        parent: &str,
+        name: &str,
+        netns: BorrowedFd<'_>,
+    ) -> Result<(), NetlinkError> {
+        let parent_index = self.link_index(parent)?;
+        let what = format!("creating {kind} {name} on {parent} in another network namespace");
+        check_name(&what, name)?;
+        let info = match kind {
+            crate::spec::LinkKind::Macvlan => vec![
+                LinkInfo::Kind(InfoKind::MacVlan),
+                LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Bridge)])),
+            ],
+            crate::spec::LinkKind::Ipvlan => vec![
+                LinkInfo::Kind(InfoKind::IpVlan),
+                LinkInfo::Data(InfoData::IpVlan(vec![InfoIpVlan::Mode(IpVlanMode::L2)])),
+            ],
+        };
+        let mut link = LinkMessage::default();
+        link.attributes = vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::Link(parent_index),
+            LinkAttribute::NetNsFd(netns.as_raw_fd()),
+            LinkAttribute::LinkInfo(info),
+        ];
+        match self.request(RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Err(NetlinkError::invalid(
+                what,
+                format!("this kernel has no {kind} driver (CONFIG_{})", kind.to_string().to_uppercase()),
+            )),
+            Err(e) => Err(NetlinkError::io(what)(e)),
+        }
     }
 
     /// Enslaves `link` to the bridge `bridge`.

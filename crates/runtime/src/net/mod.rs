@@ -30,6 +30,8 @@
 
 mod addr;
 mod attach;
+pub mod dns;
+pub mod hosts;
 pub mod ipam;
 mod link;
 mod lockfile;
@@ -40,7 +42,7 @@ pub mod ns;
 pub mod ports;
 pub mod subnet;
 
-pub use attach::{attach, detach};
+pub use attach::{attach, attach_vlans, detach};
 
 pub use addr::{Ipv4Route, LinkAddress};
 pub use ipnet::{IpNet, Ipv4Net, Ipv6Net};

@@ -15,8 +15,17 @@
 //!     oifname NAME ct state established,related accept  # replies
 //!     oifname NAME ct status dnat accept                # published ports
 //!     oifname NAME drop }                               # nothing else in
+//!   chain dns { type nat hook prerouting priority dstnat;  # see dns.rs
+//!     iifname NAME ip daddr GATEWAY udp dport 53 dnat to RESOLVER:53
+//!     iifname NAME ip daddr GATEWAY tcp dport 53 dnat to RESOLVER:53 }
 //! }
 //! ```
+//!
+//! The `dns` chain is there when the host's resolver is on its loopback
+//! (RESOLVER, e.g. 127.0.0.53); `route_localnet` on the bridge then lets
+//! the kernel deliver the rewritten queries, and the guard (at raw
+//! priority, before any DNAT) still drops what a machine sends to 127/8
+//! itself.
 //!
 //! IPv4 forwarding is switched on (`net.ipv4.ip_forward`, as podman and
 //! systemd-networkd's `IPMasquerade=` do); IPv6 forwarding is left as it
@@ -29,6 +38,8 @@
 //! bridge is made (first use, after a reboot) or removed, never on a
 //! machine's start.
 
+use std::net::Ipv4Addr;
+
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::{json, Value};
 
@@ -39,6 +50,8 @@ pub enum NatError {
     Nft { what: &'static str, network: String, detail: String },
     #[error("turning IPv4 forwarding on (net.ipv4.ip_forward): {0}")]
     Forwarding(#[source] std::io::Error),
+    #[error("letting the bridge reach the host's resolver (route_localnet): {0}")]
+    Localnet(#[source] std::io::Error),
 }
 
 fn table(network: &str) -> String {
@@ -79,8 +92,9 @@ fn prefix(net: impl std::fmt::Display) -> Value {
 }
 
 /// The network's table, made anew (idempotent: one batch adds it,
-/// deletes it and adds it with its rules).
-pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net) -> Result<(), NatError> {
+/// deletes it and adds it with its rules), forwarding DNS at the bridge
+/// to `resolver` when the host's is on its loopback.
+pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net, resolver: Option<Ipv4Addr>) -> Result<(), NatError> {
     let t = table(network);
     let fam = "inet";
     let tbl = json!({ "family": fam, "name": t });
@@ -95,7 +109,8 @@ pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net) -> Result<(), NatErr
     let daddr = json!({ "payload": { "protocol": "ip", "field": "daddr" } });
     let iif = json!({ "meta": { "key": "iifname" } });
     let oif = json!({ "meta": { "key": "oifname" } });
-    let commands = vec![
+    let gateway = super::ipam::gateway(subnet).addr();
+    let mut commands = vec![
         json!({ "add": { "table": tbl } }),
         json!({ "delete": { "table": tbl } }),
         json!({ "add": { "table": tbl } }),
@@ -116,7 +131,7 @@ pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net) -> Result<(), NatErr
             "postrouting",
             vec![
                 matches(saddr.clone(), "==", prefix(subnet)),
-                matches(daddr, "!=", prefix(subnet)),
+                matches(daddr.clone(), "!=", prefix(subnet)),
                 json!({ "masquerade": null }),
             ],
         ),
@@ -138,7 +153,7 @@ pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net) -> Result<(), NatErr
                 json!({ "drop": null }),
             ],
         ),
-        rule("forward", vec![matches(iif, "==", json!(network)), json!({ "accept": null })]),
+        rule("forward", vec![matches(iif.clone(), "==", json!(network)), json!({ "accept": null })]),
         rule(
             "forward",
             vec![
@@ -157,6 +172,22 @@ pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net) -> Result<(), NatErr
         ),
         rule("forward", vec![matches(oif, "==", json!(network)), json!({ "drop": null })]),
     ];
+    if let Some(resolver) = resolver {
+        commands.push(chain("dns", "nat", "prerouting", -100));
+        for proto in ["udp", "tcp"] {
+            commands.push(rule(
+                "dns",
+                vec![
+                    matches(iif.clone(), "==", json!(network)),
+                    matches(daddr.clone(), "==", json!(gateway.to_string())),
+                    matches(json!({ "payload": { "protocol": proto, "field": "dport" } }), "==", json!(53)),
+                    json!({ "dnat": { "family": "ip", "addr": resolver.to_string(), "port": 53 } }),
+                ],
+            ));
+        }
+        let localnet = format!("/proc/sys/net/ipv4/conf/{network}/route_localnet");
+        std::fs::write(&localnet, "1\n").map_err(NatError::Localnet)?;
+    }
     apply("add its NAT table", network, commands)?;
     forwarding_on()
 }

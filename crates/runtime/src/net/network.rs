@@ -17,14 +17,14 @@
 //! link comes up with no address, as systemd-nspawn's `--network-bridge`.
 
 use std::fs::File;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use super::ipam::{self, Ipam, IpamError};
-use super::{nat, subnet, Netlink, NetlinkError, MAX_IFNAME};
+use super::{dns, hosts, nat, subnet, Netlink, NetlinkError, MAX_IFNAME};
 use crate::spec::NetAttach;
 
 /// Errors from managing networks.
@@ -78,10 +78,15 @@ impl Owner {
         Owner(format!("m:{key}:{name}"))
     }
 
-    /// This process's run, for as long as it lives.
-    pub fn this_run() -> Owner {
+    /// This process's run, for as long as it lives; `name` (a named run's)
+    /// is its name on the network.
+    pub fn this_run(name: Option<&str>) -> Owner {
         let pid = std::process::id() as i32;
-        Owner(format!("r:{pid}:{}", crate::sys::start_time(pid).unwrap_or(0)))
+        let start = crate::sys::start_time(pid).unwrap_or(0);
+        match name {
+            Some(n) => Owner(format!("r:{pid}:{start}:{n}")),
+            None => Owner(format!("r:{pid}:{start}")),
+        }
     }
 
     pub fn key(&self) -> &str {
@@ -193,7 +198,7 @@ fn ports(name: &str) -> usize {
 
 /// The network's bridge, its gateway addresses, up, and its NAT rules:
 /// made when missing (first use, or after the host rebooted).
-fn ensure_bridge(nl: &Netlink, n: &Network) -> Result<(), NetError> {
+fn ensure_bridge(dir: &Path, nl: &Netlink, n: &Network) -> Result<(), NetError> {
     nl.create_bridge(&n.name)?;
     for a in [IpNet::V4(ipam::gateway(n.subnet)), IpNet::V6(ipam::gateway6(n.ula))] {
         match nl.add_address(&n.name, a) {
@@ -204,8 +209,26 @@ fn ensure_bridge(nl: &Netlink, n: &Network) -> Result<(), NetError> {
         }
     }
     nl.set_up(&n.name)?;
-    nat::ensure(&n.name, n.subnet, n.ula)?;
-    Ok(())
+    ensure_nat(dir, n, dns::host_loopback_resolver())
+}
+
+/// Where the loopback resolver the network's NAT table forwards DNS to
+/// is recorded (empty: none), so a run notices when the host's changed.
+fn resolver_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.resolver"))
+}
+
+fn recorded_resolver(dir: &Path, name: &str) -> Option<Option<Ipv4Addr>> {
+    let s = std::fs::read_to_string(resolver_path(dir, name)).ok()?;
+    Some(s.trim().parse().ok())
+}
+
+/// The network's NAT table made anew, forwarding DNS to `resolver`.
+fn ensure_nat(dir: &Path, n: &Network, resolver: Option<Ipv4Addr>) -> Result<(), NetError> {
+    nat::ensure(&n.name, n.subnet, n.ula, resolver)?;
+    let path = resolver_path(dir, &n.name);
+    let text = resolver.map(|r| r.to_string()).unwrap_or_default();
+    std::fs::write(&path, text).map_err(|source| NetError::Io { what: "writing", path, source })
 }
 
 /// The network `name` as recorded, if it is one of berth's.
@@ -246,10 +269,11 @@ fn create_locked(dir: &Path, name: &str, subnet: Option<Ipv4Net>) -> Result<Netw
     let ipam = Ipam::open(dir, name)?;
     let ula = ipam.define(subnet)?;
     let n = Network { name: name.to_string(), subnet, ula };
-    if let Err(e) = ensure_bridge(&nl, &n) {
+    if let Err(e) = ensure_bridge(dir, &nl, &n) {
         let _ = nl.delete_link(name);
         let _ = nat::remove(name);
         let _ = ipam.forget();
+        forget_files(dir, name);
         return Err(e);
     }
     Ok(n)
@@ -302,7 +326,14 @@ pub fn remove(dir: &Path, name: &str) -> Result<(), NetError> {
     nl.delete_link(name)?;
     nat::remove(name)?;
     Ipam::open(dir, name)?.forget()?;
+    forget_files(dir, name);
     Ok(())
+}
+
+/// The network's hosts file and resolver record.
+fn forget_files(dir: &Path, name: &str) {
+    hosts::remove(dir, name);
+    let _ = std::fs::remove_file(resolver_path(dir, name));
 }
 
 /// The link a run gets on `bridge`: a lease on a berth network (the
@@ -316,7 +347,14 @@ pub fn attach_plan(dir: &Path, bridge: &str, owner: &Owner, make_default: bool) 
             // Made with its addresses and NAT table together: gone only
             // after a reboot (or by hand), then made again, all of it.
             if !is_bridge(&n.name) {
-                ensure_bridge(&Netlink::open()?, &n)?;
+                ensure_bridge(dir, &Netlink::open()?, &n)?;
+            } else {
+                // The host's resolver moved (resolved started, say): the
+                // DNS forward follows. One read of resolv.conf per start.
+                let now = dns::host_loopback_resolver();
+                if recorded_resolver(dir, &n.name) != Some(now) {
+                    ensure_nat(dir, &n, now)?;
+                }
             }
             n
         }
@@ -332,12 +370,16 @@ pub fn attach_plan(dir: &Path, bridge: &str, owner: &Owner, make_default: bool) 
     // Leases of runs whose berth is gone (killed) go first.
     ipam.retain(|o| !stale_run(o))?;
     let lease = ipam.allocate(owner.key(), n.subnet)?;
+    let hosts = hosts::refresh(dir, &n.name)?;
+    let forwards_dns = recorded_resolver(dir, &n.name).flatten().is_some();
     Ok(NetAttach {
         host_if,
         bridge: n.name,
         addrs: vec![IpNet::V4(lease.addr), IpNet::V6(lease.addr6)],
         gateways: vec![IpAddr::V4(lease.gateway), IpAddr::V6(lease.gateway6)],
         ports: vec![],
+        hosts: Some(hosts),
+        dns: forwards_dns.then_some(lease.gateway),
     })
 }
 
@@ -347,7 +389,9 @@ pub fn release(dir: &Path, owner: &Owner) -> Result<(), NetError> {
         return Ok(());
     }
     for (name, _) in ipam::subnets_in(dir)? {
-        Ipam::open(dir, &name)?.release(owner.key())?;
+        if Ipam::open(dir, &name)?.release(owner.key())?.is_some() {
+            hosts::refresh(dir, &name)?;
+        }
     }
     Ok(())
 }

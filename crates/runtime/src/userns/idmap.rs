@@ -72,6 +72,9 @@ pub struct HostMounts {
     /// it, /sys would be a bind of the host's, with the host's cgroup tree
     /// and every other mount below it.
     pub sysfs: Option<OwnedFd>,
+    /// The network's hosts file (read-only), for `/etc/hosts`: opened here,
+    /// where its root-only directory may be entered.
+    pub hosts: Option<OwnedFd>,
     /// The root's directory, for a tree used in place (`-D`, a machine's own).
     dir: Option<PathBuf>,
 }
@@ -182,7 +185,17 @@ impl HostMounts {
             _ => None,
         };
         let sysfs = if spec.users.is_some() && !spec.private_network { Some(sysfs()?) } else { None };
-        Ok(HostMounts { root, user, devices, dir, sysfs })
+        let hosts = match spec.network.as_ref().and_then(|n| n.hosts.as_deref()) {
+            Some(path) => {
+                let fd = clone_tree(path, false)?;
+                let ro =
+                    sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
+                restrict(&fd, ro, path)?;
+                Some(fd)
+            }
+            None => None,
+        };
+        Ok(HostMounts { root, user, devices, dir, sysfs, hosts })
     }
 
     /// Maps the root's mounts (and `:idmap` binds, `--overlay` layers)
@@ -300,6 +313,7 @@ impl HostMounts {
             Devices::Shifted(t) => v.push(t.as_raw_fd()),
         }
         v.extend(self.sysfs.iter().map(|s| s.as_raw_fd()));
+        v.extend(self.hosts.iter().map(|s| s.as_raw_fd()));
         v
     }
 }
