@@ -318,9 +318,32 @@ pub fn remove_networks(net_dir: &Path) {
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(net) = name.strip_suffix(".json") else { continue };
+        // berth's own removal first (bridge, NAT table, forwarding guard),
+        // waiting out links the kernel is still deleting; by hand if not.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let rm = Command::new(env!("CARGO_BIN_EXE_berth"))
+                .args(["network", "rm", net])
+                .env("BERTH_NET_DIR", net_dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if rm.is_ok_and(|s| s.success()) || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if !Path::new("/sys/class/net").join(net).exists() {
+            continue;
+        }
         let _ = Command::new("ip").args(["link", "del", net]).stderr(Stdio::null()).status();
         let _ = Command::new("nft")
             .args(["delete", "table", "inet", &format!("berth-{net}")])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "element", "inet", "berth-forward", "bridges", &format!("{{ {net} }}")])
             .stderr(Stdio::null())
             .status();
     }

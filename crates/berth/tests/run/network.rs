@@ -185,6 +185,12 @@ fn network_create_bridge_rm_and_their_errors() {
         .run(["network", "create", &other, "--subnet", &format!("198.18.{third}.128/25")])
         .failure()
         .mentions_any(&["overlaps"]);
+    // Ranges whose addresses mean something else to the kernel: refused,
+    // nothing made.
+    for (bad, what) in [("127.5.0.0/16", "loopback"), ("169.254.9.0/24", "link-local"), ("224.1.0.0/16", "multicast")] {
+        c.berth.run(["network", "create", &other, "--subnet", bad]).failure().mentions_any(&[what]);
+        assert!(!Path::new("/sys/class/net").join(&other).exists(), "{bad}: a bridge was made");
+    }
     // A container on it gets an address from its subnet.
     let mut r =
         c.spawn(&["--network-bridge", &name, &c.image, "/bin/sh", "-c", "ip -4 -o addr show host0; exec sleep 60"]);
@@ -501,4 +507,93 @@ fn a_published_udp_port_answers_on_loopback_and_to_a_remote_host_keeping_its_add
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), remote.addr.to_string(), "{out:?}");
     // TCP on the same number is not published.
     assert!(TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_millis(500)).is_err());
+}
+
+#[test]
+fn twenty_runs_started_together_get_twenty_addresses_and_leave_nothing() {
+    let c = Ctx::busybox();
+    let net = c.berth.network().to_string();
+    // All race to make the default network on first use, and to lease.
+    let runs: Vec<_> = (0..20)
+        .map(|i| {
+            let name = format!("par{i}-{}", unique());
+            let script = "ip -4 -o addr show host0; sleep 2";
+            c.berth.spawn(["run", "-x", "--name", &name, "-n", &c.image, "/bin/sh", "-c", script])
+        })
+        .collect();
+    let mut addrs = Vec::new();
+    for r in runs {
+        let out = r.wait_with_output().expect("wait for a run");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let inet = stdout.split_whitespace().skip_while(|w| *w != "inet").nth(1).unwrap_or_default().to_string();
+        let addr: ipnet::Ipv4Net = inet.parse().unwrap_or_else(|_| panic!("no address: {stdout}"));
+        addrs.push(addr.addr());
+    }
+    let distinct: std::collections::BTreeSet<_> = addrs.iter().collect();
+    assert_eq!(distinct.len(), 20, "addresses clashed: {addrs:?}");
+    assert_eq!(networks(&c).len(), 1, "one network made, whoever came first: {:?}", networks(&c).keys());
+    wait_until("every link goes", Duration::from_secs(20), || ports(&net) == 0);
+    assert_eq!(networks(&c)[&net]["leases"], serde_json::json!([]), "leases left");
+    let hosts = std::fs::read_to_string(c.berth.net_dir().join(format!("{net}.hosts"))).unwrap_or_default();
+    assert!(!hosts.contains("par"), "names left in the hosts file: {hosts}");
+    c.assert_no_scratch_dirs();
+}
+
+/// Whether a TCP client in `from` reaches a server at `to.addr:9000` in `to`.
+fn routed(from: &Remote, to: &Remote) -> bool {
+    let server = "import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+                  s.bind((sys.argv[1],9000))\ns.listen(1)\nprint('listening',flush=True)\ns.settimeout(10)\n\
+                  c,a=s.accept()\nc.sendall(b'hi\\n')\nc.close()\n";
+    let mut srv = Command::new("ip")
+        .args(["netns", "exec", &to.ns, "python3", "-c", server, &to.addr.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let mut line = [0u8; 10];
+    srv.stdout.as_mut().expect("stdout").read_exact(&mut line).expect("the server starts");
+    let client = format!(
+        "import socket\ns=socket.create_connection(('{}',9000),timeout=2)\nprint(s.recv(10).decode().strip())",
+        to.addr
+    );
+    let out = Command::new("ip").args(["netns", "exec", &from.ns, "python3", "-c", &client]).output().expect("client");
+    let _ = srv.kill();
+    let _ = srv.wait();
+    String::from_utf8_lossy(&out.stdout).trim() == "hi"
+}
+
+#[test]
+fn forwarding_berth_switched_on_carries_only_its_bridges_traffic() {
+    let c = Ctx::busybox();
+    let net = c.berth.network().to_string();
+    // A network exists (and forwards) while this test runs.
+    c.sh(&["-n"], "true").success();
+    let origin = std::fs::read_to_string("/run/berth-forwarding").unwrap_or_default();
+    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default().trim(), "1");
+    // Two hosts on two other interfaces of this host, routed through it.
+    let (a, b) = (Remote::new(), Remote::new());
+    for (r, other) in [(&a, &b), (&b, &a)] {
+        let st = Command::new("ip")
+            .args(["-n", &r.ns, "route", "add", &format!("{}/32", other.addr), "via", &r.host_addr.to_string()])
+            .status()
+            .expect("ip route");
+        assert!(st.success());
+    }
+    let guard = Command::new("nft").args(["list", "table", "inet", "berth-forward"]).output().expect("nft");
+    let guarded = String::from_utf8_lossy(&guard.stdout).into_owned();
+    match origin.trim() {
+        // berth switched forwarding on: the host routes nothing but its
+        // bridges' traffic (a machine still reaches a remote host: see
+        // outbound_traffic_is_masqueraded_to_a_remote_host).
+        "berth" => {
+            assert!(guarded.contains(&format!("\"{net}\"")), "{net} not in the guard's set: {guarded}");
+            assert!(!routed(&a, &b), "berth's forwarding made this host route between its other interfaces");
+        }
+        // The host forwarded before berth: left as it was.
+        "host" => {
+            assert!(!guard.status.success(), "a guard on a host that routed already: {guarded}");
+            assert!(routed(&a, &b), "berth changed a routing host's forwarding");
+        }
+        other => panic!("/run/berth-forwarding says {other:?} while a network exists"),
+    }
 }

@@ -31,6 +31,7 @@
 mod addr;
 mod attach;
 pub mod dns;
+pub mod forward;
 pub mod hosts;
 pub mod ipam;
 mod link;

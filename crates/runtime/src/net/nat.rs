@@ -28,8 +28,9 @@
 //! itself.
 //!
 //! IPv4 forwarding is switched on (`net.ipv4.ip_forward`, as podman and
-//! systemd-networkd's `IPMasquerade=` do); IPv6 forwarding is left as it
-//! is, since turning it on stops a host from taking router advertisements.
+//! systemd-networkd's `IPMasquerade=` do), guarded ([`super::forward`]);
+//! IPv6 forwarding is left as it is, since turning it on stops a host
+//! from taking router advertisements.
 //!
 //! Through the `nftables` crate, which hands nft's JSON API to the `nft`
 //! program (Debian's `nftables`): nf_tables' netlink protocol wants rules
@@ -48,7 +49,7 @@ use serde_json::{json, Value};
 pub enum NatError {
     #[error("nft (apt-get install nftables) failed to {what} for network {network}: {detail}")]
     Nft { what: &'static str, network: String, detail: String },
-    #[error("turning IPv4 forwarding on (net.ipv4.ip_forward): {0}")]
+    #[error("switching IPv4 forwarding (net.ipv4.ip_forward, /run/berth-forwarding): {0}")]
     Forwarding(#[source] std::io::Error),
     #[error("letting the bridge reach the host's resolver (route_localnet): {0}")]
     Localnet(#[source] std::io::Error),
@@ -59,7 +60,7 @@ fn table(network: &str) -> String {
 }
 
 /// The `nft` program, by its path rather than through the caller's PATH.
-fn nft() -> &'static str {
+pub(super) fn nft() -> &'static str {
     ["/usr/sbin/nft", "/sbin/nft"].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap_or("nft")
 }
 
@@ -188,8 +189,7 @@ pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net, resolver: Option<Ipv
         let localnet = format!("/proc/sys/net/ipv4/conf/{network}/route_localnet");
         std::fs::write(&localnet, "1\n").map_err(NatError::Localnet)?;
     }
-    apply("add its NAT table", network, commands)?;
-    forwarding_on()
+    apply("add its NAT table", network, commands)
 }
 
 /// Removes the network's table (nothing when it is not there).
@@ -200,12 +200,4 @@ pub fn remove(network: &str) -> Result<(), NatError> {
         network,
         vec![json!({ "add": { "table": tbl } }), json!({ "delete": { "table": tbl } })],
     )
-}
-
-fn forwarding_on() -> Result<(), NatError> {
-    let path = "/proc/sys/net/ipv4/ip_forward";
-    if std::fs::read_to_string(path).map_err(NatError::Forwarding)?.trim() == "1" {
-        return Ok(());
-    }
-    std::fs::write(path, "1\n").map_err(NatError::Forwarding)
 }

@@ -24,7 +24,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use super::ipam::{self, Ipam, IpamError};
-use super::{dns, hosts, nat, subnet, Netlink, NetlinkError, MAX_IFNAME};
+use super::{dns, forward, hosts, nat, subnet, Netlink, NetlinkError, MAX_IFNAME};
 use crate::spec::NetAttach;
 
 /// Errors from managing networks.
@@ -50,6 +50,8 @@ pub enum NetError {
     NotOurs(String),
     #[error("network {name} has {count} machine(s) on it: stop them first")]
     InUse { name: String, count: usize },
+    #[error("--subnet {subnet} overlaps {range}, which is {what}: pick a private range such as 10.89.0.0/16")]
+    Reserved { subnet: Ipv4Net, range: Ipv4Net, what: &'static str },
     #[error("--subnet {subnet} overlaps {other}: pick a subnet no route or network of this host uses")]
     Overlap { subnet: Ipv4Net, other: String },
     #[error("{what} {}: {source}", path.display())]
@@ -209,7 +211,9 @@ fn ensure_bridge(dir: &Path, nl: &Netlink, n: &Network) -> Result<(), NetError> 
         }
     }
     nl.set_up(&n.name)?;
-    ensure_nat(dir, n, dns::host_loopback_resolver())
+    ensure_nat(dir, n, dns::host_loopback_resolver())?;
+    forward::join(&n.name)?;
+    Ok(())
 }
 
 /// Where the loopback resolver the network's NAT table forwards DNS to
@@ -256,6 +260,9 @@ fn create_locked(dir: &Path, name: &str, subnet: Option<Ipv4Net>) -> Result<Netw
     let subnet = match subnet {
         Some(s) => {
             let s = s.trunc();
+            if let Some((range, what)) = subnet::reserved(&s) {
+                return Err(NetError::Reserved { subnet: s, range, what });
+            }
             if let Some(r) = routes.iter().find(|r| r.prefix_len() > 0 && subnet::overlaps(&s, r)) {
                 return Err(NetError::Overlap { subnet: s, other: format!("the host's route to {r}") });
             }
@@ -272,6 +279,7 @@ fn create_locked(dir: &Path, name: &str, subnet: Option<Ipv4Net>) -> Result<Netw
     if let Err(e) = ensure_bridge(dir, &nl, &n) {
         let _ = nl.delete_link(name);
         let _ = nat::remove(name);
+        let _ = forward::leave(name);
         let _ = ipam.forget();
         forget_files(dir, name);
         return Err(e);
@@ -325,6 +333,10 @@ pub fn remove(dir: &Path, name: &str) -> Result<(), NetError> {
     let nl = Netlink::open()?;
     nl.delete_link(name)?;
     nat::remove(name)?;
+    {
+        let _pick = pick_lock()?;
+        forward::leave(name)?;
+    }
     Ipam::open(dir, name)?.forget()?;
     forget_files(dir, name);
     Ok(())
@@ -347,6 +359,7 @@ pub fn attach_plan(dir: &Path, bridge: &str, owner: &Owner, make_default: bool) 
             // Made with its addresses and NAT table together: gone only
             // after a reboot (or by hand), then made again, all of it.
             if !is_bridge(&n.name) {
+                let _pick = pick_lock()?;
                 ensure_bridge(dir, &Netlink::open()?, &n)?;
             } else {
                 // The host's resolver moved (resolved started, say): the

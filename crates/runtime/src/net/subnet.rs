@@ -32,6 +32,24 @@ pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// Ranges no berth network may use, with what they are: the kernel or
+/// the protocol gives their addresses other meanings (RFC 6890).
+pub const RESERVED: [(&str, &str); 5] = [
+    ("0.0.0.0/8", "\"this network\" (RFC 1122)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved (and broadcast)"),
+];
+
+/// What `subnet` overlaps among [`RESERVED`], if anything.
+pub fn reserved(subnet: &Ipv4Net) -> Option<(Ipv4Net, &'static str)> {
+    RESERVED.iter().find_map(|(net, what)| {
+        let net: Ipv4Net = net.parse().ok()?;
+        overlaps(subnet, &net).then_some((net, *what))
+    })
+}
+
 /// The first of [`candidates`] that overlaps none of `routes` (the host's
 /// route destinations; default routes, prefix length 0, are ignored since
 /// they cover everything) and none of `taken` (other berth networks).
@@ -69,6 +87,18 @@ mod tests {
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn reserved_ranges_are_named() {
+        let r = |s: &str| reserved(&s.parse().unwrap()).map(|(_, w)| w);
+        assert_eq!(r("127.1.0.0/16"), Some("loopback"));
+        assert_eq!(r("169.254.3.0/24"), Some("link-local"));
+        assert_eq!(r("239.0.0.0/8"), Some("multicast"));
+        assert_eq!(r("255.255.255.0/24"), Some("reserved (and broadcast)"));
+        assert_eq!(r("0.0.0.0/0"), Some("\"this network\" (RFC 1122)"));
+        assert_eq!(r("10.89.0.0/16"), None);
+        assert_eq!(r("198.18.4.0/24"), None);
     }
 
     #[test]
