@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/net.sh — what a network link costs: start-up time of
 # `berth run --rm -n IMAGE /bin/true` minus `berth run --rm IMAGE /bin/true`,
-# next to systemd-nspawn --network-veth (minus --private-network) in the same
-# run, and TCP throughput into a machine through a published port
+# next to systemd-nspawn --network-veth (minus --private-network) and podman
+# --network bridge (minus --network none; CNI, runc) in the same run, and TCP
+# throughput into a machine through a published port
 # (127.0.0.1:PORT, nftables DNAT) against straight to its address on the bridge.
 #
 # This is a benchmark, not a test: it exits 0 when targets are missed and
@@ -14,14 +15,16 @@
 #   BERTH=PATH          berth binary (default target/HOST/release/berth, built when missing)
 #   BENCH_CACHE=DIR     fixture cache shared with pull.sh (default /var/cache/berth-bench)
 #   BENCH_TMP=DIR       scratch parent dir (default /var/tmp)
-#   TOOLS="..."         subset of: berth nspawn throughput
+#   PODMAN_RUNS=10      timed runs per podman command (each takes 0.2-0.6 s)
+#   TOOLS="..."         subset of: berth nspawn podman throughput
 set -Eeuo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap 'printf "[bench] internal error: line %s exited %s\n" "$LINENO" "$?" >&2' ERR
 
 RUNS=${RUNS:-40}
 BYTES=${BYTES:-2000000000}
-ALL_TOOLS="berth nspawn throughput"
+ALL_TOOLS="berth nspawn podman throughput"
+PODMAN_RUNS=${PODMAN_RUNS:-10}
 TOOLS=${TOOLS:-$ALL_TOOLS}
 ROOTFS=$BENCH_CACHE/rootfs-bookworm-minbase
 
@@ -30,6 +33,7 @@ need=()
 command -v hyperfine >/dev/null || need+=(hyperfine)
 command -v jq >/dev/null || need+=(jq)
 if has_tool nspawn && ! command -v systemd-nspawn >/dev/null; then need+=(systemd-container); fi
+if has_tool podman && ! command -v podman >/dev/null; then need+=(podman containernetworking-plugins runc); fi
 if ((${#need[@]})); then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
@@ -46,7 +50,18 @@ WORK=$(mktemp -d "$BENCH_TMP/berth-netbench.XXXXXX")
 export BERTH_NET_DIR=$WORK/net BERTH_NETWORK=bnb$$
 STORE=$WORK/store
 B=("$BERTH" --root "$STORE")
+# podman's bridge (CNI) is made on first use: removed again if it was
+# not there before, with the iptables tables CNI made.
+PODMAN_BRIDGE_BEFORE=$(ip -o link show cni-podman0 2>/dev/null | wc -l)
+NFT_BEFORE=$(nft list tables 2>/dev/null)
 cleanup() {
+    if [[ -n ${P[*]:-} ]]; then "${P[@]}" rmi -a -f >/dev/null 2>&1 || true; fi
+    if [[ $PODMAN_BRIDGE_BEFORE == 0 ]] && ip link show cni-podman0 >/dev/null 2>&1; then
+        ip link del cni-podman0 || true
+        for t in "ip nat" "ip filter"; do
+            grep -qx "table $t" <<<"$NFT_BEFORE" || nft delete table $t 2>/dev/null || true
+        done
+    fi
     "${B[@]}" kill sink -s KILL >/dev/null 2>&1 || true
     sleep 0.5
     "${B[@]}" rm sink >/dev/null 2>&1 || true
@@ -63,7 +78,7 @@ log "berth import $ROOTFS bench (untimed)"
 declare -A MEAN
 time_it() { # name command...
     local name=$1; shift
-    hyperfine -N --warmup 3 --runs "$RUNS" --style none --export-json "$WORK/$name.json" "$*" >/dev/null 2>&1 \
+    hyperfine -N --warmup 3 --runs "${TIME_RUNS:-$RUNS}" --style none --export-json "$WORK/$name.json" "$*" >/dev/null 2>&1 \
         || { log "$name failed: $*"; MEAN[$name]=; return; }
     MEAN[$name]=$(jq '.results[0].mean * 1000' "$WORK/$name.json")
 }
@@ -77,12 +92,23 @@ if has_tool nspawn; then
     time_it nspawn-private "$NS --private-network /bin/true"
     time_it nspawn-veth "$NS --network-veth /bin/true"
 fi
+if has_tool podman; then
+    # a private configuration and store: crun refuses this hybrid cgroup
+    # host, so runc; cgroupfs, no ulimits (see ../shared/PEERS.md)
+    printf '[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\n' >"$WORK/containers.conf"
+    export CONTAINERS_CONF=$WORK/containers.conf
+    P=(podman --root "$WORK/podman" --runroot "$WORK/podman-run" --runtime runc)
+    tar -C "$ROOTFS" -c . | "${P[@]}" import -q - berth-netbench >/dev/null
+    "${P[@]}" run --rm --network bridge berth-netbench /bin/true # makes its bridge (untimed)
+    TIME_RUNS=$PODMAN_RUNS time_it podman-none "${P[*]} run --rm --network none berth-netbench /bin/true"
+    TIME_RUNS=$PODMAN_RUNS time_it podman-bridge "${P[*]} run --rm --network bridge berth-netbench /bin/true"
+fi
 
 echo
 echo "berth net benchmark — $(date -u +%FT%TZ), $(nproc) CPUs, kernel $(uname -r)"
 echo "start-up, mean of $RUNS runs (hyperfine -N, warm caches)"
 printf '%-48s %10s\n' "command" "ms"
-for k in berth-plain berth-veth nspawn-private nspawn-veth; do
+for k in berth-plain berth-veth nspawn-private nspawn-veth podman-none podman-bridge; do
     [[ -n ${MEAN[$k]+x} ]] && printf '%-48s %10.2f\n' "$k" "${MEAN[$k]:-nan}"
 done
 if [[ -n ${MEAN[berth-veth]:-} && -n ${MEAN[berth-plain]:-} ]]; then
@@ -92,6 +118,11 @@ fi
 if [[ -n ${MEAN[nspawn-veth]:-} && -n ${MEAN[nspawn-private]:-} ]]; then
     printf '%-48s %10.2f\n' "nspawn: veth minus private-network" \
         "$(awk -v a="${MEAN[nspawn-veth]}" -v b="${MEAN[nspawn-private]}" 'BEGIN {print a - b}')"
+fi
+
+if [[ -n ${MEAN[podman-bridge]:-} && -n ${MEAN[podman-none]:-} ]]; then
+    printf '%-48s %10.2f\n' "podman: bridge minus none" \
+        "$(awk -v a="${MEAN[podman-bridge]}" -v b="${MEAN[podman-none]}" 'BEGIN {print a - b}')"
 fi
 
 if has_tool throughput; then

@@ -210,6 +210,12 @@ fn run_in(
         Some(net) => crate::net::ports::reserve(&net.ports).map_err(|e| RuntimeError::Setup(e.to_string()))?,
         None => Vec::new(),
     };
+    // The machine's addresses bound to its link on the bridge: one nft,
+    // running while the container is made, waited for before it starts.
+    let binding = match &spec.network {
+        Some(net) => crate::net::bind::start(net).map_err(|e| RuntimeError::Setup(e.to_string()))?,
+        None => None,
+    };
     // Block the signals we relay before cloning, so none is lost between
     // the clone and the relay loop; the child inherits the mask.
     let sfd = sys::signalfd(sys::FORWARDED).map_err(|e| RuntimeError::sys("creating a signalfd", e))?;
@@ -345,21 +351,31 @@ fn run_in(
     // The init (`child` now) waits for its link before it starts the
     // command or boots: made here, from the host side, into its network
     // namespace.
+    let mut host_end = None;
     let net_failed = if spec.links_from_host() {
         let linked = match &spec.network {
-            Some(net) => crate::net::attach(net, child),
+            Some(net) => crate::net::attach(net, child).map(|index| host_end = Some(index)),
             None => Ok(()),
         };
-        match linked.and_then(|()| crate::net::attach_vlans(&spec.vlans, child)) {
+        let bound = match binding {
+            Some(b) => b
+                .finish(|| crate::net::network::repair().map_err(|e| e.to_string()))
+                .map_err(|e| RuntimeError::Setup(format!("binding the machine's addresses to its link: {e}"))),
+            None => Ok(()),
+        };
+        match linked.and(bound).and_then(|()| crate::net::attach_vlans(&spec.vlans, child)) {
             Ok(()) => {
                 let _ = rustix::io::write(&_sync_w, b"n");
                 None
             }
             Err(e) => {
                 let _ = sys::kill(child, libc::SIGKILL);
-                // The veth and port table, if made before a vlan failed.
-                if let Some(net) = &spec.network {
-                    crate::net::detach(net);
+                // The veth, port table and bindings, if made before
+                // something else failed.
+                match (&spec.network, host_end) {
+                    (Some(net), Some(index)) => crate::net::detach(net, index),
+                    (Some(net), None) if net.transient => crate::net::bind::unbind(&net.host_if, &net.addrs),
+                    _ => {}
                 }
                 Some(e)
             }
@@ -402,8 +418,8 @@ fn run_in(
         e => e,
     };
     sys::unblock_all();
-    if let Some(net) = &spec.network {
-        crate::net::detach(net);
+    if let (Some(net), Some(index)) = (&spec.network, host_end) {
+        crate::net::detach(net, index);
     }
     let status = exit.map_err(|e| RuntimeError::sys("waiting for the container", e))?.status();
     let message = if message.is_empty() { None } else { Some(message.trim().to_string()) };

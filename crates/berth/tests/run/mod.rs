@@ -16,6 +16,7 @@ mod leftovers;
 mod lifetime;
 mod names;
 mod namespaces;
+mod netguard;
 mod netmodes;
 mod network;
 mod process;

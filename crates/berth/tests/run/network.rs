@@ -398,7 +398,9 @@ fn a_published_port_answers_on_loopback_the_hosts_addresses_and_to_a_remote_host
         .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     assert_eq!(links.len(), 1, "the machine's one link on {net}: {links:?}");
-    let table = format!("berth-p-{}", links[0]);
+    // Named after the link and its index (a machine's next run has a new one).
+    let index = std::fs::read_to_string(Path::new("/sys/class/net").join(&links[0]).join("ifindex")).expect("ifindex");
+    let table = format!("berth-p-{}-{}", links[0], index.trim());
     let has_table = || {
         let out = Command::new("nft").args(["list", "tables", "inet"]).output().expect("nft");
         String::from_utf8_lossy(&out.stdout).split_whitespace().any(|w| w == table)

@@ -60,8 +60,9 @@ pub fn attach_vlans(vlans: &[VlanLink], init: libc::pid_t) -> Result<(), Runtime
     Ok(())
 }
 
-/// Links the container whose init is `init` as `net` says.
-pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<(), RuntimeError> {
+/// Links the container whose init is `init` as `net` says; the index of
+/// its host end, which [`detach`] deletes.
+pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<u32, RuntimeError> {
     let ns = container_ns(init)?;
     let host = Netlink::open().map_err(fail)?;
     match host.create_veth(&net.host_if, ns.as_fd()) {
@@ -95,22 +96,25 @@ pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<(), RuntimeError> {
         }
         Ok(())
     })();
-    if let Err(e) = configured {
-        let _ = host.delete_link(&net.host_if);
-        return Err(fail(e));
-    }
+    let index = match configured.and_then(|()| host.link_index(&net.host_if)) {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = host.delete_link(&net.host_if);
+            return Err(fail(e));
+        }
+    };
     let v4 = net.addrs.iter().find_map(|a| match a {
         super::IpNet::V4(v4) => Some(v4.addr()),
         super::IpNet::V6(_) => None,
     });
     if let (Some(addr), false) = (v4, net.ports.is_empty()) {
-        if let Err(e) = super::ports::publish(&net.host_if, &net.bridge, addr, &net.ports) {
-            let _ = host.delete_link(&net.host_if);
-            super::ports::unpublish(&net.host_if);
+        if let Err(e) = super::ports::publish(&net.host_if, index, &net.bridge, addr, &net.ports) {
+            let _ = host.delete_link_index(index);
+            super::ports::unpublish(&net.host_if, index);
             return Err(RuntimeError::Setup(format!("publishing the container's ports: {e}")));
         }
     }
-    Ok(())
+    Ok(index)
 }
 
 /// Deletes the container's host end (and its port table) once it has
@@ -118,15 +122,20 @@ pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<(), RuntimeError> {
 /// passed out) would keep the pair, answering for an address the next
 /// machine may get. The kernel takes RCU grace periods over a veth's
 /// deletion (7 to 20 ms measured here), so a process of its own does it
-/// and berth does not wait; gone already is fine.
-pub fn detach(net: &NetAttach) {
-    let (host_if, ports) = (net.host_if.clone(), !net.ports.is_empty());
+/// and berth does not wait; gone already is fine. By index, as are the
+/// port table and (for a run's own lease) the address bindings: the
+/// machine's next run may have made its link of the same name by then.
+pub fn detach(net: &NetAttach, index: u32) {
+    let net = net.clone();
     crate::sys::in_background(move || {
-        if ports {
-            super::ports::unpublish(&host_if);
+        if !net.ports.is_empty() {
+            super::ports::unpublish(&net.host_if, index);
         }
         if let Ok(host) = Netlink::open() {
-            let _ = host.delete_link(&host_if);
+            let _ = host.delete_link_index(index);
+        }
+        if net.transient {
+            super::bind::unbind(&net.host_if, &net.addrs);
         }
     });
 }

@@ -156,6 +156,18 @@ impl Netlink {
             Err(e) => Err(NetlinkError::io(what)(e)),
         }
     }
+
+    /// Deletes the link with index `index`, whatever it is called now
+    /// (another link may have taken its name since); whether it existed.
+    pub fn delete_link_index(&self, index: u32) -> Result<bool, NetlinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        match self.request(RouteNetlinkMessage::DelLink(msg), 0) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+            Err(e) => Err(NetlinkError::io(format!("deleting link #{index}"))(e)),
+        }
+    }
 }
 
 /// A link message that names its link (index 0: the kernel looks the name up).

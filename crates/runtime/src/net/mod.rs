@@ -30,6 +30,7 @@
 
 mod addr;
 mod attach;
+pub mod bind;
 pub mod dns;
 pub mod forward;
 pub mod hosts;

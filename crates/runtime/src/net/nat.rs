@@ -173,6 +173,7 @@ pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net, resolver: Option<Ipv
         ),
         rule("forward", vec![matches(oif, "==", json!(network)), json!({ "drop": null })]),
     ];
+    commands.extend(super::bind::commands());
     if let Some(resolver) = resolver {
         commands.push(chain("dns", "nat", "prerouting", -100));
         for proto in ["udp", "tcp"] {

@@ -24,7 +24,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use super::ipam::{self, Ipam, IpamError};
-use super::{dns, forward, hosts, nat, subnet, Netlink, NetlinkError, MAX_IFNAME};
+use super::{bind, dns, forward, hosts, nat, subnet, Netlink, NetlinkError, MAX_IFNAME};
 use crate::spec::NetAttach;
 
 /// Errors from managing networks.
@@ -333,11 +333,17 @@ pub fn remove(dir: &Path, name: &str) -> Result<(), NetError> {
     let nl = Netlink::open()?;
     nl.delete_link(name)?;
     nat::remove(name)?;
+    let ipam = Ipam::open(dir, name)?;
+    // Its machines' bindings go with their leases.
+    for l in ipam.list()? {
+        bind::unbind(&Owner(l.owner).host_if(), &[IpNet::V4(l.addr), IpNet::V6(l.addr6)]);
+    }
     {
         let _pick = pick_lock()?;
         forward::leave(name)?;
+        bind::remove_if_unused();
     }
-    Ipam::open(dir, name)?.forget()?;
+    ipam.forget()?;
     forget_files(dir, name);
     Ok(())
 }
@@ -380,7 +386,11 @@ pub fn attach_plan(dir: &Path, bridge: &str, owner: &Owner, make_default: bool) 
         }
     };
     let ipam = Ipam::open(dir, &n.name)?;
-    // Leases of runs whose berth is gone (killed) go first.
+    // Leases of runs whose berth is gone (killed) go first, with their
+    // address bindings.
+    for l in ipam.list()?.into_iter().filter(|l| stale_run(&l.owner)) {
+        bind::unbind(&Owner(l.owner).host_if(), &[IpNet::V4(l.addr), IpNet::V6(l.addr6)]);
+    }
     ipam.retain(|o| !stale_run(o))?;
     let lease = ipam.allocate(owner.key(), n.subnet)?;
     let hosts = hosts::refresh(dir, &n.name)?;
@@ -391,9 +401,35 @@ pub fn attach_plan(dir: &Path, bridge: &str, owner: &Owner, make_default: bool) 
         addrs: vec![IpNet::V4(lease.addr), IpNet::V6(lease.addr6)],
         gateways: vec![IpAddr::V4(lease.gateway), IpAddr::V6(lease.gateway6)],
         ports: vec![],
+        transient: owner.transient(),
         hosts: Some(hosts),
         dns: forwards_dns.then_some(lease.gateway),
     })
+}
+
+/// Every network's tables made again, when a run found its own gone
+/// (flushed with the rest of the ruleset by a firewall reload): NAT, DNS
+/// forwarding, the forwarding guard, and the address bindings of the
+/// machines running on them (whose traffic the bindings' guard would
+/// drop otherwise).
+pub fn repair() -> Result<(), NetError> {
+    let dir = dir();
+    let _pick = pick_lock()?;
+    for (name, _) in ipam::subnets_in(&dir)? {
+        let Some(n) = recorded(&dir, &name)?.filter(|n| is_bridge(&n.name)) else { continue };
+        ensure_nat(&dir, &n, dns::host_loopback_resolver())?;
+        forward::join(&name)?;
+        let links: Vec<String> = std::fs::read_dir(sys_class_net(&name).join("brif"))
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        for l in Ipam::open(&dir, &name)?.list()? {
+            let host_if = Owner(l.owner).host_if();
+            if links.contains(&host_if) {
+                bind::rebind(&host_if, &[IpNet::V4(l.addr), IpNet::V6(l.addr6)])?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Gives back `owner`'s leases on every network.
@@ -402,8 +438,14 @@ pub fn release(dir: &Path, owner: &Owner) -> Result<(), NetError> {
         return Ok(());
     }
     for (name, _) in ipam::subnets_in(dir)? {
-        if Ipam::open(dir, &name)?.release(owner.key())?.is_some() {
-            hosts::refresh(dir, &name)?;
+        let ipam = Ipam::open(dir, &name)?;
+        let Some(lease) = ipam.lease(owner.key())? else { continue };
+        ipam.release(owner.key())?;
+        hosts::refresh(dir, &name)?;
+        // A machine's bindings stay across its runs; they go with its lease.
+        if !owner.transient() {
+            let addrs = [IpNet::V4(lease.addr), IpNet::V6(lease.addr6)];
+            bind::unbind(&owner.host_if(), &addrs);
         }
     }
     Ok(())

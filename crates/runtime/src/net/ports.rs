@@ -134,19 +134,23 @@ pub fn reserve(ports: &[PortMap]) -> Result<Vec<OwnedFd>, PortError> {
     Ok(held)
 }
 
-pub(super) fn table(host_if: &str) -> String {
-    format!("berth-p-{host_if}")
+/// The table of the link `host_if` with index `index`: a machine's host
+/// end keeps its name across runs, so the index tells one run's table
+/// from the next one's (whose start may come before the last one's
+/// table is gone).
+pub(super) fn table(host_if: &str, index: u32) -> String {
+    format!("berth-p-{host_if}-{index}")
 }
 
 /// The container's port table, its DNAT to `addr` (made anew).
-pub fn publish(host_if: &str, bridge: &str, addr: Ipv4Addr, ports: &[PortMap]) -> Result<(), PortError> {
+pub fn publish(host_if: &str, index: u32, bridge: &str, addr: Ipv4Addr, ports: &[PortMap]) -> Result<(), PortError> {
     if ports.is_empty() {
         return Ok(());
     }
     sweep()?;
     let localnet = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
     std::fs::write(&localnet, "1\n").map_err(|source| PortError::Localnet { bridge: bridge.to_string(), source })?;
-    let t = table(host_if);
+    let t = table(host_if, index);
     let tbl = json!({ "family": "inet", "name": t });
     let chain = |name: &str, hook: &str, prio: i32| {
         json!({ "add": { "chain": {
@@ -190,8 +194,8 @@ pub fn publish(host_if: &str, bridge: &str, addr: Ipv4Addr, ports: &[PortMap]) -
 }
 
 /// Removes the container's port table (nothing when there is none).
-pub fn unpublish(host_if: &str) {
-    let tbl = json!({ "family": "inet", "name": table(host_if) });
+pub fn unpublish(host_if: &str, index: u32) {
+    let tbl = json!({ "family": "inet", "name": table(host_if, index) });
     let _ = nat::apply(
         "remove its port table",
         host_if,
@@ -200,13 +204,15 @@ pub fn unpublish(host_if: &str) {
 }
 
 /// Removes the port tables of containers whose link is gone (a berth
-/// killed before it could).
+/// killed before it could): no link of that name with that index.
 fn sweep() -> Result<(), PortError> {
     let Ok(listing) = nat::list_tables() else { return Ok(()) };
     for name in listing {
-        let Some(host_if) = name.strip_prefix("berth-p-") else { continue };
-        if !std::path::Path::new("/sys/class/net").join(host_if).exists() {
-            unpublish(host_if);
+        let Some((host_if, index)) = name.strip_prefix("berth-p-").and_then(|r| r.rsplit_once('-')) else { continue };
+        let Ok(index) = index.parse::<u32>() else { continue };
+        let now = std::fs::read_to_string(std::path::Path::new("/sys/class/net").join(host_if).join("ifindex"));
+        if now.ok().and_then(|i| i.trim().parse::<u32>().ok()) != Some(index) {
+            unpublish(host_if, index);
         }
     }
     Ok(())

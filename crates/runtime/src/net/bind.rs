@@ -1,0 +1,208 @@
+//! Each machine's addresses bound to its own link on the bridge, so a
+//! machine root (which holds CAP_NET_ADMIN in its namespace and may give
+//! `host0` any address) cannot take over another machine's address: no
+//! ARP claiming it, no IP packet from it. One bridge-family table for
+//! all of berth's networks (the host ends' names are unique host-wide, and
+//! this kernel has no `meta ibrname` to tell bridges apart):
+//!
+//! ```text
+//! table bridge berth-bind {
+//!   set ports4 { type ifname . ipv4_addr; }        # host end . lease
+//!   set ports6 { type ifname . ipv6_addr; }
+//!   chain guard { type filter hook prerouting priority -300;
+//!     iifname "vb-*" ether type arp iifname . arp saddr ip != @ports4 drop
+//!     iifname "vb-*" ether type ip  iifname . ip saddr != @ports4 drop
+//!     iifname "vb-*" ether type ip6 ip6 saddr != { ::, fe80::/10 }
+//!                                   iifname . ip6 saddr != @ports6 drop }
+//! }
+//! ```
+//!
+//! Only berth's links (`vb-*`, which it makes only on its own networks)
+//! are held to it; a link of the user's on a berth bridge is not. IPv6 link-local and unspecified sources pass
+//! (neighbour discovery needs them); a forged neighbour advertisement for
+//! another machine's ULA address is not caught here.
+//!
+//! A run adds its two elements with one `nft` started before the
+//! container is cloned and waited for before its command starts, so the
+//! 2-3 ms nft takes overlap the container's own setup. When the batch
+//! fails because the network's tables are gone (a `nft flush ruleset`, a
+//! firewall reload), the tables are made again and the batch retried:
+//! each start also repairs NAT after a flush. The elements go with the
+//! host end, in the background ([`super::detach`]).
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+use super::{nat, IpNet};
+use crate::spec::NetAttach;
+
+const TABLE: &str = "berth-bind";
+
+/// The table, its sets and its guard chain (rules made anew, elements
+/// kept: machines running keep their bindings when this runs again).
+pub(super) fn commands() -> Vec<Value> {
+    let t = TABLE;
+    let fam = "bridge";
+    let rule =
+        |expr: Vec<Value>| json!({ "add": { "rule": { "family": fam, "table": t, "chain": "guard", "expr": expr } } });
+    let m = |left: Value, op: &str, right: Value| json!({ "match": { "op": op, "left": left, "right": right } });
+    let iif = json!({ "meta": { "key": "iifname" } });
+    let ether = json!({ "payload": { "protocol": "ether", "field": "type" } });
+    let ours = m(iif.clone(), "==", json!("vb-*"));
+    let bound = |field: Value, set: &str| m(json!({ "concat": [iif.clone(), field] }), "!=", json!(format!("@{set}")));
+    let drop = json!({ "drop": null });
+    vec![
+        json!({ "add": { "table": { "family": fam, "name": t } } }),
+        json!({ "add": { "set": { "family": fam, "table": t, "name": "ports4", "type": ["ifname", "ipv4_addr"] } } }),
+        json!({ "add": { "set": { "family": fam, "table": t, "name": "ports6", "type": ["ifname", "ipv6_addr"] } } }),
+        json!({ "add": { "chain": {
+            "family": fam, "table": t, "name": "guard", "type": "filter", "hook": "prerouting", "prio": -300,
+            "policy": "accept"
+        } } }),
+        json!({ "flush": { "chain": { "family": fam, "table": t, "name": "guard" } } }),
+        rule(vec![
+            ours.clone(),
+            m(ether.clone(), "==", json!("arp")),
+            bound(json!({ "payload": { "protocol": "arp", "field": "saddr ip" } }), "ports4"),
+            drop.clone(),
+        ]),
+        rule(vec![
+            ours.clone(),
+            m(ether.clone(), "==", json!("ip")),
+            bound(json!({ "payload": { "protocol": "ip", "field": "saddr" } }), "ports4"),
+            drop.clone(),
+        ]),
+        rule(vec![
+            ours,
+            m(ether, "==", json!("ip6")),
+            m(
+                json!({ "payload": { "protocol": "ip6", "field": "saddr" } }),
+                "!=",
+                json!({ "set": ["::", { "prefix": { "addr": "fe80::", "len": 10 } }] }),
+            ),
+            bound(json!({ "payload": { "protocol": "ip6", "field": "saddr" } }), "ports6"),
+            drop,
+        ]),
+    ]
+}
+
+/// Removes the table once it binds no link that exists (berth's last
+/// network went; what is left names links gone, of runs whose bindings
+/// are still being given back, or of a killed berth's).
+pub(super) fn remove_if_unused() {
+    let Ok(listed) = nftables::helper::get_current_ruleset_raw(Some(nat::nft()), ["list", "table", "bridge", TABLE])
+    else {
+        return;
+    };
+    let v: Value = serde_json::from_str(&listed).unwrap_or(Value::Null);
+    let elems = v["nftables"].as_array().into_iter().flatten().filter_map(|o| o["set"]["elem"].as_array()).flatten();
+    let link = |e: &Value| e["concat"][0].as_str().map(str::to_string);
+    let live = elems.filter_map(link).any(|l| std::path::Path::new("/sys/class/net").join(l).exists());
+    if !live {
+        let t = json!({ "family": "bridge", "name": TABLE });
+        let _ = nat::apply("remove the address bindings", "", vec![json!({ "delete": { "table": t } })]);
+    }
+}
+
+/// `op` ("add" or "delete") of the elements binding `addrs` to `host_if`,
+/// if there are any addresses.
+fn elements(host_if: &str, addrs: &[IpNet], op: &str) -> Option<Value> {
+    element_commands(host_if, addrs, op).map(|commands| json!({ "nftables": commands }))
+}
+
+fn element_commands(host_if: &str, addrs: &[IpNet], op: &str) -> Option<Vec<Value>> {
+    let t = TABLE;
+    let mut commands = Vec::new();
+    for a in addrs {
+        let set = match a {
+            IpNet::V4(_) => "ports4",
+            IpNet::V6(_) => "ports6",
+        };
+        let elem = json!([{ "concat": [host_if, a.addr().to_string()] }]);
+        commands.push(json!({ op: { "element": { "family": "bridge", "table": t, "name": set, "elem": elem } } }));
+    }
+    (!commands.is_empty()).then_some(commands)
+}
+
+fn nft_batch(batch: &Value) -> std::io::Result<Child> {
+    let mut child = Command::new(nat::nft())
+        .args(["-j", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // A few hundred bytes: the pipe takes them whether nft reads yet or not.
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(batch.to_string().as_bytes())?;
+    }
+    Ok(child)
+}
+
+/// A binding being added.
+pub struct Pending {
+    child: Option<Child>,
+    batch: Value,
+    network: String,
+}
+
+/// Starts adding `net`'s bindings (nothing for a link without addresses:
+/// a bridge of the user's).
+pub fn start(net: &NetAttach) -> Result<Option<Pending>, nat::NatError> {
+    let Some(mut commands) = element_commands(&net.host_if, &net.addrs, "add") else { return Ok(None) };
+    // A no-op on the network's NAT table that fails when it is gone: the
+    // same batch tells a flushed ruleset.
+    let canary = json!({ "family": "inet", "table": format!("berth-{}", net.bridge), "name": "postrouting" });
+    commands.push(json!({ "add": { "chain": canary } }));
+    let batch = json!({ "nftables": commands });
+    let child = nft_batch(&batch).ok();
+    Ok(Some(Pending { child, batch, network: net.bridge.clone() }))
+}
+
+impl Pending {
+    /// Waits for the bindings; when they could not be added, `repair`
+    /// makes the network's tables again and they are added once more.
+    pub fn finish(self, repair: impl FnOnce() -> Result<(), String>) -> Result<(), nat::NatError> {
+        let ok = self.child.and_then(|c| c.wait_with_output().ok()).is_some_and(|o| o.status.success());
+        if ok {
+            return Ok(());
+        }
+        repair().map_err(|detail| nat::NatError::Nft {
+            what: "make its tables again",
+            network: self.network.clone(),
+            detail,
+        })?;
+        let out = nft_batch(&self.batch).and_then(|c| c.wait_with_output()).map_err(|e| nat::NatError::Nft {
+            what: "bind the machine's addresses to its link",
+            network: self.network.clone(),
+            detail: e.to_string(),
+        })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(nat::NatError::Nft {
+            what: "bind the machine's addresses to its link",
+            network: self.network,
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Binds `addrs` to `host_if` now (waited for).
+pub fn rebind(host_if: &str, addrs: &[IpNet]) -> Result<(), nat::NatError> {
+    match element_commands(host_if, addrs, "add") {
+        Some(commands) => nat::apply("bind a machine's addresses to its link", host_if, commands),
+        None => Ok(()),
+    }
+}
+
+/// Removes the bindings of `addrs` to `host_if` (waited for: a run's go
+/// in the background, a machine's when its lease does).
+pub fn unbind(host_if: &str, addrs: &[IpNet]) {
+    if let Some(batch) = elements(host_if, addrs, "delete") {
+        if let Ok(c) = nft_batch(&batch) {
+            let _ = c.wait_with_output();
+        }
+    }
+}
