@@ -495,7 +495,8 @@ fn run_now(cli: &Cli, a: &RunArgs, m: &clap::ArgMatches) -> Result<i32> {
     };
     drop(_lock);
     drop(lease);
-    if a.rm {
+    // An ephemeral run (-x) made no machine to remove.
+    if a.rm && !a.ephemeral {
         if let Some(name) = &a.name {
             store.remove_machine(name)?;
             super::network::forget_machine(name);

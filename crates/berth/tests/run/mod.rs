@@ -18,6 +18,7 @@ mod names;
 mod namespaces;
 mod netguard;
 mod netmodes;
+mod netstory;
 mod network;
 mod process;
 mod resolv;

@@ -38,6 +38,8 @@ fn machines_reach_each_other_by_name_and_cannot_rewrite_the_names() {
     assert!(o.stdout.contains(&format!("\t{b}")), "the run's own name is not in the file: {o:?}");
     let seen = c.berth.run(["exec", &a, "/bin/cat", "/etc/hosts"]).success().stdout;
     assert!(seen.contains(&format!("\t{a}\n")), "{seen}");
+    // --rm with -x has no machine to remove: not an error.
+    c.berth.run(["run", "--rm", "-x", "--name", &format!("{b}-rm"), "-n", &c.image, "true"]).success();
     // Given back when the named run ended.
     assert!(!hosts_file(&c).contains(&b), "{}", hosts_file(&c));
     let seen = c.berth.run(["exec", &a, "/bin/cat", "/etc/hosts"]).success().stdout;
@@ -59,10 +61,12 @@ fn machines_reach_each_other_by_name_and_cannot_rewrite_the_names() {
     assert!(!hosts_file(&c).contains(&a), "rm must take the name away: {}", hosts_file(&c));
 }
 
-/// A DNS server standing in for the host's loopback resolver: it answers
-/// every A query with 198.51.100.7 and AAAA with nothing, for one minute.
-const STUB_DNS: &str = r#"
+/// A DNS server standing in for the host's loopback resolver (at argv 1):
+/// it answers every A query with argv 2 and AAAA with nothing, for one
+/// minute.
+pub(super) const STUB_DNS: &str = r#"
 import socket, struct, sys
+answer = bytes(int(b) for b in sys.argv[2].split("."))
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], 53))
 print("ready", flush=True)
@@ -79,7 +83,7 @@ while True:
     an = 1 if qtype == 1 else 0
     r = q[:2] + b"\x81\x80" + struct.pack(">HHHH", 1, an, 0, 0) + q[12:i + 5]
     if an:
-        r += b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([198, 51, 100, 7])
+        r += b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + answer
     s.sendto(r, peer)
     print("asked from", peer[0], flush=True)
 "#;
@@ -92,7 +96,7 @@ fn a_hosts_loopback_resolver_answers_machines_through_the_bridge() {
     let conf = c.berth.dir().join("host-resolv.conf");
     std::fs::write(&conf, format!("# stub\nnameserver {resolver}\nsearch example.test\n")).expect("resolv.conf");
     let mut srv = Command::new("python3")
-        .args(["-c", STUB_DNS, resolver])
+        .args(["-c", STUB_DNS, resolver, "198.51.100.7"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the stub resolver");
