@@ -599,3 +599,27 @@ fn forwarding_berth_switched_on_carries_only_its_bridges_traffic() {
         other => panic!("/run/berth-forwarding says {other:?} while a network exists"),
     }
 }
+
+#[test]
+fn a_bridge_made_again_after_a_reboot_refuses_a_subnet_a_route_covers_now() {
+    let remote = Remote::new();
+    let c = Ctx::busybox();
+    let name = format!("bw{:x}", std::process::id() % 0xfffff);
+    let third = ((std::process::id() + 128) % 256) as u8;
+    let subnet = format!("198.18.{third}.0/24");
+    c.berth.run(["network", "create", &name, "--subnet", &subnet]).success();
+    // "Reboot": the bridge and its tables are gone, the record stays; a
+    // route for the same addresses came meanwhile (a VPN's, say).
+    assert!(Command::new("ip").args(["link", "del", &name]).status().is_ok_and(|s| s.success()));
+    let route = |op: &str| {
+        let st = Command::new("ip").args(["route", op, &subnet, "dev", &remote.link]).status();
+        assert!(st.is_ok_and(|s| s.success()), "ip route {op}");
+    };
+    route("add");
+    let o = c.berth.run(["run", "--network-bridge", &name, &c.image, "true"]).failure();
+    assert!(o.stderr.contains("overlaps the host's route") && o.stderr.contains(&name), "{o:?}");
+    assert!(!Path::new("/sys/class/net").join(&name).exists(), "a clashing bridge was made");
+    route("del");
+    c.berth.run(["run", "--network-bridge", &name, &c.image, "true"]).success();
+    assert!(Path::new("/sys/class/net").join(&name).join("bridge").is_dir(), "the bridge must be made again");
+}

@@ -50,6 +50,8 @@ pub enum NetError {
     NotOurs(String),
     #[error("network {name} has {count} machine(s) on it: stop them first")]
     InUse { name: String, count: usize },
+    #[error("network {network}'s subnet {subnet} overlaps the host's route to {route} now: remove it (`berth network rm {network}`) and make it again with another --subnet")]
+    Clash { network: String, subnet: Ipv4Net, route: Ipv4Net },
     #[error("--subnet {subnet} overlaps {range}, which is {what}: pick a private range such as 10.89.0.0/16")]
     Reserved { subnet: Ipv4Net, range: Ipv4Net, what: &'static str },
     #[error("--subnet {subnet} overlaps {other}: pick a subnet no route or network of this host uses")]
@@ -366,7 +368,18 @@ pub fn attach_plan(dir: &Path, bridge: &str, owner: &Owner, make_default: bool) 
             // after a reboot (or by hand), then made again, all of it.
             if !is_bridge(&n.name) {
                 let _pick = pick_lock()?;
-                ensure_bridge(dir, &Netlink::open()?, &n)?;
+                let nl = Netlink::open()?;
+                // Made again after a reboot: a route that came since (a
+                // VPN's, say) may cover the subnet now.
+                if let Some(r) = nl
+                    .routes_v4()?
+                    .into_iter()
+                    .map(|r| r.dst)
+                    .find(|r| r.prefix_len() > 0 && subnet::overlaps(&n.subnet, r))
+                {
+                    return Err(NetError::Clash { network: n.name.clone(), subnet: n.subnet, route: r });
+                }
+                ensure_bridge(dir, &nl, &n)?;
             } else {
                 // The host's resolver moved (resolved started, say): the
                 // DNS forward follows. One read of resolv.conf per start.
