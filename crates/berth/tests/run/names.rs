@@ -4,9 +4,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use super::network::{lease_of, wait_until, Killed, SERVE};
+use super::network::web_machine;
 use crate::harness::berth::unique;
 use crate::harness::container::Ctx;
 
@@ -18,12 +17,8 @@ fn hosts_file(c: &Ctx) -> String {
 #[test]
 fn machines_reach_each_other_by_name_and_cannot_rewrite_the_names() {
     let c = Ctx::busybox();
-    let net = c.berth.network().to_string();
     let a = format!("web-{}", unique());
-    c.berth.run(["run", "-d", "--name", &a, "-n", &c.image, "/bin/sh", "-c", SERVE]).success();
-    let server = Killed(&c, &a);
-    wait_until("the server's lease", Duration::from_secs(10), || lease_of(&c, &net, &format!(":{a}")).is_some());
-    let addr = lease_of(&c, &net, &format!(":{a}")).expect("lease");
+    let (server, addr) = web_machine(&c, &a);
     assert!(hosts_file(&c).contains(&format!("{addr}\t{a}\n")), "{}", hosts_file(&c));
 
     // A named run on the network: the server by name, its own name known

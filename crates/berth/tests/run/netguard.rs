@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::network::{http_get, lease_of, networks, wait_until, Killed, SERVE};
+use super::network::{http_get, networks, web_machine};
 use crate::harness::berth::unique;
 use crate::harness::container::Ctx;
 
@@ -16,16 +16,7 @@ fn a_machine_cannot_take_another_machines_address_on_the_bridge() {
     let c = Ctx::busybox();
     let net = c.berth.network().to_string();
     let a = format!("victim-{}", unique());
-    c.berth.run(["run", "-d", "--name", &a, "-n", &c.image, "/bin/sh", "-c", SERVE]).success();
-    let _victim = Killed(&c, &a);
-    wait_until("the victim's lease", Duration::from_secs(10), || lease_of(&c, &net, &format!(":{a}")).is_some());
-    let addr = lease_of(&c, &net, &format!(":{a}")).expect("lease");
-    let mut body = String::new();
-    wait_until("the host reaches the victim", Duration::from_secs(10), || {
-        body = http_get(addr, 8080).unwrap_or_default();
-        !body.is_empty()
-    });
-    assert_eq!(body.trim(), format!("hello from {a}"));
+    let (_victim, addr) = web_machine(&c, &a);
     // The attacker takes the victim's address and speaks from it: its ARP
     // request for the gateway (sender: the victim's address, its own MAC)
     // would repoint the host's neighbour entry at it.
@@ -58,11 +49,7 @@ fn a_start_repairs_a_networks_flushed_tables_and_its_running_machines_bindings()
     let c = Ctx::busybox();
     let net = c.berth.network().to_string();
     let a = format!("web-{}", unique());
-    c.berth.run(["run", "-d", "--name", &a, "-n", &c.image, "/bin/sh", "-c", SERVE]).success();
-    let _web = Killed(&c, &a);
-    wait_until("the lease", Duration::from_secs(10), || lease_of(&c, &net, &format!(":{a}")).is_some());
-    let addr = lease_of(&c, &net, &format!(":{a}")).expect("lease");
-    wait_until("the host reaches it", Duration::from_secs(10), || http_get(addr, 8080).is_ok_and(|b| !b.is_empty()));
+    let (_web, addr) = web_machine(&c, &a);
     // A firewall reload takes berth's rules with it: here this network's
     // NAT table and the running machine's bindings (not the shared
     // binding table: other tests' machines run meanwhile).

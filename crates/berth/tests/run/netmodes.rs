@@ -3,7 +3,6 @@
 //! netns behind a veth whose host end is the parent; addresses on it are
 //! 192.0.2.0/24 (TEST-NET-1), present only inside the namespaces involved.
 
-use std::io::Read;
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 
@@ -16,14 +15,7 @@ fn serve_peer_address(ns: &str, addr: Ipv4Addr) -> Child {
     let server = "import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
                   s.bind((sys.argv[1],9000))\ns.listen(1)\nprint('listening',flush=True)\ns.settimeout(30)\n\
                   c,a=s.accept()\nc.sendall((a[0]+'\\n').encode())\nc.close()\n";
-    let mut srv = Command::new("ip")
-        .args(["netns", "exec", ns, "python3", "-c", server, &addr.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the server");
-    let mut line = [0u8; 10];
-    srv.stdout.as_mut().expect("stdout").read_exact(&mut line).expect("the server starts");
-    srv
+    super::network::python_in(ns, server, &[&addr.to_string()])
 }
 
 /// The remote host's side of the segment gets 192.0.2.1/24.

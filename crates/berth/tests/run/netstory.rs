@@ -4,14 +4,14 @@
 //! with nothing running between starts; everything gone afterwards.
 //! (busybox httpd stands in for nginx: the networking is what is tested.)
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::names::STUB_DNS;
-use super::network::{http_get, lease_of, networks, wait_until, Remote};
+use super::network::{http_get, lease_of, networks, python_in, wait_until, Remote};
 use crate::harness::berth::unique;
 use crate::harness::container::Ctx;
 
@@ -45,13 +45,7 @@ fn two_web_machines_published_named_and_natted_then_nothing_left() {
     let outside = "import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
                    s.bind((sys.argv[1],80))\ns.listen(1)\nprint('listening',flush=True)\ns.settimeout(60)\n\
                    c,a=s.accept()\nc.sendall(('outside sees '+a[0]+'\\n').encode())\nc.close()\n";
-    let mut srv = Command::new("ip")
-        .args(["netns", "exec", &remote.ns, "python3", "-c", outside, &remote.addr.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the outside server");
-    let mut ready = [0u8; 10];
-    srv.stdout.as_mut().expect("stdout").read_exact(&mut ready).expect("the outside server starts");
+    let mut srv = python_in(&remote.ns, outside, &[&remote.addr.to_string()]);
 
     let (p1, p2) = (free_port(), free_port());
     let webs = [(format!("web1-{}", unique()), p1), (format!("web2-{}", unique()), p2)];

@@ -73,6 +73,39 @@ impl Drop for Killed<'_> {
     }
 }
 
+/// Web machine `name` (serving [`SERVE`]) on the test's network, running:
+/// its guard (which kills and removes it) and its address, once the host
+/// gets its page.
+pub(super) fn web_machine<'a>(c: &'a Ctx, name: &'a str) -> (Killed<'a>, Ipv4Addr) {
+    let net = c.berth.network().to_string();
+    c.berth.run(["run", "-d", "--name", name, "-n", &c.image, "/bin/sh", "-c", SERVE]).success();
+    let guard = Killed(c, name);
+    wait_until("the machine's lease", Duration::from_secs(10), || lease_of(c, &net, &format!(":{name}")).is_some());
+    let addr = lease_of(c, &net, &format!(":{name}")).expect("lease");
+    let mut body = String::new();
+    wait_until("the host reaches the machine", Duration::from_secs(10), || {
+        body = http_get(addr, 8080).unwrap_or_default();
+        !body.is_empty()
+    });
+    assert_eq!(body.trim(), format!("hello from {name}"));
+    (guard, addr)
+}
+
+/// `python3 -c SCRIPT ARGS…` in network namespace `ns`, once it has
+/// printed its first line (a server saying it listens).
+pub(super) fn python_in(ns: &str, script: &str, args: &[&str]) -> std::process::Child {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", script])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start python3 in the namespace");
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().expect("stdout")), &mut first)
+        .expect("the server starts");
+    child
+}
+
 pub(super) const SERVE: &str =
     "mkdir -p /www && echo \"hello from $(hostname)\" > /www/index.html && exec httpd -f -p 8080 -h /www";
 
@@ -128,16 +161,7 @@ fn machines_on_a_bridge_reach_each_other_and_the_host_reaches_them() {
     let c = Ctx::busybox();
     let net = c.berth.network().to_string();
     let a = format!("web-{}", unique());
-    c.berth.run(["run", "-d", "--name", &a, "-n", &c.image, "/bin/sh", "-c", SERVE]).success();
-    let server = Killed(&c, &a);
-    wait_until("the server's lease", Duration::from_secs(10), || lease_of(&c, &net, &format!(":{a}")).is_some());
-    let addr = lease_of(&c, &net, &format!(":{a}")).expect("lease");
-    let mut body = String::new();
-    wait_until("the host reaches the server", Duration::from_secs(10), || {
-        body = http_get(addr, 8080).unwrap_or_default();
-        !body.is_empty()
-    });
-    assert_eq!(body.trim(), format!("hello from {a}"));
+    let (server, addr) = web_machine(&c, &a);
     // Another container on the bridge.
     // (busybox's static wget crashes looking names up: nc, by address.)
     let get = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {addr} 8080");
@@ -289,13 +313,7 @@ fn outbound_traffic_is_masqueraded_to_a_remote_host() {
     let server = "import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
                   s.bind((sys.argv[1],9000))\ns.listen(1)\nprint('listening',flush=True)\ns.settimeout(30)\n\
                   c,a=s.accept()\nc.sendall((a[0]+'\\n').encode())\nc.close()\n";
-    let mut srv = Command::new("ip")
-        .args(["netns", "exec", &remote.ns, "python3", "-c", server, &remote.addr.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the remote server");
-    let mut line = [0u8; 10];
-    srv.stdout.as_mut().expect("stdout").read_exact(&mut line).expect("the remote server starts");
+    let mut srv = python_in(&remote.ns, server, &[&remote.addr.to_string()]);
     let before = remote.ip_in();
     let o = c.sh(&["-n"], &format!("nc {} 9000 </dev/null", remote.addr));
     let _ = srv.kill();
@@ -547,13 +565,7 @@ fn routed(from: &Remote, to: &Remote) -> bool {
     let server = "import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
                   s.bind((sys.argv[1],9000))\ns.listen(1)\nprint('listening',flush=True)\ns.settimeout(10)\n\
                   c,a=s.accept()\nc.sendall(b'hi\\n')\nc.close()\n";
-    let mut srv = Command::new("ip")
-        .args(["netns", "exec", &to.ns, "python3", "-c", server, &to.addr.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the server");
-    let mut line = [0u8; 10];
-    srv.stdout.as_mut().expect("stdout").read_exact(&mut line).expect("the server starts");
+    let mut srv = python_in(&to.ns, server, &[&to.addr.to_string()]);
     let client = format!(
         "import socket\ns=socket.create_connection(('{}',9000),timeout=2)\nprint(s.recv(10).decode().strip())",
         to.addr
