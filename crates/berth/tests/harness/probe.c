@@ -32,13 +32,21 @@
  *   packet           socket(AF_PACKET, SOCK_RAW): sniffing the network
  *   env:NAME         print the variable NAME (`NAME=` + value, `-` unset)
  *   sleep:N          sleep N seconds (to be looked at from the host)
+ *   frame:IF:HEX     send the raw Ethernet frame HEX (header included) on
+ *                    IF three times (needs CAP_NET_RAW)
+ *   sniff:IF:SECS    count for SECS seconds the frames on IF whose source
+ *                    MAC is 02:be:27:00:00:K, as `sniff=K:COUNT,…` (K hex)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +110,84 @@ static void readfile(const char *name, const char *path) {
         if (buf[i] == 0 || buf[i] == '\n')
             buf[i] = '|';
     printf("%s=ok:%.*s\n", name, (int)n, buf);
+}
+
+static int packet_socket(const char *ifname, struct sockaddr_ll *ll) {
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    if (fd < 0)
+        return -1;
+    memset(ll, 0, sizeof *ll);
+    ll->sll_family = AF_PACKET;
+    ll->sll_protocol = htons(ETH_P_ALL);
+    ll->sll_ifindex = if_nametoindex(ifname);
+    if (!ll->sll_ifindex || bind(fd, (struct sockaddr *)ll, sizeof *ll) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* frame:IF:HEX */
+static void frame(const char *name, char *spec) {
+    char *hex = strchr(spec, ':');
+    if (!hex) {
+        errno = EINVAL;
+        result(name, -1);
+        return;
+    }
+    *hex++ = 0;
+    unsigned char buf[1514];
+    size_t n = 0;
+    for (; hex[0] && hex[1] && n < sizeof buf; hex += 2) {
+        unsigned v;
+        sscanf(hex, "%2x", &v);
+        buf[n++] = v;
+    }
+    struct sockaddr_ll ll;
+    int fd = packet_socket(spec, &ll);
+    long r = fd;
+    for (int i = 0; i < 3 && r >= 0; i++)
+        r = sendto(fd, buf, n, 0, (struct sockaddr *)&ll, sizeof ll);
+    result(name, r);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* sniff:IF:SECS */
+static void sniff(const char *name, char *spec) {
+    char *secs = strchr(spec, ':');
+    if (!secs) {
+        errno = EINVAL;
+        result(name, -1);
+        return;
+    }
+    *secs++ = 0;
+    struct sockaddr_ll ll;
+    int fd = packet_socket(spec, &ll);
+    if (fd < 0) {
+        result(name, -1);
+        return;
+    }
+    printf("sniff-ready\n");
+    int counts[256] = {0};
+    int left_ms = atoi(secs) * 1000;
+    while (left_ms > 0) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) > 0) {
+            unsigned char buf[2048];
+            ssize_t n = recv(fd, buf, sizeof buf, 0);
+            static const unsigned char mark[5] = {0x02, 0xbe, 0x27, 0, 0};
+            if (n >= 14 && !memcmp(buf + 6, mark, 5))
+                counts[buf[11]]++;
+        }
+        left_ms -= 100;
+    }
+    close(fd);
+    printf("sniff=");
+    for (int k = 0; k < 256; k++)
+        if (counts[k])
+            printf("%x:%d,", k, counts[k]);
+    printf("\n");
 }
 
 int main(int argc, char **argv) {
@@ -172,6 +258,10 @@ int main(int argc, char **argv) {
                 int m = snprintf(out, sizeof out, "%s", inet_ntoa(from.sin_addr));
                 sendto(fd, out, m, 0, (struct sockaddr *)&from, fl);
             }
+        } else if (!strncmp(a, "frame:", 6)) {
+            frame("frame", arg);
+        } else if (!strncmp(a, "sniff:", 6)) {
+            sniff("sniff", arg);
         } else if (!strcmp(a, "packet")) {
             int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
             result(a, fd);

@@ -82,3 +82,55 @@ fn a_start_repairs_a_networks_flushed_tables_and_its_running_machines_bindings()
     let body = http_get(addr, 8080).unwrap_or_default();
     assert_eq!(body.trim(), format!("hello from {a}"), "the running machine's binding was not made again");
 }
+
+/// A broadcast Ethernet frame from source MAC 02:be:27:00:00:KIND.
+fn frame(kind: u8, ethertype: &str, payload: &str) -> String {
+    format!("ffffffffffff02be270000{kind:02x}{ethertype}{payload}")
+}
+
+/// An IPv6 header from fe80::be27 to ff02::1 (`next` the next header).
+fn ipv6(next: &str, payload_len: u16) -> String {
+    format!(
+        "60000000{payload_len:04x}{next}ff{}{}",
+        "fe80000000000000000000000000be27", "ff020000000000000000000000000001"
+    )
+}
+
+#[test]
+fn a_machine_with_cap_net_raw_sends_no_vlan_frames_router_adverts_or_dhcp_answers_on_the_bridge() {
+    let c = Ctx::probe();
+    let raw = ["-n", "--capability", "CAP_NET_RAW"];
+    // A listener on the bridge counts what reaches it, by kind.
+    let mut listener = c.berth.spawn(["run", raw[0], raw[1], raw[2], &c.image, "/probe", "sniff:host0:4"]);
+    let mut out = std::io::BufReader::new(listener.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).expect("the listener");
+    assert_eq!(first.trim(), "sniff-ready");
+    let frames = [
+        // 1: a link-local IPv6 UDP datagram: what a machine may send.
+        frame(1, "86dd", &(ipv6("11", 8) + "303900090008" + "0000")),
+        // 2: a protocol that is not ARP or IP.
+        frame(2, "88b5", &"00".repeat(46)),
+        // 3: a VLAN-tagged IPv4 frame (VID 0: what the receivers would
+        // take as untagged).
+        frame(3, "8100", &("00000800".to_string() + &"00".repeat(42))),
+        // 4: a router advertisement.
+        frame(4, "86dd", &(ipv6("3a", 16) + "86000000" + &"00".repeat(12))),
+        // 5: a DHCPv6 server's answer.
+        frame(5, "86dd", &(ipv6("11", 8) + "022302220008" + "0000")),
+    ];
+    let mut args: Vec<String> = ["run", raw[0], raw[1], raw[2], &c.image, "/probe"].map(String::from).to_vec();
+    args.extend(frames.iter().map(|f| format!("frame:host0:{f}")));
+    let sent = c.berth.run(&args).success();
+    assert_eq!(sent.stdout.matches("frame=ok").count(), frames.len(), "{sent:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).expect("the listener's count");
+    let _ = listener.wait();
+    let counts = rest.lines().find_map(|l| l.strip_prefix("sniff=")).unwrap_or_else(|| panic!("no count: {rest}"));
+    let got = |k: u8| counts.split(',').find_map(|kc| kc.strip_prefix(&format!("{k:x}:"))).unwrap_or("0").to_string();
+    assert_ne!(got(1), "0", "the allowed frame must arrive (else this test sees nothing): {counts}");
+    for (k, what) in [(2, "another protocol"), (3, "a VLAN tag"), (4, "a router advertisement"), (5, "a DHCPv6 answer")]
+    {
+        assert_eq!(got(k), "0", "{what} crossed the bridge: {counts}");
+    }
+}

@@ -10,6 +10,9 @@
 //!   set ports4 { type ifname . ipv4_addr; }        # host end . lease
 //!   set ports6 { type ifname . ipv6_addr; }
 //!   chain guard { type filter hook prerouting priority -300;
+//!     iifname "vb-*" ether type != { arp, ip, ip6 } drop  # VLAN tags, STP, …
+//!     iifname "vb-*" icmpv6 type { nd-router-advert, nd-redirect } drop
+//!     iifname "vb-*" udp sport { 67, 547 } drop          # DHCP servers
 //!     iifname "vb-*" ether type arp iifname . arp saddr ip != @ports4 drop
 //!     iifname "vb-*" ether type ip  iifname . ip saddr != @ports4 drop
 //!     iifname "vb-*" ether type ip6 ip6 saddr != { ::, fe80::/10 }
@@ -18,7 +21,10 @@
 //! ```
 //!
 //! Only berth's links (`vb-*`, which it makes only on its own networks)
-//! are held to it; a link of the user's on a berth bridge is not. IPv6 link-local and unspecified sources pass
+//! are held to it; a link of the user's on a berth bridge is not. Beyond
+//! the bindings, a machine may not act as the others' router or DHCP
+//! server (a rogue router advertisement needs only CAP_NET_RAW, which
+//! `--capability` may grant), nor send anything but ARP, IPv4 and IPv6. IPv6 link-local and unspecified sources pass
 //! (neighbour discovery needs them); a forged neighbour advertisement for
 //! another machine's ULA address is not caught here.
 //!
@@ -62,6 +68,27 @@ pub(super) fn commands() -> Vec<Value> {
             "policy": "accept"
         } } }),
         json!({ "flush": { "chain": { "family": fam, "table": t, "name": "guard" } } }),
+        // Nothing but ARP, IPv4 and IPv6: no VLAN-tagged frame (whose
+        // contents the rules below would not see), no STP or LLDP.
+        rule(vec![ours.clone(), m(ether.clone(), "!=", json!({ "set": ["arp", "ip", "ip6"] })), drop.clone()]),
+        // No machine routes for or configures the others: no router
+        // advertisement or redirect, no DHCP(v6) server.
+        rule(vec![
+            ours.clone(),
+            m(json!({ "meta": { "key": "l4proto" } }), "==", json!("ipv6-icmp")),
+            m(
+                json!({ "payload": { "protocol": "icmpv6", "field": "type" } }),
+                "==",
+                json!({ "set": ["nd-router-advert", "nd-redirect"] }),
+            ),
+            drop.clone(),
+        ]),
+        rule(vec![
+            ours.clone(),
+            m(json!({ "meta": { "key": "l4proto" } }), "==", json!("udp")),
+            m(json!({ "payload": { "protocol": "udp", "field": "sport" } }), "==", json!({ "set": [67, 547] })),
+            drop.clone(),
+        ]),
         rule(vec![
             ours.clone(),
             m(ether.clone(), "==", json!("arp")),

@@ -10,7 +10,7 @@
 //!     iifname NAME ip daddr 127.0.0.0/8 drop }          # see ports.rs
 //!   chain forward { type filter hook forward priority filter;
 //!     iifname NAME ip saddr != SUBNET drop              # no forged sources
-//!     iifname NAME ip6 saddr != ULA drop
+//!     iifname NAME ip6 saddr != { ULA, fe80::/10 } drop
 //!     iifname NAME accept                               # out of the bridge
 //!     oifname NAME ct state established,related accept  # replies
 //!     oifname NAME ct status dnat accept                # published ports
@@ -137,12 +137,15 @@ pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net, resolver: Option<Ipv
             ],
         ),
         // Only the network's own addresses leave it: a container root
-        // with CAP_NET_RAW forges no source beyond the bridge.
+        // with CAP_NET_RAW forges no source beyond the bridge. Link-local
+        // sources pass: the kernel routes none of them, and with
+        // br_netfilter (bridged frames through this hook too) machines'
+        // neighbour discovery uses them.
         rule(
             "forward",
             vec![
                 matches(iif.clone(), "==", json!(network)),
-                matches(saddr6, "!=", prefix(ula)),
+                matches(saddr6, "!=", json!({ "set": [prefix(ula), prefix("fe80::/10")] })),
                 json!({ "drop": null }),
             ],
         ),
