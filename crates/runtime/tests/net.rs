@@ -66,7 +66,7 @@ fn net_veth_into_namespace_pings_bridge() {
 
         let _veth_guard = LinkGuard(veth.clone());
         let before = netns_inode();
-        host.create_veth(&veth, ns.as_fd()).unwrap();
+        host.create_veth(&veth, ns.as_fd(), None).unwrap();
         let inner = Netlink::open_in(ns.as_fd()).unwrap();
         assert_eq!(netns_inode(), before, "open_in moved the calling thread");
 

@@ -90,8 +90,14 @@ pub fn vlans(a: &RunArgs) -> Result<Vec<VlanLink>> {
                 && !p.contains(['/', ':', ' ', '\t', '\n'])
                 && p != "."
                 && p != "..";
-            if !name_ok || !std::path::Path::new("/sys/class/net").join(p).exists() {
+            let sys = std::path::Path::new("/sys/class/net").join(p);
+            if !name_ok || !sys.exists() {
                 bail!("--network-{kind} {p}: no interface of that name on this host (see `ip link`)");
+            }
+            // On a bridge, frames would leave through the bridge's own
+            // transmit path, around the guard that binds machines' addresses.
+            if sys.join("bridge").is_dir() || p.starts_with("vb-") {
+                bail!("--network-{kind} {p}: a bridge or a machine's link; join a bridge with --network-bridge");
             }
             let v = VlanLink { kind, parent: p.clone() };
             if out.iter().any(|o: &VlanLink| o.name() == v.name()) {

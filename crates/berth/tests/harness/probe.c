@@ -32,10 +32,11 @@
  *   packet           socket(AF_PACKET, SOCK_RAW): sniffing the network
  *   env:NAME         print the variable NAME (`NAME=` + value, `-` unset)
  *   sleep:N          sleep N seconds (to be looked at from the host)
- *   frame:IF:HEX     send the raw Ethernet frame HEX (header included) on
- *                    IF three times (needs CAP_NET_RAW)
- *   sniff:IF:SECS    count for SECS seconds the frames on IF whose source
- *                    MAC is 02:be:27:00:00:K, as `sniff=K:COUNT,…` (K hex)
+ *   frame:IF:HEX     send the raw Ethernet frame HEX (header included; a
+ *                    zero source MAC becomes IF's) on IF three times
+ *                    (needs CAP_NET_RAW)
+ *   sniff:IF:SECS    count for SECS seconds the frames on IF that end in
+ *                    be 27 00 K, as `sniff=K:COUNT,…` (K hex)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -146,6 +147,13 @@ static void frame(const char *name, char *spec) {
     struct sockaddr_ll ll;
     int fd = packet_socket(spec, &ll);
     long r = fd;
+    static const unsigned char zero[6];
+    if (fd >= 0 && n >= 12 && !memcmp(buf + 6, zero, 6)) {
+        struct ifreq ifr = {0};
+        snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", spec);
+        r = ioctl(fd, SIOCGIFHWADDR, &ifr);
+        memcpy(buf + 6, ifr.ifr_hwaddr.sa_data, 6);
+    }
     for (int i = 0; i < 3 && r >= 0; i++)
         r = sendto(fd, buf, n, 0, (struct sockaddr *)&ll, sizeof ll);
     result(name, r);
@@ -176,9 +184,9 @@ static void sniff(const char *name, char *spec) {
         if (poll(&p, 1, 100) > 0) {
             unsigned char buf[2048];
             ssize_t n = recv(fd, buf, sizeof buf, 0);
-            static const unsigned char mark[5] = {0x02, 0xbe, 0x27, 0, 0};
-            if (n >= 14 && !memcmp(buf + 6, mark, 5))
-                counts[buf[11]]++;
+            static const unsigned char mark[3] = {0xbe, 0x27, 0};
+            if (n >= 18 && !memcmp(buf + n - 4, mark, 3))
+                counts[buf[n - 1]]++;
         }
         left_ms -= 100;
     }

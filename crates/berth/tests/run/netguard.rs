@@ -42,6 +42,29 @@ fn a_machine_cannot_take_another_machines_address_on_the_bridge() {
         answers.iter().all(|b| *b == format!("hello from {a}")),
         "the host's traffic for {addr} went elsewhere: {answers:?}"
     );
+
+    // Another takes the victim's MAC address (berth gives host0 02:b7 and
+    // its IPv4 address) and speaks from its own address: the bridge would
+    // learn the victim's MAC on the attacker's port and send it the
+    // victim's frames.
+    let o = addr.octets();
+    let mac = format!("02:b7:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]);
+    let evil = format!(
+        "ip link set host0 down && ip link set host0 address {mac} && ip link set host0 up && \
+         ip route add default via {gw} 2>/dev/null; echo armed; \
+         for i in 1 2 3 4; do nc -w 1 {gw} 9 </dev/null; sleep 0.2; done"
+    );
+    let attacker = c.berth.spawn(["run", "-n", &c.image, "/bin/sh", "-c", &evil]);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        answers.push(http_get(addr, 8080).unwrap_or_else(|e| format!("error: {e}")).trim().to_string());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let out = attacker.wait_with_output().expect("the attacker's run");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("armed"), "the attack did not start: {said}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(answers.iter().all(|b| *b == format!("hello from {a}")), "the victim's frames went elsewhere: {answers:?}");
 }
 
 #[test]
@@ -83,9 +106,10 @@ fn a_start_repairs_a_networks_flushed_tables_and_its_running_machines_bindings()
     assert_eq!(body.trim(), format!("hello from {a}"), "the running machine's binding was not made again");
 }
 
-/// A broadcast Ethernet frame from source MAC 02:be:27:00:00:KIND.
+/// A broadcast Ethernet frame from the sender's own MAC (the probe fills
+/// it in), ending in the marker be 27 00 KIND.
 fn frame(kind: u8, ethertype: &str, payload: &str) -> String {
-    format!("ffffffffffff02be270000{kind:02x}{ethertype}{payload}")
+    format!("ffffffffffff000000000000{ethertype}{payload}be2700{kind:02x}")
 }
 
 /// An IPv6 header from fe80::be27 to ff02::1 (`next` the next header).
@@ -108,16 +132,16 @@ fn a_machine_with_cap_net_raw_sends_no_vlan_frames_router_adverts_or_dhcp_answer
     assert_eq!(first.trim(), "sniff-ready");
     let frames = [
         // 1: a link-local IPv6 UDP datagram: what a machine may send.
-        frame(1, "86dd", &(ipv6("11", 8) + "303900090008" + "0000")),
+        frame(1, "86dd", &(ipv6("11", 12) + "30390009000c" + "0000")),
         // 2: a protocol that is not ARP or IP.
         frame(2, "88b5", &"00".repeat(46)),
         // 3: a VLAN-tagged IPv4 frame (VID 0: what the receivers would
         // take as untagged).
         frame(3, "8100", &("00000800".to_string() + &"00".repeat(42))),
         // 4: a router advertisement.
-        frame(4, "86dd", &(ipv6("3a", 16) + "86000000" + &"00".repeat(12))),
+        frame(4, "86dd", &(ipv6("3a", 20) + "86000000" + &"00".repeat(12))),
         // 5: a DHCPv6 server's answer.
-        frame(5, "86dd", &(ipv6("11", 8) + "022302220008" + "0000")),
+        frame(5, "86dd", &(ipv6("11", 12) + "02230222000c" + "0000")),
     ];
     let mut args: Vec<String> = ["run", raw[0], raw[1], raw[2], &c.image, "/probe"].map(String::from).to_vec();
     args.extend(frames.iter().map(|f| format!("frame:host0:{f}")));
@@ -133,4 +157,37 @@ fn a_machine_with_cap_net_raw_sends_no_vlan_frames_router_adverts_or_dhcp_answer
     {
         assert_eq!(got(k), "0", "{what} crossed the bridge: {counts}");
     }
+}
+
+#[test]
+fn a_link_on_a_bridge_of_the_users_is_not_held_to_bindings_it_has_none_of() {
+    let c = Ctx::busybox();
+    // berth's guard exists (a run on a berth network made it).
+    c.sh(&["-n"], "true").success();
+    let br = format!("bu{:x}y", std::process::id() % 0xfffff);
+    let ip = |args: &[&str]| assert!(Command::new("ip").args(args).status().is_ok_and(|s| s.success()), "ip {args:?}");
+    ip(&["link", "add", &br, "type", "bridge"]);
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+        }
+    }
+    let _br = Gone(br.clone());
+    ip(&["addr", "add", "198.51.100.1/24", "dev", &br]);
+    ip(&["link", "set", &br, "up"]);
+    let listener = std::net::TcpListener::bind("198.51.100.1:0").expect("listen on the user's bridge");
+    let port = listener.local_addr().expect("port").port();
+    let server = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let _ = std::io::Write::write_all(&mut s, b"hi from the user's bridge\n");
+        }
+    });
+    // The machine addresses itself, as on any bridge berth does not manage.
+    let script = format!("ip addr add 198.51.100.5/24 dev host0 && nc -w 5 198.51.100.1 {port} </dev/null");
+    let o = c.berth.run(["run", "--network-bridge", &br, &c.image, "/bin/sh", "-c", &script]);
+    // (Unblock the server if the run never connected.)
+    let _ = std::net::TcpStream::connect(("198.51.100.1", port));
+    let _ = server.join();
+    assert!(o.stdout.contains("hi from the user's bridge"), "{o:?}");
 }

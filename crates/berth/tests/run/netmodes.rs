@@ -72,6 +72,10 @@ fn a_macvlan_link_sits_on_the_parents_segment_with_the_containers_own_address() 
     // A parent that is not there: one line, before anything starts.
     let o = c.run_image(&["--network-macvlan", "nosuch0"], &["true"]).failure();
     assert!(o.stderr.contains("nosuch0"), "{}", o.describe());
+    // Not on a berth bridge, whose transmit path skips the address guard.
+    c.sh(&["-n"], "true").success();
+    let o = c.run_image(&["--network-macvlan", c.berth.network()], &["true"]).failure();
+    assert!(o.stderr.contains("--network-bridge"), "{}", o.describe());
 }
 
 #[test]
@@ -105,7 +109,9 @@ fn a_run_joins_a_named_network_namespace_and_cannot_reconfigure_it() {
     // link; the remote's own server is on its loopback.
     let srv = serve_peer_address(&remote.ns, Ipv4Addr::LOCALHOST);
     let o = c.sh(
-        &["--network-namespace-path", &path],
+        // CAP_NET_ADMIN granted: in its own user namespace, which does not
+        // own the joined one.
+        &["--network-namespace-path", &path, "--capability", "CAP_NET_ADMIN"],
         "ip -4 -o addr show eth0; ls /sys/class/net; nc -w 5 127.0.0.1 9000 </dev/null; \
          ip link set eth0 down && echo DOWN; ip addr add 10.99.0.1/24 dev eth0 && echo ADDED; true",
     );

@@ -65,13 +65,14 @@ pub fn attach_vlans(vlans: &[VlanLink], init: libc::pid_t) -> Result<(), Runtime
 pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<u32, RuntimeError> {
     let ns = container_ns(init)?;
     let host = Netlink::open().map_err(fail)?;
-    match host.create_veth(&net.host_if, ns.as_fd()) {
+    let mac = super::bind::mac_for(&net.addrs);
+    match host.create_veth(&net.host_if, ns.as_fd(), mac) {
         // The same machine's link from its last run, whose namespace the
         // kernel has not finished tearing down (the name derives from the
         // machine's lease, and the machine is locked): replace it.
         Err(e) if e.errno() == Some(libc::EEXIST) => {
             host.delete_link(&net.host_if).map_err(fail)?;
-            host.create_veth(&net.host_if, ns.as_fd()).map_err(fail)?;
+            host.create_veth(&net.host_if, ns.as_fd(), mac).map_err(fail)?;
         }
         r => r.map_err(fail)?,
     }

@@ -7,28 +7,36 @@
 //!
 //! ```text
 //! table bridge berth-bind {
+//!   set guarded { type ifname; }                   # host ends held to it
 //!   set ports4 { type ifname . ipv4_addr; }        # host end . lease
 //!   set ports6 { type ifname . ipv6_addr; }
+//!   set macs   { type ifname . ether_addr; }       # host end . host0's MAC
 //!   chain guard { type filter hook prerouting priority -300;
-//!     iifname "vb-*" ether type != { arp, ip, ip6 } drop  # VLAN tags, STP, …
-//!     iifname "vb-*" icmpv6 type { nd-router-advert, nd-redirect } drop
-//!     iifname "vb-*" udp sport { 67, 547 } drop          # DHCP servers
-//!     iifname "vb-*" ether type arp iifname . arp saddr ip != @ports4 drop
-//!     iifname "vb-*" ether type ip  iifname . ip saddr != @ports4 drop
-//!     iifname "vb-*" ether type ip6 ip6 saddr != { ::, fe80::/10 }
-//!                                   iifname . ip6 saddr != @ports6 drop }
+//!     iifname @guarded ether type != { arp, ip, ip6 } drop   # VLAN tags, STP
+//!     iifname @guarded iifname . ether saddr != @macs drop
+//!     iifname @guarded ether type arp iifname . arp saddr ether != @macs drop
+//!     iifname @guarded icmpv6 type { nd-router-advert, nd-redirect } drop
+//!     iifname @guarded udp sport { 67, 547 } drop            # DHCP servers
+//!     iifname @guarded ether type arp iifname . arp saddr ip != @ports4 drop
+//!     iifname @guarded ether type ip  iifname . ip saddr != @ports4 drop
+//!     iifname @guarded ether type ip6 ip6 saddr != { ::, fe80::/10 }
+//!                                     iifname . ip6 saddr != @ports6 drop }
 //! }
 //! ```
 //!
-//! Only berth's links (`vb-*`, which it makes only on its own networks)
-//! are held to it; a link of the user's on a berth bridge is not. Beyond
-//! the bindings, a machine may not act as the others' router or DHCP
-//! server (a rogue router advertisement needs only CAP_NET_RAW, which
-//! `--capability` may grant), nor send anything but ARP, IPv4 and IPv6. IPv6 link-local and unspecified sources pass
-//! (neighbour discovery needs them); a forged neighbour advertisement for
-//! another machine's ULA address is not caught here.
+//! `host0` gets its MAC address from berth ([`mac_for`]: `02:b7` and its
+//! IPv4 address), so the binding holds for the MAC too: a machine that
+//! takes another's MAC would make the bridge deliver that machine's
+//! frames to it. Only berth's links on berth's networks are guarded; a
+//! link on a bridge of the user's (no lease) is not, nor a link of the
+//! user's on a berth bridge. Beyond the bindings, a machine may not act
+//! as the others' router or DHCP server (a rogue router advertisement
+//! needs only CAP_NET_RAW, which `--capability` may grant), nor send
+//! anything but ARP, IPv4 and IPv6. IPv6 link-local and unspecified
+//! sources pass (neighbour discovery needs them); a forged neighbour
+//! advertisement for another machine's ULA address is not caught here.
 //!
-//! A run adds its two elements with one `nft` started before the
+//! A run adds its elements with one `nft` started before the
 //! container is cloned and waited for before its command starts, so the
 //! 2-3 ms nft takes overlap the container's own setup. When the batch
 //! fails because the network's tables are gone (a `nft flush ruleset`, a
@@ -56,13 +64,15 @@ pub(super) fn commands() -> Vec<Value> {
     let m = |left: Value, op: &str, right: Value| json!({ "match": { "op": op, "left": left, "right": right } });
     let iif = json!({ "meta": { "key": "iifname" } });
     let ether = json!({ "payload": { "protocol": "ether", "field": "type" } });
-    let ours = m(iif.clone(), "==", json!("vb-*"));
+    let ours = m(iif.clone(), "==", json!("@guarded"));
     let bound = |field: Value, set: &str| m(json!({ "concat": [iif.clone(), field] }), "!=", json!(format!("@{set}")));
     let drop = json!({ "drop": null });
     vec![
         json!({ "add": { "table": { "family": fam, "name": t } } }),
         json!({ "add": { "set": { "family": fam, "table": t, "name": "ports4", "type": ["ifname", "ipv4_addr"] } } }),
         json!({ "add": { "set": { "family": fam, "table": t, "name": "ports6", "type": ["ifname", "ipv6_addr"] } } }),
+        json!({ "add": { "set": { "family": fam, "table": t, "name": "macs", "type": ["ifname", "ether_addr"] } } }),
+        json!({ "add": { "set": { "family": fam, "table": t, "name": "guarded", "type": "ifname" } } }),
         json!({ "add": { "chain": {
             "family": fam, "table": t, "name": "guard", "type": "filter", "hook": "prerouting", "prio": -300,
             "policy": "accept"
@@ -71,6 +81,19 @@ pub(super) fn commands() -> Vec<Value> {
         // Nothing but ARP, IPv4 and IPv6: no VLAN-tagged frame (whose
         // contents the rules below would not see), no STP or LLDP.
         rule(vec![ours.clone(), m(ether.clone(), "!=", json!({ "set": ["arp", "ip", "ip6"] })), drop.clone()]),
+        // Its own MAC address only, in the frame and in ARP: another
+        // machine's would make the bridge send that machine's frames here.
+        rule(vec![
+            ours.clone(),
+            bound(json!({ "payload": { "protocol": "ether", "field": "saddr" } }), "macs"),
+            drop.clone(),
+        ]),
+        rule(vec![
+            ours.clone(),
+            m(ether.clone(), "==", json!("arp")),
+            bound(json!({ "payload": { "protocol": "arp", "field": "saddr ether" } }), "macs"),
+            drop.clone(),
+        ]),
         // No machine routes for or configures the others: no router
         // advertisement or redirect, no DHCP(v6) server.
         rule(vec![
@@ -115,42 +138,68 @@ pub(super) fn commands() -> Vec<Value> {
     ]
 }
 
-/// Removes the table once it binds no link that exists (berth's last
-/// network went; what is left names links gone, of runs whose bindings
-/// are still being given back, or of a killed berth's).
+/// Removes the table once it guards nothing (berth's last network went
+/// and every run gave its bindings back). Not while any element is left:
+/// a run adds its own before its link exists.
 pub(super) fn remove_if_unused() {
     let Ok(listed) = nftables::helper::get_current_ruleset_raw(Some(nat::nft()), ["list", "table", "bridge", TABLE])
     else {
         return;
     };
     let v: Value = serde_json::from_str(&listed).unwrap_or(Value::Null);
-    let elems = v["nftables"].as_array().into_iter().flatten().filter_map(|o| o["set"]["elem"].as_array()).flatten();
-    let link = |e: &Value| e["concat"][0].as_str().map(str::to_string);
-    let live = elems.filter_map(link).any(|l| std::path::Path::new("/sys/class/net").join(l).exists());
-    if !live {
+    let any = v["nftables"].as_array().into_iter().flatten().any(|o| o["set"]["elem"].is_array());
+    if !any {
         let t = json!({ "family": "bridge", "name": TABLE });
         let _ = nat::apply("remove the address bindings", "", vec![json!({ "delete": { "table": t } })]);
     }
 }
 
-/// `op` ("add" or "delete") of the elements binding `addrs` to `host_if`,
-/// if there are any addresses.
+/// `op` ("add" or "delete") of the elements that guard `host_if` and
+/// bind `addrs` and the MAC address [`mac_for`] them to it, if there are
+/// any addresses (a link on a bridge of the user's has none: unguarded).
 fn elements(host_if: &str, addrs: &[IpNet], op: &str) -> Option<Value> {
     element_commands(host_if, addrs, op).map(|commands| json!({ "nftables": commands }))
 }
 
 fn element_commands(host_if: &str, addrs: &[IpNet], op: &str) -> Option<Vec<Value>> {
     let t = TABLE;
+    let element = |set: &str, elem: Value| json!({ op: { "element": { "family": "bridge", "table": t, "name": set, "elem": [elem] } } });
     let mut commands = Vec::new();
     for a in addrs {
         let set = match a {
             IpNet::V4(_) => "ports4",
             IpNet::V6(_) => "ports6",
         };
-        let elem = json!([{ "concat": [host_if, a.addr().to_string()] }]);
-        commands.push(json!({ op: { "element": { "family": "bridge", "table": t, "name": set, "elem": elem } } }));
+        commands.push(element(set, json!({ "concat": [host_if, a.addr().to_string()] })));
     }
-    (!commands.is_empty()).then_some(commands)
+    let mac = mac_for(addrs)?;
+    commands.push(element("macs", json!({ "concat": [host_if, format_mac(&mac)] })));
+    // Guarded last on the way in, first on the way out: never guarded
+    // without its bindings.
+    let guarded = element("guarded", json!(host_if));
+    if op == "add" {
+        commands.push(guarded);
+    } else {
+        commands.insert(0, guarded);
+    }
+    Some(commands)
+}
+
+/// The MAC address berth gives a machine's `host0`: locally administered,
+/// `02:b7` and its IPv4 address (unique on its bridge, the same every run
+/// of a machine).
+pub fn mac_for(addrs: &[IpNet]) -> Option<[u8; 6]> {
+    addrs.iter().find_map(|a| match a {
+        IpNet::V4(v4) => {
+            let o = v4.addr().octets();
+            Some([0x02, 0xb7, o[0], o[1], o[2], o[3]])
+        }
+        IpNet::V6(_) => None,
+    })
+}
+
+fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 fn nft_batch(batch: &Value) -> std::io::Result<Child> {

@@ -12,7 +12,7 @@
 //!   chain forward { type filter hook forward priority filter - 1;
 //!     iifname @bridges accept
 //!     oifname @bridges accept
-//!     drop }
+//!     meta nfproto ipv4 drop }
 //! }
 //! ```
 //!
@@ -70,7 +70,11 @@ pub fn join(network: &str) -> Result<(), NatError> {
                 json!({ "flush": { "chain": chain } }),
                 rule(vec![member("iifname"), json!({ "accept": null })]),
                 rule(vec![member("oifname"), json!({ "accept": null })]),
-                rule(vec![json!({ "drop": null })]),
+                // IPv4 only: berth leaves IPv6 forwarding as it finds it.
+                rule(vec![
+                    json!({ "match": { "op": "==", "left": { "meta": { "key": "nfproto" } }, "right": "ipv4" } }),
+                    json!({ "drop": null }),
+                ]),
                 element(network, "add"),
             ],
         )?;

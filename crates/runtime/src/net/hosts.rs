@@ -15,8 +15,12 @@
 //! `host.berth.internal` is the bridge, the host as machines reach it.
 //!
 //! The file is rewritten in place, never replaced: a bind mount holds the
-//! inode it was made with. Writers hold an `flock` on the file itself and
-//! read the leases inside it, so the last writer writes the newest set.
+//! inode it was made with. A shorter text is padded with blank lines to
+//! the old length before the file is cut, so a reader never sees the tail
+//! of an older line. Writers hold `DIR/NETWORK.hosts.lock` (root's alone:
+//! every machine can open the hosts file itself, so a lock on it would be
+//! a lock any machine could hold forever) and read the leases inside it,
+//! so the last writer writes the newest set.
 
 use std::fmt::Write as _;
 use std::io::{Seek, Write};
@@ -72,6 +76,8 @@ pub fn refresh(dir: &Path, network: &str) -> Result<PathBuf, IpamError> {
         let path = path.to_path_buf();
         move |source| IpamError::Io { what, path, source }
     };
+    let lock = dir.join(format!("{network}.hosts.lock"));
+    let _lock = super::lockfile::take(&lock, true).map_err(io("locking", &lock))?;
     // Read by every machine (their root is mapped to another user), so
     // not lockfile::take's 0600; never through a symlink.
     let mut file = std::fs::OpenOptions::new()
@@ -83,28 +89,28 @@ pub fn refresh(dir: &Path, network: &str) -> Result<PathBuf, IpamError> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&path)
         .map_err(io("opening", &path))?;
-    loop {
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
-            Err(rustix::io::Errno::INTR) => continue,
-            r => break r.map_err(|e| io("locking", &path)(e.into()))?,
-        }
-    }
     let ipam = Ipam::open(dir, network)?;
     let leases = ipam.list()?;
     let gateway = match ipam.subnet()? {
         Some(s) => ipam::gateway(s).addr(),
         None => std::net::Ipv4Addr::UNSPECIFIED,
     };
-    let text = render(network, gateway, &leases);
+    let mut text = render(network, gateway, &leases).into_bytes();
+    let len = text.len() as u64;
+    let old = file.metadata().map_err(io("reading", &path))?.len();
+    if old > len {
+        text.resize(old as usize, b'\n');
+    }
     file.rewind().map_err(io("writing", &path))?;
-    file.write_all(text.as_bytes()).map_err(io("writing", &path))?;
-    file.set_len(text.len() as u64).map_err(io("writing", &path))?;
+    file.write_all(&text).map_err(io("writing", &path))?;
+    file.set_len(len).map_err(io("writing", &path))?;
     Ok(path)
 }
 
-/// Removes `network`'s hosts file.
+/// Removes `network`'s hosts file (and its lock).
 pub fn remove(dir: &Path, network: &str) {
     let _ = std::fs::remove_file(path(dir, network));
+    let _ = std::fs::remove_file(dir.join(format!("{network}.hosts.lock")));
 }
 
 #[cfg(test)]

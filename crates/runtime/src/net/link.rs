@@ -60,7 +60,12 @@ impl Netlink {
     /// Makes a veth pair: `host` in this socket's namespace and its peer
     /// [`PEER_NAME`] created directly inside `netns` (so the peer's name
     /// never exists on the host), both with MTU [`DEFAULT_MTU`], both down.
-    pub fn create_veth(&self, host: &str, netns: BorrowedFd<'_>) -> Result<(), NetlinkError> {
+    pub fn create_veth(
+        &self,
+        host: &str,
+        netns: BorrowedFd<'_>,
+        peer_mac: Option<[u8; 6]>,
+    ) -> Result<(), NetlinkError> {
         let what = format!("creating veth {host} with peer {PEER_NAME} in another network namespace");
         check_name(&what, host)?;
         let mut peer = LinkMessage::default();
@@ -70,6 +75,9 @@ impl Netlink {
             // The kernel reads the descriptor while it handles this request.
             LinkAttribute::NetNsFd(netns.as_raw_fd()),
         ];
+        if let Some(mac) = peer_mac {
+            peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
         let mut link = LinkMessage::default();
         link.attributes = vec![
             LinkAttribute::IfName(host.into()),

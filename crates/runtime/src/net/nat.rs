@@ -7,7 +7,8 @@
 //!   chain postrouting { type nat hook postrouting priority srcnat;
 //!     ip saddr SUBNET ip daddr != SUBNET masquerade }
 //!   chain guard { type filter hook prerouting priority raw;
-//!     iifname NAME ip daddr 127.0.0.0/8 drop }          # see ports.rs
+//!     iifname NAME ip daddr 127.0.0.0/8 drop            # see ports.rs
+//!     iifname NAME ip saddr 127.0.0.0/8 drop }
 //!   chain forward { type filter hook forward priority filter;
 //!     iifname NAME ip saddr != SUBNET drop              # no forged sources
 //!     iifname NAME ip6 saddr != { ULA, fe80::/10 } drop
@@ -18,6 +19,9 @@
 //!   chain dns { type nat hook prerouting priority dstnat;  # see dns.rs
 //!     iifname NAME ip daddr GATEWAY udp dport 53 dnat to RESOLVER:53
 //!     iifname NAME ip daddr GATEWAY tcp dport 53 dnat to RESOLVER:53 }
+//!   chain dns-in { type nat hook input priority srcnat;
+//!     iifname NAME ip daddr RESOLVER udp dport 53 ct status dnat snat to 127.0.0.1
+//!     iifname NAME ip daddr RESOLVER tcp dport 53 ct status dnat snat to 127.0.0.1 }
 //! }
 //! ```
 //!
@@ -128,6 +132,16 @@ pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net, resolver: Option<Ipv
                 json!({ "drop": null }),
             ],
         ),
+        // Nor anything it sends from 127/8, which route_localnet would let
+        // in as if from the host itself.
+        rule(
+            "guard",
+            vec![
+                matches(iif.clone(), "==", json!(network)),
+                matches(saddr.clone(), "==", prefix("127.0.0.0/8")),
+                json!({ "drop": null }),
+            ],
+        ),
         rule(
             "postrouting",
             vec![
@@ -179,7 +193,20 @@ pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net, resolver: Option<Ipv
     commands.extend(super::bind::commands());
     if let Some(resolver) = resolver {
         commands.push(chain("dns", "nat", "prerouting", -100));
+        commands.push(chain("dns-in", "nat", "input", 100));
         for proto in ["udp", "tcp"] {
+            // From 127.0.0.1 once there: systemd-resolved's stub (and
+            // unbound's default access control) answer localhost only.
+            commands.push(rule(
+                "dns-in",
+                vec![
+                    matches(iif.clone(), "==", json!(network)),
+                    matches(daddr.clone(), "==", json!(resolver.to_string())),
+                    matches(json!({ "payload": { "protocol": proto, "field": "dport" } }), "==", json!(53)),
+                    matches(json!({ "ct": { "key": "status" } }), "in", json!(["dnat"])),
+                    json!({ "snat": { "family": "ip", "addr": "127.0.0.1" } }),
+                ],
+            ));
             commands.push(rule(
                 "dns",
                 vec![
@@ -190,10 +217,17 @@ pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net, resolver: Option<Ipv
                 ],
             ));
         }
-        let localnet = format!("/proc/sys/net/ipv4/conf/{network}/route_localnet");
+    }
+    // The guard first, route_localnet after: never the one without the other.
+    apply("add its NAT table", network, commands)?;
+    let localnet = format!("/proc/sys/net/ipv4/conf/{network}/route_localnet");
+    if resolver.is_some() {
         std::fs::write(&localnet, "1\n").map_err(NatError::Localnet)?;
     }
-    apply("add its NAT table", network, commands)
+    // A bridge never takes router advertisements (the guard drops the
+    // machines'; this covers a flushed guard too).
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{network}/accept_ra"), "0\n");
+    Ok(())
 }
 
 /// Removes the network's table (nothing when it is not there).
