@@ -7,7 +7,9 @@
 //! init itself ([`kernel_fs`]). Every target inside the root is resolved
 //! with `openat2(RESOLVE_IN_ROOT)` and mounted on through its
 //! `/proc/self/fd` link, so an image's symlinks (`/proc -> /etc`) cannot
-//! aim a mount or a write at the host.
+//! aim a mount or a write at the host. A booted machine with an addressed
+//! `host0` also gets berth's networkd file in its fresh `/run`
+//! ([`crate::net::networkd`]), written here before its init starts.
 
 use crate::spec::{BindMount, ResolvConf, RunSpec, Volatile};
 use crate::userns::idmap::{detached, Devices, HostMounts, RootMount, Upper, UserMount};
@@ -237,6 +239,11 @@ pub fn setup(
         mount_fs("tmpfs", &t.path(), "tmpfs", F::NOSUID | F::NODEV, &format!("mode={mode}"))?;
     }
     run_host(&root)?;
+    if spec.boot {
+        if let Some(text) = spec.network.as_ref().and_then(crate::net::networkd::host0_network) {
+            networkd_file(&root, &text)?;
+        }
+    }
     let ro_root = spec.read_only || spec.volatile == Volatile::State;
     let dns = spec.network.as_ref().and_then(|n| n.dns);
     resolv_conf(&root, &scratch, spec.resolv_conf, dns, ro_root)?;
@@ -469,6 +476,35 @@ fn run_host(root: &Root) -> Result<(), RuntimeError> {
         root.bind(os, Path::new("run/host/os-release"), Kind::File, false, true)?;
     }
     Ok(())
+}
+
+/// berth's `.network` file for `host0` (see [`crate::net::networkd`]),
+/// in the container's fresh `/run`: 0755 directories and a 0644 file
+/// whatever berth's umask, since networkd reads it as a user of its own.
+fn networkd_file(root: &Root, text: &str) -> Result<(), RuntimeError> {
+    use std::io::Write;
+    let rel = Path::new(crate::net::networkd::HOST0_NETWORK);
+    let (Some(dir), Some(name)) = (rel.parent(), rel.file_name()) else { return Ok(()) };
+    let what = format!("writing /{}", rel.display());
+    let open_dir = |t: &Target| {
+        rfs::openat(&t.0, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(err(what.clone()))
+    };
+    let leaf = open_dir(&root.target(dir, Kind::Dir)?)?;
+    // The directories below /run (whose own mode came with its tmpfs).
+    for d in dir.ancestors().filter(|d| d.components().count() > 1) {
+        let fd = open_dir(&root.target(d, Kind::Dir)?)?;
+        rfs::fchmod(&fd, Mode::from_raw_mode(0o755)).map_err(err(what.clone()))?;
+    }
+    let fd = rfs::openat(
+        &leaf,
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(err(what.clone()))?;
+    rfs::fchmod(&fd, Mode::from_raw_mode(0o644)).map_err(err(what.clone()))?;
+    std::fs::File::from(fd).write_all(text.as_bytes()).map_err(|e| RuntimeError::sys(what, e))
 }
 
 fn mount_proc(root: &Root) -> Result<(), RuntimeError> {

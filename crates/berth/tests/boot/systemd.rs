@@ -1,6 +1,7 @@
 //! A debootstrap'd Debian booting systemd, detached: start, reach
 //! running/degraded, exec, shell (piped and on a real terminal), status,
-//! logs, stop / kill -s RTMIN+4 / terminate, reboot — and nothing left.
+//! logs, stop / kill -s RTMIN+4 / terminate, reboot — and nothing left;
+//! with `-n`, host0 configured before systemd starts and kept so by networkd.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -344,19 +345,7 @@ fn a_booted_machine_with_a_veth_has_host0_configured_before_systemd_starts() {
     let r = h.run(["exec", &m, "cat", "/sys/class/net/host0/operstate"]).success();
     assert_eq!(r.stdout.trim(), "up", "{r:?}");
     let r = h.run(["exec", &m, "hostname", "-I"]).success();
-    let nets = h.run(["network", "ls", "--json"]).success().json();
-    let lease = nets
-        .as_array()
-        .and_then(|a| a.iter().find(|n| n["name"] == h.berth.network()))
-        .and_then(|n| {
-            n["leases"]
-                .as_array()?
-                .iter()
-                .find(|l| l["owner"].as_str().is_some_and(|o| o.ends_with(&format!(":{m}"))))
-                .cloned()
-        })
-        .unwrap_or_else(|| panic!("no lease for {m}: {nets}"));
-    let v4 = lease["address"].as_str().unwrap_or_default().split('/').next().unwrap_or_default().to_string();
+    let (v4, _) = lease_v4(&h, &m);
     assert!(r.stdout.split_whitespace().any(|w| w == v4), "host0 has {:?}, the lease is {v4}", r.stdout);
     // Configured by berth, not by a network manager in the machine.
     let r = h.run(["exec", &m, "systemctl", "is-active", "systemd-networkd"]);
@@ -368,4 +357,114 @@ fn a_booted_machine_with_a_veth_has_host0_configured_before_systemd_starts() {
         assert!(Instant::now() < deadline, "the machine's link outlived it");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Machine `m`'s IPv4 address on the test network (from its lease) and
+/// that network's gateway, the bridge (the subnet's first host).
+fn lease_v4(h: &Host, m: &str) -> (String, std::net::Ipv4Addr) {
+    let nets = h.run(["network", "ls", "--json"]).success().json();
+    let net = nets
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["name"] == h.berth.network()))
+        .unwrap_or_else(|| panic!("no network {}: {nets}", h.berth.network()));
+    let lease = net["leases"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["owner"].as_str().is_some_and(|o| o.ends_with(&format!(":{m}")))))
+        .unwrap_or_else(|| panic!("no lease for {m}: {nets}"));
+    let v4 = lease["address"].as_str().unwrap_or_default().split('/').next().unwrap_or_default().to_string();
+    let subnet: ipnet::Ipv4Net =
+        net["subnet"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no subnet in {net}"));
+    (v4, std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1))
+}
+
+/// The IPv4 default routes' gateways on `dev`, from the machine's
+/// `/proc/net/route` (`ip` is not in the tree).
+fn default_gateways(route: &str, dev: &str) -> Vec<std::net::Ipv4Addr> {
+    route
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Iface Destination Gateway …, addresses as the kernel's
+            // network-order word printed in hex on a little-endian host.
+            (f.len() > 2 && f[0] == dev && f[1] == "00000000")
+                .then(|| u32::from_str_radix(f[2], 16).ok())
+                .flatten()
+                .map(|g| std::net::Ipv4Addr::from(g.to_le_bytes()))
+        })
+        .collect()
+}
+
+#[test]
+fn networkd_in_a_booted_machine_keeps_host0_as_berth_configured_it() {
+    // systemd's 80-container-host0.network (meant for nspawn) has networkd
+    // run a DHCP client on host0 that nothing answers, then add an IPv4
+    // link-local address; berth's own file in the machine's /run has
+    // networkd keep the address and route berth set, and nothing more.
+    let m = machine_name("sdnd");
+    let h = Host::systemd(&[&m]);
+    h.run(["run", "-M", &m, "systemctl", "enable", "systemd-networkd"]).success();
+    h.run(["run", "-b", "-d", "-n", "-M", &m]).success();
+    h.wait_running(&m);
+    let r = h.run(["exec", &m, "systemctl", "is-active", "systemd-networkd"]);
+    assert_eq!(r.stdout.trim(), "active", "networkd must run in the machine for this test to mean anything: {r:?}");
+    let (v4, gateway) = lease_v4(&h, &m);
+    let status = || h.run(["exec", &m, "networkctl", "status", "--no-pager", "host0"]);
+    let check = |when: &str| {
+        // Give networkd time to act on host0: configured (done), then a
+        // few seconds more, in which DHCP would have given up for IPv4LL.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !status().stdout.contains("(configured)") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        let st = status();
+        let r = h.run(["exec", &m, "hostname", "-I"]).success();
+        assert!(
+            r.stdout.split_whitespace().any(|w| w == v4),
+            "{when}: host0 lost the lease's address {v4} under networkd: it has {:?}\n{}",
+            r.stdout,
+            st.stdout
+        );
+        assert!(
+            !r.stdout.split_whitespace().any(|w| w.starts_with("169.254.")),
+            "{when}: networkd gave host0 an IPv4 link-local address: it has {:?}\n{}",
+            r.stdout,
+            st.stdout
+        );
+        let route = h.run(["exec", &m, "cat", "/proc/net/route"]).success().stdout;
+        assert_eq!(
+            default_gateways(&route, "host0"),
+            [gateway],
+            "{when}: host0's default route via {gateway} under networkd:\n{route}\n{}",
+            st.stdout
+        );
+        // IPv6 may be off on this host (berth then sets IPv4 alone), but
+        // never two defaults.
+        let route6 = h.run(["exec", &m, "cat", "/proc/net/ipv6_route"]).success().stdout;
+        let defaults6 = route6
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.len() == 10 && f[9] == "host0" && f[1] == "00" && f[0].bytes().all(|b| b == b'0'))
+            .count();
+        assert!(defaults6 <= 1, "{when}: host0 has {defaults6} IPv6 default routes:\n{route6}\n{}", st.stdout);
+        assert!(
+            st.stdout.contains("Network File: /run/systemd/network/10-berth-host0.network"),
+            "{when}: networkd must manage host0 with berth's file: {st:?}"
+        );
+        assert!(st.stdout.contains("(configured)"), "{when}: networkd must have host0 configured: {st:?}");
+        let r = h.run(["exec", &m, "networkctl", "list", "--no-pager", "--no-legend"]).success();
+        let line = r.stdout.lines().find(|l| l.split_whitespace().nth(1) == Some("host0"));
+        assert!(line.is_some_and(|l| l.contains("configured")), "{when}: networkctl list: {r:?}");
+    };
+    check("after boot");
+    // A networkd that starts again finds berth's setup as its own file's.
+    h.run(["exec", &m, "systemctl", "restart", "systemd-networkd"]).success();
+    check("after restarting networkd");
+    // The file is the machine's, in its /run: the image's /etc is as it was.
+    let r = h.run(["exec", &m, "stat", "-c", "%a %U", "/run/systemd/network/10-berth-host0.network"]).success();
+    assert_eq!(r.stdout.trim(), "644 root", "{r:?}");
+    let r = h.run(["exec", &m, "ls", "-A", "/etc/systemd/network"]).success();
+    assert_eq!(r.stdout.trim(), "", "{r:?}");
+    h.run(["stop", &m]).success();
 }

@@ -112,6 +112,8 @@ impl Netlink {
         };
         msg.header.destination_prefix_length = 0;
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        // networkd's file for a booted machine's host0 names this protocol
+        // (see `net::networkd`): change both together.
         msg.header.protocol = RouteProtocol::Boot;
         msg.header.scope = RouteScope::Universe;
         msg.header.kind = RouteType::Unicast;

@@ -5,7 +5,8 @@
 //! and configures `lo`, `host0`'s addresses and the default routes through
 //! a netlink socket opened in the namespace. The init waits until this is
 //! done, so the command never sees an unconfigured link and no DHCP client
-//! or systemd-networkd is needed inside.
+//! or systemd-networkd is needed inside (a booted machine that runs
+//! networkd anyway is told to keep this setup: see [`super::networkd`]).
 //!
 //! Nothing needs undoing when the container ends: a veth pair dies with
 //! the network namespace of either end, and the namespace dies with the

@@ -15,7 +15,8 @@
 //! What a run uses: [`network`] (berth's bridges, their state and leases,
 //! what `berth network` manages), [`attach`] (the veth into a container's
 //! namespace, made from the host side before its command starts) and
-//! [`nat`] (masquerading in a table of berth's own).
+//! [`nat`] (masquerading in a table of berth's own); for a booted
+//! machine, [`networkd`] (a file that has networkd keep `host0` so).
 //!
 //! A netlink socket acts on the network namespace it was created in, so
 //! [`Netlink::open_in`] creates its socket in a short-lived thread that has
@@ -40,6 +41,7 @@ mod lockfile;
 pub mod nat;
 mod netlink;
 pub mod network;
+pub mod networkd;
 pub mod ns;
 pub mod ports;
 pub mod subnet;
