@@ -52,11 +52,12 @@ STORE=$WORK/store
 B=("$BERTH" --root "$STORE")
 # podman's bridge (CNI) is made on first use: removed again if it was
 # not there before, with the iptables tables CNI made.
-PODMAN_BRIDGE_BEFORE=$(ip -o link show cni-podman0 2>/dev/null | wc -l)
+PODMAN_BRIDGE_BEFORE=0
+[[ -e /sys/class/net/cni-podman0 ]] && PODMAN_BRIDGE_BEFORE=1
 NFT_BEFORE=$(nft list tables 2>/dev/null)
 cleanup() {
     if [[ -n ${P[*]:-} ]]; then "${P[@]}" rmi -a -f >/dev/null 2>&1 || true; fi
-    if [[ $PODMAN_BRIDGE_BEFORE == 0 ]] && ip link show cni-podman0 >/dev/null 2>&1; then
+    if [[ $PODMAN_BRIDGE_BEFORE == 0 && -e /sys/class/net/cni-podman0 ]]; then
         ip link del cni-podman0 || true
         for t in "ip nat" "ip filter"; do
             grep -qx "table $t" <<<"$NFT_BEFORE" || nft delete table $t 2>/dev/null || true

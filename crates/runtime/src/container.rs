@@ -370,12 +370,10 @@ fn run_in(
             }
             Err(e) => {
                 let _ = sys::kill(child, libc::SIGKILL);
-                // The veth, port table and bindings, if made before
-                // something else failed.
-                match (&spec.network, host_end) {
-                    (Some(net), Some(index)) => crate::net::detach(net, index),
-                    (Some(net), None) if net.transient => crate::net::bind::unbind(&net.host_if, &net.addrs),
-                    _ => {}
+                // The veth and port table, if made before something
+                // else failed.
+                if let (Some(net), Some(index)) = (&spec.network, host_end) {
+                    crate::net::detach(net, index);
                 }
                 Some(e)
             }

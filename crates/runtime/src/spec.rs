@@ -228,9 +228,6 @@ pub struct NetAttach {
     pub gateways: Vec<std::net::IpAddr>,
     /// `-p`: host ports forwarded to the container's IPv4 address.
     pub ports: Vec<crate::net::ports::PortMap>,
-    /// Whether the lease is the run's alone (given back when it ends), not
-    /// a machine's (kept, with its address bindings, across its runs).
-    pub transient: bool,
     /// The network's hosts file, bound over `/etc/hosts` (berth networks).
     pub hosts: Option<std::path::PathBuf>,
     /// The bridge's address, named in `/etc/resolv.conf` in place of the

@@ -124,9 +124,9 @@ pub fn attach(net: &NetAttach, init: libc::pid_t) -> Result<u32, RuntimeError> {
 /// passed out) would keep the pair, answering for an address the next
 /// machine may get. The kernel takes RCU grace periods over a veth's
 /// deletion (7 to 20 ms measured here), so a process of its own does it
-/// and berth does not wait; gone already is fine. By index, as are the
-/// port table and (for a run's own lease) the address bindings: the
-/// machine's next run may have made its link of the same name by then.
+/// and berth does not wait; gone already is fine. By index, as is the
+/// port table: the address's next holder may have made its link of the
+/// same name by then. (The address bindings stay: see `bind`.)
 pub fn detach(net: &NetAttach, index: u32) {
     let net = net.clone();
     crate::sys::in_background(move || {
@@ -135,9 +135,6 @@ pub fn detach(net: &NetAttach, index: u32) {
         }
         if let Ok(host) = Netlink::open() {
             let _ = host.delete_link_index(index);
-        }
-        if net.transient {
-            super::bind::unbind(&net.host_if, &net.addrs);
         }
     });
 }

@@ -36,13 +36,15 @@
 //! sources pass (neighbour discovery needs them); a forged neighbour
 //! advertisement for another machine's ULA address is not caught here.
 //!
-//! A run adds its elements with one `nft` started before the
-//! container is cloned and waited for before its command starts, so the
-//! 2-3 ms nft takes overlap the container's own setup. When the batch
+//! The bindings are per address (the link is named after it), so they
+//! stay true whoever holds it next and are removed only with the network.
+//! A start looks them up ([`super::nfcheck`], no `nft`); the first run on
+//! an address, or one after a flush, adds them with one `nft` started
+//! before the container is cloned and waited for before its command
+//! starts, so the few milliseconds nft takes overlap the container's setup. When the batch
 //! fails because the network's tables are gone (a `nft flush ruleset`, a
 //! firewall reload), the tables are made again and the batch retried:
-//! each start also repairs NAT after a flush. The elements go with the
-//! host end, in the background ([`super::detach`]).
+//! each start also repairs NAT after a flush.
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -154,14 +156,11 @@ pub(super) fn remove_if_unused() {
     }
 }
 
-/// `op` ("add" or "delete") of the elements that guard `host_if` and
-/// bind `addrs` and the MAC address [`mac_for`] them to it, if there are
-/// any addresses (a link on a bridge of the user's has none: unguarded).
-fn elements(host_if: &str, addrs: &[IpNet], op: &str) -> Option<Value> {
-    element_commands(host_if, addrs, op).map(|commands| json!({ "nftables": commands }))
-}
-
-fn element_commands(host_if: &str, addrs: &[IpNet], op: &str) -> Option<Vec<Value>> {
+/// The additions that guard `host_if` and bind `addrs` and the MAC
+/// address [`mac_for`] them to it, if there are any addresses (a link on
+/// a bridge of the user's has none: unguarded).
+fn element_commands(host_if: &str, addrs: &[IpNet]) -> Option<Vec<Value>> {
+    let op = "add";
     let t = TABLE;
     let element = |set: &str, elem: Value| json!({ op: { "element": { "family": "bridge", "table": t, "name": set, "elem": [elem] } } });
     let mut commands = Vec::new();
@@ -174,14 +173,8 @@ fn element_commands(host_if: &str, addrs: &[IpNet], op: &str) -> Option<Vec<Valu
     }
     let mac = mac_for(addrs)?;
     commands.push(element("macs", json!({ "concat": [host_if, format_mac(&mac)] })));
-    // Guarded last on the way in, first on the way out: never guarded
-    // without its bindings.
-    let guarded = element("guarded", json!(host_if));
-    if op == "add" {
-        commands.push(guarded);
-    } else {
-        commands.insert(0, guarded);
-    }
+    // Guarded last: never guarded without its bindings.
+    commands.push(element("guarded", json!(host_if)));
     Some(commands)
 }
 
@@ -226,11 +219,20 @@ pub struct Pending {
 /// Starts adding `net`'s bindings (nothing for a link without addresses:
 /// a bridge of the user's).
 pub fn start(net: &NetAttach) -> Result<Option<Pending>, nat::NatError> {
-    let Some(mut commands) = element_commands(&net.host_if, &net.addrs, "add") else { return Ok(None) };
-    // A no-op on the network's NAT table that fails when it is gone: the
-    // same batch tells a flushed ruleset.
-    let canary = json!({ "family": "inet", "table": format!("berth-{}", net.bridge), "name": "postrouting" });
-    commands.push(json!({ "add": { "chain": canary } }));
+    let Some(mut commands) = element_commands(&net.host_if, &net.addrs) else { return Ok(None) };
+    // Bound by an earlier run on this address, tables still in: nothing to
+    // add (two lookups, no nft; see nfcheck).
+    if super::nfcheck::in_place(&format!("berth-{}", net.bridge), TABLE, &net.host_if).unwrap_or(false) {
+        return Ok(None);
+    }
+    // An element (that expires by itself) in a set of the network's NAT
+    // table: the batch fails when that table is gone too, so it tells a
+    // flushed ruleset. (Not a no-op on a chain: that costs the commit an
+    // RCU grace period, ~20 ms here; an element add does not.)
+    let alive = json!([{ "elem": { "val": net.host_if, "timeout": 10 } }]);
+    commands.push(json!({ "add": { "element": {
+        "family": "inet", "table": format!("berth-{}", net.bridge), "name": "alive", "elem": alive
+    } } }));
     let batch = json!({ "nftables": commands });
     let child = nft_batch(&batch).ok();
     Ok(Some(Pending { child, batch, network: net.bridge.clone() }))
@@ -267,18 +269,38 @@ impl Pending {
 
 /// Binds `addrs` to `host_if` now (waited for).
 pub fn rebind(host_if: &str, addrs: &[IpNet]) -> Result<(), nat::NatError> {
-    match element_commands(host_if, addrs, "add") {
+    match element_commands(host_if, addrs) {
         Some(commands) => nat::apply("bind a machine's addresses to its link", host_if, commands),
         None => Ok(()),
     }
 }
 
-/// Removes the bindings of `addrs` to `host_if` (waited for: a run's go
-/// in the background, a machine's when its lease does).
-pub fn unbind(host_if: &str, addrs: &[IpNet]) {
-    if let Some(batch) = elements(host_if, addrs, "delete") {
-        if let Ok(c) = nft_batch(&batch) {
-            let _ = c.wait_with_output();
+/// Removes the bindings of every link whose name starts with `prefix`
+/// (a network's, when it is removed).
+pub fn unbind_prefix(prefix: &str) {
+    let Ok(listed) = nftables::helper::get_current_ruleset_raw(Some(nat::nft()), ["list", "table", "bridge", TABLE])
+    else {
+        return;
+    };
+    let v: Value = serde_json::from_str(&listed).unwrap_or(Value::Null);
+    let mut commands = Vec::new();
+    for set in v["nftables"].as_array().into_iter().flatten().filter_map(|o| o.get("set")) {
+        let (Some(name), Some(elems)) = (set["name"].as_str(), set["elem"].as_array()) else { continue };
+        let ours: Vec<Value> = elems
+            .iter()
+            .filter(|e| {
+                let link = e["concat"][0].as_str().or_else(|| e.as_str());
+                link.is_some_and(|l| l.starts_with(prefix))
+            })
+            .cloned()
+            .collect();
+        if !ours.is_empty() {
+            commands.push(json!({ "delete": { "element": {
+                "family": "bridge", "table": TABLE, "name": name, "elem": ours
+            } } }));
         }
+    }
+    if !commands.is_empty() {
+        let _ = nat::apply("remove the network's address bindings", prefix, commands);
     }
 }

@@ -42,6 +42,7 @@ pub mod nat;
 mod netlink;
 pub mod network;
 pub mod networkd;
+mod nfcheck;
 pub mod ns;
 pub mod ports;
 pub mod subnet;

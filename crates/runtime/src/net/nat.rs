@@ -119,6 +119,8 @@ pub fn ensure(network: &str, subnet: Ipv4Net, ula: Ipv6Net, resolver: Option<Ipv
         json!({ "add": { "table": tbl } }),
         json!({ "delete": { "table": tbl } }),
         json!({ "add": { "table": tbl } }),
+        // Touched by every start (see bind.rs): the table is still there.
+        json!({ "add": { "set": { "family": fam, "table": t, "name": "alive", "type": "ifname", "flags": ["timeout"] } } }),
         chain("postrouting", "nat", "postrouting", 100),
         chain("forward", "filter", "forward", 0),
         chain("guard", "filter", "prerouting", -300),

@@ -102,15 +102,42 @@ impl Owner {
         self.0.starts_with("r:")
     }
 
-    /// The host end of the owner's veth: `vb-` and 12 hex digits of a hash
-    /// of the owner (the same for every run of a machine, distinct per run
-    /// otherwise).
+    /// The host end of the owner's veth on a bridge of the user's (no
+    /// lease: see [`link_name`] for berth's networks): `vb-` and 12 hex
+    /// digits of a hash of the owner (the same for every run of a
+    /// machine, distinct per run otherwise).
     pub fn host_if(&self) -> String {
         use sha2::Digest as _;
         let h = sha2::Sha256::digest(self.0.as_bytes());
         let hex: String = h[..6].iter().map(|b| format!("{b:02x}")).collect();
         format!("vb-{hex}")
     }
+}
+
+/// The host end of the link holding `addr` on `network`: `vb-`, five
+/// base-32 characters of a hash of the network's name, then `addr`'s 32
+/// bits in seven. Named after the address (unique host-wide: berth's
+/// subnets never overlap) rather than its holder, so the link's address
+/// bindings ([`bind`]) stay true whoever holds the address next, and a
+/// start adds nothing the last one had not (and no run removes them: a
+/// removal costs the nftables commit an RCU grace period that the next
+/// start would wait out). The network's prefix finds them all at `network rm`.
+pub fn link_name(network: &str, addr: Ipv4Addr) -> String {
+    format!("{}{}", link_prefix(network), base32(u64::from(u32::from(addr)), 7))
+}
+
+fn link_prefix(network: &str) -> String {
+    use sha2::Digest as _;
+    let h = sha2::Sha256::digest(network.as_bytes());
+    let bits = u64::from_be_bytes([0, 0, 0, 0, h[0], h[1], h[2], h[3]]) >> 7;
+    format!("vb-{}", base32(bits, 5))
+}
+
+/// The low `len * 5` bits of `v`, most significant first, as RFC 4648's
+/// base-32 letters in lower case (names stay within IFNAMSIZ).
+fn base32(v: u64, len: u32) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    (0..len).rev().map(|i| ALPHABET[((v >> (5 * i)) & 31) as usize] as char).collect()
 }
 
 /// Whether a `r:PID:START` owner's process is gone.
@@ -336,12 +363,10 @@ pub fn remove(dir: &Path, name: &str) -> Result<(), NetError> {
     nl.delete_link(name)?;
     nat::remove(name)?;
     let ipam = Ipam::open(dir, name)?;
-    // Its machines' bindings go with their leases.
-    for l in ipam.list()? {
-        bind::unbind(&Owner(l.owner).host_if(), &[IpNet::V4(l.addr), IpNet::V6(l.addr6)]);
-    }
     {
         let _pick = pick_lock()?;
+        // Its links' bindings, every address it ever leased.
+        bind::unbind_prefix(&link_prefix(name));
         forward::leave(name)?;
         bind::remove_if_unused();
     }
@@ -399,22 +424,23 @@ pub fn attach_plan(dir: &Path, bridge: &str, owner: &Owner, make_default: bool) 
         }
     };
     let ipam = Ipam::open(dir, &n.name)?;
-    // Leases of runs whose berth is gone (killed) go first, with their
-    // address bindings.
-    for l in ipam.list()?.into_iter().filter(|l| stale_run(&l.owner)) {
-        bind::unbind(&Owner(l.owner).host_if(), &[IpNet::V4(l.addr), IpNet::V6(l.addr6)]);
-    }
-    ipam.retain(|o| !stale_run(o))?;
+    // Leases of runs whose berth is gone (killed) go first.
+    let swept = ipam.retain(|o| !stale_run(o))?;
     let lease = ipam.allocate(owner.key(), n.subnet)?;
-    let hosts = hosts::refresh(dir, &n.name)?;
+    // The names change only with a named lease (or a swept one).
+    let path = hosts::path(dir, &n.name);
+    let hosts = if swept > 0 || hosts::owner_name(owner.key()).is_some() || !path.exists() {
+        hosts::refresh(dir, &n.name)?
+    } else {
+        path
+    };
     let forwards_dns = recorded_resolver(dir, &n.name).flatten().is_some();
     Ok(NetAttach {
-        host_if,
+        host_if: link_name(&n.name, lease.addr.addr()),
         bridge: n.name,
         addrs: vec![IpNet::V4(lease.addr), IpNet::V6(lease.addr6)],
         gateways: vec![IpAddr::V4(lease.gateway), IpAddr::V6(lease.gateway6)],
         ports: vec![],
-        transient: owner.transient(),
         hosts: Some(hosts),
         dns: forwards_dns.then_some(lease.gateway),
     })
@@ -436,7 +462,7 @@ pub fn repair() -> Result<(), NetError> {
             .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         for l in Ipam::open(&dir, &name)?.list()? {
-            let host_if = Owner(l.owner).host_if();
+            let host_if = link_name(&name, l.addr.addr());
             if links.contains(&host_if) {
                 bind::rebind(&host_if, &[IpNet::V4(l.addr), IpNet::V6(l.addr6)])?;
             }
@@ -452,13 +478,8 @@ pub fn release(dir: &Path, owner: &Owner) -> Result<(), NetError> {
     }
     for (name, _) in ipam::subnets_in(dir)? {
         let ipam = Ipam::open(dir, &name)?;
-        let Some(lease) = ipam.lease(owner.key())? else { continue };
-        ipam.release(owner.key())?;
-        hosts::refresh(dir, &name)?;
-        // A machine's bindings stay across its runs; they go with its lease.
-        if !owner.transient() {
-            let addrs = [IpNet::V4(lease.addr), IpNet::V6(lease.addr6)];
-            bind::unbind(&owner.host_if(), &addrs);
+        if ipam.release(owner.key())?.is_some() && hosts::owner_name(owner.key()).is_some() {
+            hosts::refresh(dir, &name)?;
         }
     }
     Ok(())
