@@ -17,7 +17,7 @@ pub const LIMIT: usize = 4 << 20;
 /// The text of `rel` under `root`, or None.
 pub fn read(root: impl AsFd, rel: &str) -> Option<String> {
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
-    let fd: OwnedFd = rustix::fs::openat2(
+    let fd: OwnedFd = crate::openat2::openat2(
         root,
         rel.trim_start_matches('/'),
         flags,

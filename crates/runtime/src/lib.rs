@@ -22,6 +22,7 @@ mod init;
 pub mod inside;
 pub mod machine;
 pub mod net;
+mod openat2;
 mod pty;
 mod rootfs;
 pub mod seccomp;

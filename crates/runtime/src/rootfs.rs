@@ -70,7 +70,7 @@ impl Root {
     pub(crate) fn existing(&self, rel: &Path) -> Result<Target, Errno> {
         let rel = rel.strip_prefix("/").unwrap_or(rel);
         let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-        rfs::openat2(&self.fd, rel, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), IN_ROOT).map(Target)
+        crate::openat2::openat2(&self.fd, rel, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), IN_ROOT).map(Target)
     }
 
     /// Resolves `rel` inside the root, creating it (and its parents) as
@@ -87,12 +87,13 @@ impl Root {
             let last = i + 1 == comps.len();
             let name = c.as_os_str();
             acc.push(name);
-            let open = || rfs::openat2(&self.fd, &acc, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), IN_ROOT);
+            let open =
+                || crate::openat2::openat2(&self.fd, &acc, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), IN_ROOT);
             let next = match open() {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => {
                     // `cur` came from O_PATH: reopen it as a real directory to create in.
-                    let dir = rfs::openat2(
+                    let dir = crate::openat2::openat2(
                         &cur,
                         ".",
                         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
@@ -159,7 +160,7 @@ impl Root {
         let rel = rel.strip_prefix("/").unwrap_or(rel);
         let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else { return Ok(None) };
         let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-        match rfs::openat2(
+        match crate::openat2::openat2(
             &self.fd,
             parent,
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,

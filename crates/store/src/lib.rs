@@ -57,6 +57,7 @@ pub mod lock;
 pub mod machineroot;
 pub mod machines;
 pub mod mount;
+mod openat2;
 pub mod pull;
 pub mod runs;
 pub mod unpack;

@@ -105,7 +105,13 @@ pub(crate) fn open_dir(root: BorrowedFd<'_>, dir: &Path, at: Where) -> rustix::i
         Where::InRoot => {
             let rel = dir.strip_prefix("/").unwrap_or(dir);
             let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-            rfs::openat2(root, rel, flags, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)
+            crate::openat2::openat2(
+                root,
+                rel,
+                flags,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            )
         }
     }
 }

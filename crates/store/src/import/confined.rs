@@ -30,7 +30,7 @@ pub fn open_regular(dir: &Path, rel: &str) -> Result<File, StoreError> {
         .map_err(|e| StoreError::io(format!("opening {}", dir.display()), e.into()))?;
     let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-    let fd = match rfs::openat2(&base, rel, flags, Mode::empty(), how) {
+    let fd = match crate::openat2::openat2(&base, rel, flags, Mode::empty(), how) {
         Ok(fd) => fd,
         Err(Errno::XDEV) | Err(Errno::LOOP) => {
             return Err(refused(dir, rel, "is a link that leads outside it: refusing to follow it"))

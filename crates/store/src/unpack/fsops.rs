@@ -67,7 +67,7 @@ impl Root {
         if depth > 40 {
             return Err(Errno::LOOP.into());
         }
-        match rfs::openat2(&self.fd, join(comps), DIR_FLAGS, Mode::empty(), IN_ROOT) {
+        match crate::openat2::openat2(&self.fd, join(comps), DIR_FLAGS, Mode::empty(), IN_ROOT) {
             Ok(fd) => return Ok(fd),
             Err(Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
@@ -80,7 +80,7 @@ impl Root {
             Err(Errno::EXIST) => {}
             Err(e) => return Err(e.into()),
         }
-        match rfs::openat2(&pfd, &name[0], DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty(), IN_ROOT) {
+        match crate::openat2::openat2(&pfd, &name[0], DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty(), IN_ROOT) {
             Ok(fd) => Ok(fd),
             // (O_DIRECTORY|O_NOFOLLOW on a symlink gives ENOTDIR, or
             // ELOOP: the link is checked for below.)
@@ -91,7 +91,7 @@ impl Root {
                 let Ok(target) = rfs::readlinkat(&pfd, &name[0], Vec::new()) else { return Err(e.into()) };
                 let target = resolve_link(parent, target.as_bytes());
                 self.ensure_dir_depth(&target, depth + 1)?;
-                Ok(rfs::openat2(&self.fd, join(comps), DIR_FLAGS, Mode::empty(), IN_ROOT)?)
+                Ok(crate::openat2::openat2(&self.fd, join(comps), DIR_FLAGS, Mode::empty(), IN_ROOT)?)
             }
             Err(e) => Err(e.into()),
         }
@@ -100,7 +100,7 @@ impl Root {
     /// Opens an existing path inside the root without following its final
     /// component (`O_PATH`), or `None` when it does not exist.
     pub fn lookup(&self, comps: &[OsString]) -> io::Result<Option<OwnedFd>> {
-        match rfs::openat2(
+        match crate::openat2::openat2(
             &self.fd,
             join(comps),
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
