@@ -144,12 +144,8 @@ pub(super) fn commands() -> Vec<Value> {
 /// and every run gave its bindings back). Not while any element is left:
 /// a run adds its own before its link exists.
 pub(super) fn remove_if_unused() {
-    let Ok(listed) = nftables::helper::get_current_ruleset_raw(Some(nat::nft()), ["list", "table", "bridge", TABLE])
-    else {
-        return;
-    };
-    let v: Value = serde_json::from_str(&listed).unwrap_or(Value::Null);
-    let any = v["nftables"].as_array().into_iter().flatten().any(|o| o["set"]["elem"].is_array());
+    let Ok(objects) = nat::list("list the address bindings", "", &["list", "table", "bridge", TABLE]) else { return };
+    let any = objects.iter().any(|o| o["set"]["elem"].is_array());
     if !any {
         let t = json!({ "family": "bridge", "name": TABLE });
         let _ = nat::apply("remove the address bindings", "", vec![json!({ "delete": { "table": t } })]);
@@ -278,13 +274,11 @@ pub fn rebind(host_if: &str, addrs: &[IpNet]) -> Result<(), nat::NatError> {
 /// Removes the bindings of every link whose name starts with `prefix`
 /// (a network's, when it is removed).
 pub fn unbind_prefix(prefix: &str) {
-    let Ok(listed) = nftables::helper::get_current_ruleset_raw(Some(nat::nft()), ["list", "table", "bridge", TABLE])
-    else {
+    let Ok(objects) = nat::list("list the address bindings", prefix, &["list", "table", "bridge", TABLE]) else {
         return;
     };
-    let v: Value = serde_json::from_str(&listed).unwrap_or(Value::Null);
     let mut commands = Vec::new();
-    for set in v["nftables"].as_array().into_iter().flatten().filter_map(|o| o.get("set")) {
+    for set in objects.iter().filter_map(|o| o.get("set")) {
         let (Some(name), Some(elems)) = (set["name"].as_str(), set["elem"].as_array()) else { continue };
         let ours: Vec<Value> = elems
             .iter()

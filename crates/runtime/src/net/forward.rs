@@ -94,18 +94,8 @@ pub fn leave(network: &str) -> Result<(), NatError> {
     }
     // Gone already (a failed create) is fine.
     let _ = apply("leave the forwarding guard", network, vec![element(network, "delete")]);
-    let listed =
-        nftables::helper::get_current_ruleset_raw(Some(super::nat::nft()), ["list", "set", "inet", TABLE, "bridges"])
-            .map_err(|e| NatError::Nft {
-            what: "list the forwarding guard",
-            network: network.into(),
-            detail: e.to_string(),
-        })?;
-    let v: Value = serde_json::from_str(&listed).unwrap_or(Value::Null);
-    let empty = v["nftables"]
-        .as_array()
-        .map(|a| a.iter().all(|o| o["set"]["elem"].as_array().is_none_or(|e| e.is_empty())))
-        .unwrap_or(false);
+    let objects = super::nat::list("list the forwarding guard", network, &["list", "set", "inet", TABLE, "bridges"])?;
+    let empty = !objects.is_empty() && objects.iter().all(|o| o["set"]["elem"].as_array().is_none_or(|e| e.is_empty()));
     if empty {
         let t = json!({ "family": "inet", "name": TABLE });
         apply("remove the forwarding guard", network, vec![json!({ "delete": { "table": t } })])?;

@@ -68,15 +68,27 @@ pub(super) fn nft() -> &'static str {
     ["/usr/sbin/nft", "/sbin/nft"].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap_or("nft")
 }
 
+/// The objects `nft list ARGS…` prints (its JSON's `nftables` array).
+pub(super) fn list(what: &'static str, network: &str, args: &[&str]) -> Result<Vec<Value>, NatError> {
+    let out = nftables::helper::get_current_ruleset_raw(Some(nft()), args).map_err(|e| NatError::Nft {
+        what,
+        network: network.to_string(),
+        detail: e.to_string(),
+    })?;
+    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    Ok(match v {
+        Value::Object(mut o) => match o.remove("nftables") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    })
+}
+
 /// The names of the host's nftables tables of the `inet` family.
 pub(super) fn list_tables() -> Result<Vec<String>, NatError> {
-    let out = nftables::helper::get_current_ruleset_raw(Some(nft()), ["list", "tables", "inet"])
-        .map_err(|e| NatError::Nft { what: "list the tables", network: String::new(), detail: e.to_string() })?;
-    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
-    Ok(v["nftables"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|o| o["table"]["name"].as_str().map(str::to_string)).collect())
-        .unwrap_or_default())
+    let objects = list("list the tables", "", &["list", "tables", "inet"])?;
+    Ok(objects.iter().filter_map(|o| o["table"]["name"].as_str().map(str::to_string)).collect())
 }
 
 pub(super) fn apply(what: &'static str, network: &str, commands: Vec<Value>) -> Result<(), NatError> {
